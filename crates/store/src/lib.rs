@@ -1,1 +1,159 @@
+//! The network store: one user's folders and objects, the change journal over them, devices and
+//! tokens, and the content-addressed blobs their payloads live in.
+//!
+//! [`Store`] is the interface every backend implements; [`SqliteStore`] is the embedded one
+//! (SQLite in WAL mode + blob files). Its SQL is kept portable (no `INSERT OR REPLACE`, no rowid
+//! tricks, `ON CONFLICT`/`RETURNING` as PostgreSQL spells them) so a PostgreSQL backend can share it.
+//!
+//! Calls are blocking; async callers run them on a blocking thread.
 
+mod blobs;
+mod error;
+pub mod secret;
+mod sqlite;
+
+pub use blobs::{BlobDir, BlobWriter, VerifiedBlob, is_valid_hash};
+pub use error::{Result, StoreError};
+pub use sqlite::SqliteStore;
+
+use cpm_core::{ChangedRow, Folder, Item, MessageInfo, Name, Object, ObjectKind, StorePath};
+use jiff::Timestamp;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub type UserId = i64;
+
+/// Who a request acts for: always one user, and the device when a device token was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: UserId,
+    pub user: String,
+    pub device_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub name: String,
+    pub class: String,
+    pub time_zone: Option<String>,
+    pub registered: Timestamp,
+    pub last_seen: Option<Timestamp>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSummary {
+    pub name: String,
+    pub created: Timestamp,
+    pub objects: u64,
+    pub bytes: u64,
+    pub devices: u64,
+}
+
+/// An object to create (or, with `replace`, a new payload for the object of that name).
+#[derive(Debug, Clone)]
+pub struct NewObject {
+    pub folder_id: String,
+    pub name: Name,
+    pub kind: ObjectKind,
+    pub hash: String,
+    pub content_type: String,
+    pub message: Option<MessageInfo>,
+    pub modified: Option<Timestamp>,
+    pub replace: bool,
+}
+
+/// One page of a folder: folders first, then objects, each in byte order of their names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListBatch {
+    pub items: Vec<Item>,
+    /// Opaque position to continue from; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// One page of the change journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeBatch {
+    pub rows: Vec<ChangedRow>,
+    pub cursor: i64,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub tombstones_purged: u64,
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// How long tombstones are kept; a cursor older than the oldest purged one must resync.
+    pub tombstone_retention: Duration,
+    /// How long an uploaded blob may wait for the object that names it before it is collected.
+    pub blob_grace: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            tombstone_retention: Duration::from_secs(30 * 24 * 3600),
+            blob_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+pub trait Store: Send + Sync + 'static {
+    // Users, devices and tokens.
+    fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId>;
+    fn users(&self) -> Result<Vec<UserSummary>>;
+    /// The user's id and password hash, for a login check.
+    fn credentials(&self, user: &str) -> Result<(UserId, String)>;
+    fn add_token(&self, user: UserId, token_hash: &str) -> Result<()>;
+    fn register_device(
+        &self,
+        user: UserId,
+        name: &Name,
+        class: &str,
+        time_zone: Option<&str>,
+        token_hash: &str,
+    ) -> Result<DeviceRecord>;
+    fn authenticate(&self, token_hash: &str) -> Result<Principal>;
+    fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
+    fn revoke_device(&self, user: UserId, name: &str) -> Result<DeviceRecord>;
+
+    // The tree.
+    fn resolve(&self, user: UserId, path: &StorePath) -> Result<Item>;
+    fn item(&self, user: UserId, id: &str) -> Result<Item>;
+    fn folder_path(&self, user: UserId, folder_id: &str) -> Result<StorePath>;
+    fn list(
+        &self,
+        user: UserId,
+        folder_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListBatch>;
+    fn create_folder(&self, user: UserId, path: &StorePath, parents: bool) -> Result<Folder>;
+    fn create_object(&self, user: UserId, object: NewObject) -> Result<Object>;
+    /// Moves (and with `name`, renames) entries in one transaction: all of them or none.
+    fn move_items(
+        &self,
+        user: UserId,
+        ids: &[String],
+        to: Option<&str>,
+        name: Option<&Name>,
+    ) -> Result<Vec<Item>>;
+    fn set_flags(&self, user: UserId, id: &str, flags: &[String]) -> Result<Object>;
+    fn delete(&self, user: UserId, id: &str, recursive: bool) -> Result<()>;
+
+    // The change journal.
+    fn changes(&self, user: UserId, since: i64, limit: usize) -> Result<ChangeBatch>;
+
+    // Blobs.
+    fn has_blob(&self, user: UserId, hash: &str) -> Result<bool>;
+    fn blob_writer_dir(&self) -> &BlobDir;
+    fn commit_blob(&self, user: UserId, blob: VerifiedBlob) -> Result<()>;
+    fn blob_path(&self, hash: &str) -> PathBuf;
+    fn collect_garbage(&self) -> Result<GcReport>;
+}
