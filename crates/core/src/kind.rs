@@ -68,3 +68,70 @@ impl fmt::Display for EntryKind {
         })
     }
 }
+
+/// The class of a device; the operator sets defaults and bounds per class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceClass {
+    Pc,
+    Pda,
+    Phone,
+    Tablet,
+    Other,
+}
+
+impl DeviceClass {
+    pub const ALL: [DeviceClass; 5] = [
+        DeviceClass::Pc,
+        DeviceClass::Pda,
+        DeviceClass::Phone,
+        DeviceClass::Tablet,
+        DeviceClass::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::Pc => "pc",
+            DeviceClass::Pda => "pda",
+            DeviceClass::Phone => "phone",
+            DeviceClass::Tablet => "tablet",
+            DeviceClass::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for DeviceClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeviceClass {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|class| class.as_str() == raw)
+            .ok_or_else(|| {
+                format!("unknown device class {raw:?} (expected pc, pda, phone, tablet or other)")
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_classes_round_trip_through_their_names() {
+        for class in DeviceClass::ALL {
+            assert_eq!(class.as_str().parse::<DeviceClass>(), Ok(class));
+        }
+        assert!("laptop".parse::<DeviceClass>().is_err());
+        for kind in [ObjectKind::File, ObjectKind::Message] {
+            assert_eq!(kind.as_str().parse::<ObjectKind>(), Ok(kind));
+        }
+        assert_eq!(EntryKind::from(ObjectKind::Message).to_string(), "message");
+    }
+}

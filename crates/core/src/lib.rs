@@ -12,7 +12,7 @@ pub mod path;
 pub mod pattern;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use kind::{EntryKind, ObjectKind};
+pub use kind::{DeviceClass, EntryKind, ObjectKind};
 pub use message::MessageInfo;
 pub use model::{ChangedRow, Folder, Item, Object};
 pub use name::{Name, NameError};

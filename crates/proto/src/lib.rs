@@ -231,3 +231,10 @@ pub struct SetFlagsRequest {
 pub struct Health {
     pub status: String,
 }
+
+/// The answer to a blob upload.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlobReceipt {
+    pub hash: String,
+    pub size: u64,
+}

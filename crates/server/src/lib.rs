@@ -1,1 +1,100 @@
+//! The cpm server: the native HTTP/JSON API over a store, and the store's housekeeping.
 
+pub mod api;
+pub mod config;
+mod convert;
+pub mod error;
+pub mod metrics;
+pub mod state;
+
+pub use config::ServerConfig;
+
+use cpm_core::Clock;
+use cpm_store::{SqliteStore, Store};
+use state::{AppState, SharedState};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A server bound to its address, ready to run.
+pub struct Server {
+    state: SharedState,
+    listener: tokio::net::TcpListener,
+}
+
+impl Server {
+    /// Opens the embedded store under `data` and binds `config.listen` (port 0: any free port).
+    pub async fn bind(
+        data: &Path,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        let settings = config.store_settings();
+        let data = data.to_owned();
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data, clock, settings))
+            .await
+            .map_err(|error| error.to_string())?
+            .map_err(|error| format!("cannot open the store: {error}"))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
+        let address = listener.local_addr().map_err(|error| error.to_string())?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"));
+        let state = Arc::new(AppState {
+            store: Arc::new(store),
+            config,
+            public_url,
+            metrics: Default::default(),
+        });
+        Ok(Self { state, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests under way.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let collector = tokio::spawn(collect_garbage(Arc::clone(&self.state)));
+        let app = api::router(self.state);
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        collector.abort();
+        served
+    }
+}
+
+/// Purges expired tombstones and unreferenced blobs, once at start and then every `gc_interval`.
+async fn collect_garbage(state: SharedState) {
+    let mut ticks = tokio::time::interval(state.config.gc_interval);
+    loop {
+        ticks.tick().await;
+        let store: Arc<dyn Store> = Arc::clone(&state.store);
+        match tokio::task::spawn_blocking(move || store.collect_garbage()).await {
+            Ok(Ok(report)) => {
+                state.metrics.gc_blobs_removed.inc_by(report.blobs_removed);
+                state
+                    .metrics
+                    .gc_tombstones_purged
+                    .inc_by(report.tombstones_purged);
+                if report != cpm_store::GcReport::default() {
+                    tracing::info!(?report, "collected garbage");
+                }
+            }
+            Ok(Err(error)) => tracing::error!(%error, "garbage collection failed"),
+            Err(error) => tracing::error!(%error, "garbage collection task failed"),
+        }
+    }
+}

@@ -6,7 +6,11 @@
 
 use crate::error::{Result, StoreError};
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+/// Bytes gathered before each write to disk, so a 1 GiB upload is a thousand writes, not a
+/// hundred thousand.
+const WRITE_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct BlobDir {
@@ -16,7 +20,7 @@ pub struct BlobDir {
 
 /// A payload being received. Dropping it before [`BlobWriter::finish`] removes the partial file.
 pub struct BlobWriter {
-    file: tokio::fs::File,
+    file: BufWriter<tokio::fs::File>,
     temp: TempFile,
     hasher: blake3::Hasher,
     len: u64,
@@ -81,7 +85,7 @@ impl BlobDir {
         let path = self.tmp.join(name);
         let file = tokio::fs::File::create(&path).await?;
         Ok(BlobWriter {
-            file,
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
             temp: TempFile(Some(path)),
             hasher: blake3::Hasher::new(),
             len: 0,
@@ -167,7 +171,7 @@ impl BlobWriter {
             )));
         }
         self.file.flush().await?;
-        self.file.sync_all().await?;
+        self.file.get_mut().sync_all().await?;
         Ok(VerifiedBlob {
             temp: TempFile(self.temp.0.take()),
             hash,

@@ -1,0 +1,113 @@
+//! The native HTTP/JSON API: routes, and the OpenAPI document derived from them.
+
+pub mod account;
+pub mod changes;
+pub mod content;
+pub mod tree;
+
+use crate::error::ApiError;
+use crate::metrics;
+use crate::state::SharedState;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router, middleware};
+use cpm_proto::{Entry, ErrorBody, Health};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// JSON bodies may carry a move of up to `tree::MAX_MOVE` ids; payloads stream and are not
+/// bounded by this.
+const JSON_BODY_LIMIT: usize = 16 << 20;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "cpm", description = "Network message and content store for CPM users, with device sync."),
+    paths(
+        account::login, account::register_device, account::list_devices, account::revoke_device,
+        tree::resolve, tree::get_entry, tree::children, tree::create_folder, tree::delete_folder,
+        tree::create_object, tree::set_flags, tree::delete_object, tree::move_entries,
+        content::has_blob, content::upload_blob, content::download,
+        changes::changes, health
+    ),
+    components(schemas(Entry, ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/v1/login", post(account::login))
+        .route(
+            "/v1/devices",
+            post(account::register_device).get(account::list_devices),
+        )
+        .route("/v1/devices/{name}", delete(account::revoke_device))
+        .route("/v1/entries", get(tree::resolve))
+        .route("/v1/entries/{id}", get(tree::get_entry))
+        .route("/v1/folders", post(tree::create_folder))
+        .route("/v1/folders/{id}", delete(tree::delete_folder))
+        .route("/v1/folders/{id}/children", get(tree::children))
+        .route("/v1/objects", post(tree::create_object))
+        .route("/v1/objects/{id}", delete(tree::delete_object))
+        .route("/v1/objects/{id}/flags", put(tree::set_flags))
+        .route("/v1/objects/{id}/content", get(content::download))
+        .route("/v1/move", post(tree::move_entries))
+        .route(
+            "/v1/blobs/{hash}",
+            put(content::upload_blob).head(content::has_blob),
+        )
+        .route("/v1/changes", get(changes::changes))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/health", get(health))
+        .route("/metrics", get(render_metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(state)
+}
+
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn render_metrics(State(state): State<SharedState>) -> Response {
+    state.metrics.render()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

@@ -1,0 +1,152 @@
+//! The operator's settings: `cpm serve --config operator.toml`.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:7373"
+//! public_url = "https://cpm.example.net"   # base of every object link; default: http://<listen>
+//! max_object_bytes = "4GiB"                # larger uploads get 413
+//! max_message_bytes = "64MiB"              # messages are parsed whole, so they have their own cap
+//! tombstone_retention = "30d"              # older cursors get 410 resync_required
+//! blob_grace = "1h"                        # how long uploaded content may wait for its object
+//! gc_interval = "10m"
+//! ```
+
+use cpm_store::StoreSettings;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7373";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub max_object_bytes: u64,
+    pub max_message_bytes: u64,
+    pub tombstone_retention: Duration,
+    pub blob_grace: Duration,
+    pub gc_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let store = StoreSettings::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7373)),
+            public_url: None,
+            max_object_bytes: 4 << 30,
+            max_message_bytes: 64 << 20,
+            tombstone_retention: store.tombstone_retention,
+            blob_grace: store.blob_grace,
+            gc_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorFile {
+    #[serde(default)]
+    server: ServerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    max_object_bytes: Option<String>,
+    max_message_bytes: Option<String>,
+    tombstone_retention: Option<String>,
+    blob_grace: Option<String>,
+    gc_interval: Option<String>,
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        Self::parse(&text).map_err(|error| format!("{}: {error}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: OperatorFile = toml::from_str(text).map_err(|error| error.to_string())?;
+        let section = file.server;
+        let defaults = Self::default();
+        let public_url = section
+            .public_url
+            .map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "server.public_url must start with http:// or https:// (got {url:?})"
+            ));
+        }
+        Ok(Self {
+            listen: section.listen.unwrap_or(defaults.listen),
+            public_url,
+            max_object_bytes: bytes("max_object_bytes", section.max_object_bytes)?
+                .unwrap_or(defaults.max_object_bytes),
+            max_message_bytes: bytes("max_message_bytes", section.max_message_bytes)?
+                .unwrap_or(defaults.max_message_bytes),
+            tombstone_retention: duration("tombstone_retention", section.tombstone_retention)?
+                .unwrap_or(defaults.tombstone_retention),
+            blob_grace: duration("blob_grace", section.blob_grace)?.unwrap_or(defaults.blob_grace),
+            gc_interval: duration("gc_interval", section.gc_interval)?
+                .unwrap_or(defaults.gc_interval),
+        })
+    }
+
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            tombstone_retention: self.tombstone_retention,
+            blob_grace: self.blob_grace,
+        }
+    }
+}
+
+fn bytes(key: &str, raw: Option<String>) -> Result<Option<u64>, String> {
+    raw.map(|raw| {
+        raw.parse::<bytesize::ByteSize>()
+            .map(|size| size.as_u64())
+            .map_err(|error| format!("server.{key}: bad size {raw:?}: {error}"))
+    })
+    .transpose()
+}
+
+fn duration(key: &str, raw: Option<String>) -> Result<Option<Duration>, String> {
+    raw.map(|raw| {
+        humantime::parse_duration(&raw)
+            .map_err(|error| format!("server.{key}: bad duration {raw:?}: {error}"))
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_sizes_and_durations_and_refuses_typos() {
+        let config = ServerConfig::parse(
+            "[server]\nmax_object_bytes = \"20MB\"\ntombstone_retention = \"2h\"\npublic_url = \"https://x.example/\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.max_object_bytes, 20_000_000);
+        assert_eq!(config.tombstone_retention, Duration::from_secs(7200));
+        assert_eq!(config.public_url.as_deref(), Some("https://x.example"));
+        assert!(ServerConfig::parse("[server]\nmax_objet_bytes = \"1MB\"\n").is_err());
+        assert!(ServerConfig::parse("[server]\nmax_object_bytes = \"lots\"\n").is_err());
+        assert!(ServerConfig::parse("[server]\npublic_url = \"ftp://x\"\n").is_err());
+        assert_eq!(
+            ServerConfig::parse("")
+                .expect("empty is fine")
+                .listen
+                .to_string(),
+            DEFAULT_LISTEN
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! What every handler shares, and the bridge from async handlers to the blocking store.
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use cpm_store::{Principal, Store, StoreError, secret};
+use std::sync::Arc;
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: ServerConfig,
+    /// Base of object links, without a trailing slash.
+    pub public_url: String,
+    pub metrics: Metrics,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    /// Runs a store call on a blocking thread.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .map_err(|error| {
+                ApiError::from(StoreError::Internal(format!("store task failed: {error}")))
+            })?
+            .map_err(ApiError::from)
+    }
+
+    pub fn link(&self, object_id: &str) -> String {
+        format!("{}/v1/objects/{object_id}/content", self.public_url)
+    }
+}
+
+/// The authenticated caller: every request that touches a store carries one, and every store
+/// call it makes is scoped to `principal.user_id`.
+pub struct Auth(pub Principal);
+
+impl axum::extract::FromRequestParts<SharedState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &SharedState,
+    ) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| ApiError::from(StoreError::Unauthorized))?;
+        let hash = secret::token_hash(token);
+        state
+            .run(move |store| store.authenticate(&hash))
+            .await
+            .map(Auth)
+    }
+}
