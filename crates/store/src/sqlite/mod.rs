@@ -786,7 +786,7 @@ impl Store for SqliteStore {
                 }
                 Some(_) => {
                     return Err(StoreError::AlreadyExists(format!(
-                        "{} already exists (replace it to store a new version)",
+                        "{} already exists",
                         entry_path(tx, &folder.id, name)
                     )));
                 }

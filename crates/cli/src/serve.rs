@@ -1,0 +1,84 @@
+//! `cpm serve`: the network store on the embedded default.
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use cpm_core::SystemClock;
+use cpm_server::{Server, ServerConfig};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the store keeps its database and content.
+    #[arg(long, default_value = "./cpm-data")]
+    data: PathBuf,
+    /// Address to listen on [default: 127.0.0.1:7373, or server.listen from --config].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Operator settings (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::load(path).map_err(|error| anyhow!(error))?,
+        None => ServerConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let server = Server::bind(&args.data, config, Arc::new(SystemClock))
+        .await
+        .map_err(|error| anyhow!(error))?;
+    let address = server.local_addr()?;
+    // Scripts and tests read this line to learn the port (with --listen 127.0.0.1:0).
+    println!(
+        "cpm: serving http://{address} (data: {})",
+        args.data.display()
+    );
+    std::io::stdout().flush()?;
+    tracing::info!(%address, public_url = server.public_url(), "serving");
+    server.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Logs go to stderr; `CPM_LOG` sets the level (error, warn, info, debug, trace).
+fn init_logging() {
+    let level = std::env::var("CPM_LOG")
+        .ok()
+        .and_then(|raw| raw.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
