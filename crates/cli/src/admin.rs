@@ -44,10 +44,7 @@ pub fn run(args: AdminArgs) -> Result<()> {
     let store = SqliteStore::open(&args.data, Arc::new(SystemClock), StoreSettings::default())
         .with_context(|| format!("cannot open the store in {}", args.data.display()))?;
     match args.command {
-        AdminCommand::User(UserCommand::Add {
-            name,
-            password_stdin,
-        }) => {
+        AdminCommand::User(UserCommand::Add { name, password_stdin }) => {
             let password = read_password(password_stdin)?;
             let hash = secret::hash_password(&password)?;
             store.create_user(&name, &hash)?;

@@ -26,8 +26,7 @@ pub struct DeviceDir {
 impl DeviceDir {
     /// The device directory holding `start`, searching upwards.
     pub fn find(start: &Path) -> Result<Self> {
-        let start = std::path::absolute(start)
-            .with_context(|| format!("bad directory {}", start.display()))?;
+        let start = std::path::absolute(start).with_context(|| format!("bad directory {}", start.display()))?;
         let mut cursor = Some(start.as_path());
         while let Some(dir) = cursor {
             if dir.join(META_DIR).join(CONFIG_FILE).is_file() {
@@ -45,12 +44,8 @@ impl DeviceDir {
         let meta = root.join(META_DIR);
         let text = std::fs::read_to_string(meta.join(CONFIG_FILE))
             .with_context(|| format!("cannot read {}", meta.join(CONFIG_FILE).display()))?;
-        let config: DeviceConfig = toml::from_str(&text).with_context(|| {
-            format!(
-                "bad device settings in {}",
-                meta.join(CONFIG_FILE).display()
-            )
-        })?;
+        let config: DeviceConfig = toml::from_str(&text)
+            .with_context(|| format!("bad device settings in {}", meta.join(CONFIG_FILE).display()))?;
         let token = std::fs::read_to_string(meta.join(TOKEN_FILE))
             .with_context(|| format!("cannot read the device token in {}", meta.display()))?
             .trim()
@@ -61,18 +56,13 @@ impl DeviceDir {
     /// Writes a new device directory's settings; the token file is readable by its owner only.
     pub fn create(root: &Path, config: DeviceConfig, token: &str) -> Result<Self> {
         let meta = root.join(META_DIR);
-        std::fs::create_dir_all(&meta)
-            .with_context(|| format!("cannot create {}", meta.display()))?;
+        std::fs::create_dir_all(&meta).with_context(|| format!("cannot create {}", meta.display()))?;
         let token_path = meta.join(TOKEN_FILE);
-        write_private(&token_path, token)
-            .with_context(|| format!("cannot write {}", token_path.display()))?;
+        write_private(&token_path, token).with_context(|| format!("cannot write {}", token_path.display()))?;
         let text = toml::to_string(&config).context("cannot encode the device settings")?;
         std::fs::write(meta.join(CONFIG_FILE), text)
             .with_context(|| format!("cannot write {}", meta.join(CONFIG_FILE).display()))?;
-        Ok(Self {
-            config,
-            token: token.to_owned(),
-        })
+        Ok(Self { config, token: token.to_owned() })
     }
 
     pub fn is_registered(root: &Path) -> bool {
@@ -84,12 +74,7 @@ impl DeviceDir {
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
 }

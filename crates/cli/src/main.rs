@@ -11,11 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "cpm",
-    version,
-    about = "Network message and content store for CPM users, and its device commands"
-)]
+#[command(name = "cpm", version, about = "Network message and content store for CPM users, and its device commands")]
 struct Cli {
     /// Run as if cpm was started in DIR (as with git -C).
     #[arg(short = 'C', global = true, value_name = "DIR")]
@@ -50,10 +46,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cpm: cannot start: {error}");

@@ -136,13 +136,10 @@ enum DevicesAction {
 pub fn read_password(from_stdin: bool) -> Result<String> {
     let password = if from_stdin {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the password from stdin")?;
+        std::io::stdin().read_to_string(&mut text).context("cannot read the password from stdin")?;
         text.lines().next().unwrap_or_default().to_owned()
     } else {
-        std::env::var("CPM_PASSWORD")
-            .map_err(|_| anyhow!("no password: pass --password-stdin, or set CPM_PASSWORD"))?
+        std::env::var("CPM_PASSWORD").map_err(|_| anyhow!("no password: pass --password-stdin, or set CPM_PASSWORD"))?
     };
     if password.is_empty() {
         bail!("the password is empty");
@@ -163,9 +160,7 @@ fn store_path(raw: &str) -> Result<StorePath> {
 /// Splits an absolute store path into its parent's path and its last name.
 fn split(raw: &str) -> Result<(String, String)> {
     let path = store_path(raw)?;
-    let (parent, name) = path
-        .split_last()
-        .ok_or_else(|| anyhow!("/ has no name; name a path below it"))?;
+    let (parent, name) = path.split_last().ok_or_else(|| anyhow!("/ has no name; name a path below it"))?;
     Ok((parent.to_string(), name.to_string()))
 }
 
@@ -185,12 +180,8 @@ async fn expand(client: &Client, raw: &str) -> Result<Vec<Entry>> {
     }
     let pattern = Pattern::parse(&last).map_err(|error| anyhow!(error))?;
     let folder = folder(client, &parent).await?;
-    let matches: Vec<Entry> = client
-        .list_all(&folder.id)
-        .await?
-        .into_iter()
-        .filter(|entry| pattern.matches(&entry.name))
-        .collect();
+    let matches: Vec<Entry> =
+        client.list_all(&folder.id).await?.into_iter().filter(|entry| pattern.matches(&entry.name)).collect();
     if matches.is_empty() {
         bail!("nothing matches {raw}");
     }
@@ -202,31 +193,15 @@ fn is_not_found(error: &ClientError) -> bool {
 }
 
 pub async fn device(args: DeviceArgs) -> Result<()> {
-    let DeviceCommand::Register {
-        server,
-        user,
-        name,
-        class,
-        dir,
-        tz,
-        password_stdin,
-    } = args.command;
-    class
-        .parse::<DeviceClass>()
-        .map_err(|error| anyhow!(error))?;
+    let DeviceCommand::Register { server, user, name, class, dir, tz, password_stdin } = args.command;
+    class.parse::<DeviceClass>().map_err(|error| anyhow!(error))?;
     if DeviceDir::is_registered(&dir) {
         bail!("{} is already a device directory", dir.display());
     }
     let password = read_password(password_stdin)?;
     let time_zone = tz.or_else(|| jiff::tz::TimeZone::system().iana_name().map(str::to_owned));
     let client = Client::new(&server, None)?;
-    let request = RegisterDeviceRequest {
-        user: user.clone(),
-        password,
-        name,
-        class,
-        time_zone,
-    };
+    let request = RegisterDeviceRequest { user: user.clone(), password, name, class, time_zone };
     let registered = client.register_device(&request).await?;
     let config = DeviceConfig {
         server: client.base().to_owned(),
@@ -249,26 +224,14 @@ pub async fn device(args: DeviceArgs) -> Result<()> {
 
 pub async fn put(here: &Path, args: PutArgs) -> Result<()> {
     let (_, client) = connect(here)?;
-    let Some((dest, sources)) = args.paths.split_last() else {
-        bail!("put needs files and a destination")
-    };
+    let Some((dest, sources)) = args.paths.split_last() else { bail!("put needs files and a destination") };
     store_path(dest)?;
     let into_folder = dest.ends_with('/')
         || sources.len() > 1
-        || client
-            .resolve(dest)
-            .await
-            .is_ok_and(|entry| entry.kind == EntryKind::Folder);
-    let (folder_path, single_name) = if into_folder {
-        (dest.clone(), None)
-    } else {
-        split(dest).map(|(p, n)| (p, Some(n)))?
-    };
-    let kind = if args.message {
-        ObjectKind::Message
-    } else {
-        ObjectKind::File
-    };
+        || client.resolve(dest).await.is_ok_and(|entry| entry.kind == EntryKind::Folder);
+    let (folder_path, single_name) =
+        if into_folder { (dest.clone(), None) } else { split(dest).map(|(p, n)| (p, Some(n)))? };
+    let kind = if args.message { ObjectKind::Message } else { ObjectKind::File };
     let target = client.create_folder(&folder_path, true).await?;
     for source in sources {
         let local = Path::new(source);
@@ -283,22 +246,15 @@ pub async fn put(here: &Path, args: PutArgs) -> Result<()> {
                 .map(|name| name.to_string_lossy().into_owned())
                 .ok_or_else(|| anyhow!("{source} has no file name"))?,
         };
-        let uploaded = client
-            .upload_file(local)
-            .await
-            .with_context(|| format!("cannot put {source}"))?;
+        let uploaded = client.upload_file(local).await.with_context(|| format!("cannot put {source}"))?;
         let content_type = match kind {
             ObjectKind::Message => None,
-            ObjectKind::File => args.content_type.clone().or_else(|| {
-                mime_guess::from_path(local)
-                    .first()
-                    .map(|mime| mime.essence_str().to_owned())
-            }),
+            ObjectKind::File => args
+                .content_type
+                .clone()
+                .or_else(|| mime_guess::from_path(local).first().map(|mime| mime.essence_str().to_owned())),
         };
-        let modified = metadata
-            .modified()
-            .ok()
-            .and_then(|time| jiff::Timestamp::try_from(time).ok());
+        let modified = metadata.modified().ok().and_then(|time| jiff::Timestamp::try_from(time).ok());
         let request = CreateObjectRequest {
             folder_id: target.id.clone(),
             name,
@@ -308,25 +264,14 @@ pub async fn put(here: &Path, args: PutArgs) -> Result<()> {
             replace: args.replace,
             modified,
         };
-        let entry = client
-            .create_object(&request)
-            .await
-            .map_err(|error| match error.code() {
-                Some("already_exists") => {
-                    anyhow!("{error}; use put --replace to store a new version")
-                }
-                _ => anyhow!(error).context(format!("cannot put {source}")),
-            })?;
-        let sent = if uploaded.sent {
-            String::new()
-        } else {
-            ", content already stored: 0 bytes sent".to_owned()
-        };
-        println!(
-            "put {} ({} bytes{sent})",
-            entry.path.as_deref().unwrap_or(&entry.name),
-            uploaded.size
-        );
+        let entry = client.create_object(&request).await.map_err(|error| match error.code() {
+            Some("already_exists") => {
+                anyhow!("{error}; use put --replace to store a new version")
+            }
+            _ => anyhow!(error).context(format!("cannot put {source}")),
+        })?;
+        let sent = if uploaded.sent { String::new() } else { ", content already stored: 0 bytes sent".to_owned() };
+        println!("put {} ({} bytes{sent})", entry.path.as_deref().unwrap_or(&entry.name), uploaded.size);
     }
     Ok(())
 }
@@ -335,11 +280,7 @@ pub async fn ls(here: &Path, args: LsArgs) -> Result<()> {
     let (_, client) = connect(here)?;
     store_path(&args.path)?;
     let entry = client.resolve(&args.path).await?;
-    let entries = if entry.kind == EntryKind::Folder {
-        client.list_all(&entry.id).await?
-    } else {
-        vec![entry]
-    };
+    let entries = if entry.kind == EntryKind::Folder { client.list_all(&entry.id).await? } else { vec![entry] };
     show::entries(&entries, args.long, args.json)
 }
 
@@ -356,44 +297,27 @@ pub async fn mkdir(here: &Path, args: MkdirArgs) -> Result<()> {
 async fn move_into(client: &Client, entries: &[Entry], destination: &Entry) -> Result<()> {
     let ids: Vec<String> = entries.iter().map(|entry| entry.id.clone()).collect();
     for batch in ids.chunks(MOVE_BATCH) {
-        let request = MoveRequest {
-            ids: batch.to_vec(),
-            to: Some(destination.id.clone()),
-            name: None,
-        };
+        let request = MoveRequest { ids: batch.to_vec(), to: Some(destination.id.clone()), name: None };
         client.move_entries(&request).await?;
     }
     let noun = if ids.len() == 1 { "entry" } else { "entries" };
-    println!(
-        "moved {} {noun} to {}",
-        ids.len(),
-        destination.path.as_deref().unwrap_or(&destination.name)
-    );
+    println!("moved {} {noun} to {}", ids.len(), destination.path.as_deref().unwrap_or(&destination.name));
     Ok(())
 }
 
 pub async fn mv(here: &Path, args: MvArgs) -> Result<()> {
     let (_, client) = connect(here)?;
-    let Some((dest, sources)) = args.paths.split_last() else {
-        bail!("mv needs sources and a destination")
-    };
+    let Some((dest, sources)) = args.paths.split_last() else { bail!("mv needs sources and a destination") };
     store_path(dest)?;
     if let Some(glob) = &args.content_type {
-        let [source] = sources else {
-            bail!("with --type, give one source folder and a destination folder")
-        };
+        let [source] = sources else { bail!("with --type, give one source folder and a destination folder") };
         let pattern = Pattern::parse(glob).map_err(|error| anyhow!(error))?;
         let source_folder = folder(&client, source).await?;
         let selected: Vec<Entry> = client
             .list_all(&source_folder.id)
             .await?
             .into_iter()
-            .filter(|entry| {
-                entry
-                    .content_type
-                    .as_deref()
-                    .is_some_and(|ct| pattern.matches(ct))
-            })
+            .filter(|entry| entry.content_type.as_deref().is_some_and(|ct| pattern.matches(ct)))
             .collect();
         if selected.is_empty() {
             bail!("no objects of type {glob} in {source}");
@@ -406,34 +330,19 @@ pub async fn mv(here: &Path, args: MvArgs) -> Result<()> {
         entries.extend(expand(&client, source).await?);
     }
     match client.resolve(dest).await {
-        Ok(destination) if destination.kind == EntryKind::Folder => {
-            move_into(&client, &entries, &destination).await
-        }
+        Ok(destination) if destination.kind == EntryKind::Folder => move_into(&client, &entries, &destination).await,
         Err(error) if !is_not_found(&error) => Err(error.into()),
         _ if dest.ends_with('/') => bail!("no such folder: {dest}"),
         _ => {
             let [entry] = entries.as_slice() else {
-                bail!(
-                    "moving several entries needs an existing destination folder; {dest} is not one"
-                )
+                bail!("moving several entries needs an existing destination folder; {dest} is not one")
             };
             let (parent, name) = split(dest)?;
             let parent = folder(&client, &parent).await?;
-            let request = MoveRequest {
-                ids: vec![entry.id.clone()],
-                to: Some(parent.id),
-                name: Some(name),
-            };
+            let request = MoveRequest { ids: vec![entry.id.clone()], to: Some(parent.id), name: Some(name) };
             let moved = client.move_entries(&request).await?;
-            let new_path = moved
-                .entries
-                .first()
-                .and_then(|entry| entry.path.clone())
-                .unwrap_or_else(|| dest.clone());
-            println!(
-                "moved {} to {new_path}",
-                entry.path.as_deref().unwrap_or(&entry.name)
-            );
+            let new_path = moved.entries.first().and_then(|entry| entry.path.clone()).unwrap_or_else(|| dest.clone());
+            println!("moved {} to {new_path}", entry.path.as_deref().unwrap_or(&entry.name));
             Ok(())
         }
     }
@@ -453,10 +362,7 @@ pub async fn get(here: &Path, args: GetArgs) -> Result<()> {
     if dest.exists() && !args.force {
         bail!("{} exists (use -f to replace it)", dest.display());
     }
-    let bytes = client
-        .download(&entry, &dest)
-        .await
-        .with_context(|| format!("cannot get {}", args.path))?;
+    let bytes = client.download(&entry, &dest).await.with_context(|| format!("cannot get {}", args.path))?;
     println!("got {} → {} ({bytes} bytes)", args.path, dest.display());
     Ok(())
 }
@@ -467,15 +373,14 @@ pub async fn rm(here: &Path, args: RmArgs) -> Result<()> {
         for entry in expand(&client, raw).await? {
             let shown = entry.path.clone().unwrap_or_else(|| entry.name.clone());
             match entry.kind {
-                EntryKind::Folder => client
-                    .delete_folder(&entry.id, args.recursive)
-                    .await
-                    .map_err(|error| match error.code() {
-                        Some("folder_not_empty") => anyhow!(
-                            "{shown} is not empty (use rm -r to delete it with everything in it)"
-                        ),
+                EntryKind::Folder => {
+                    client.delete_folder(&entry.id, args.recursive).await.map_err(|error| match error.code() {
+                        Some("folder_not_empty") => {
+                            anyhow!("{shown} is not empty (use rm -r to delete it with everything in it)")
+                        }
                         _ => error.into(),
-                    })?,
+                    })?
+                }
                 EntryKind::File | EntryKind::Message => client.delete_object(&entry.id).await?,
             }
             println!("removed {shown}");
@@ -492,10 +397,6 @@ pub async fn devices(here: &Path, args: DevicesArgs) -> Result<()> {
             println!("revoked {}", revoked.name);
             Ok(())
         }
-        None => show::devices(
-            &client.devices().await?,
-            &device.config.device_id,
-            args.json,
-        ),
+        None => show::devices(&client.devices().await?, &device.config.device_id, args.json),
     }
 }

@@ -31,15 +31,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let server = Server::bind(&args.data, config, Arc::new(SystemClock))
-        .await
-        .map_err(|error| anyhow!(error))?;
+    let server = Server::bind(&args.data, config, Arc::new(SystemClock)).await.map_err(|error| anyhow!(error))?;
     let address = server.local_addr()?;
     // Scripts and tests read this line to learn the port (with --listen 127.0.0.1:0).
-    println!(
-        "cpm: serving http://{address} (data: {})",
-        args.data.display()
-    );
+    println!("cpm: serving http://{address} (data: {})", args.data.display());
     std::io::stdout().flush()?;
     tracing::info!(%address, public_url = server.public_url(), "serving");
     server.run(shutdown_signal()).await?;

@@ -8,22 +8,14 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 fn local(time: Timestamp) -> String {
-    time.to_zoned(TimeZone::system())
-        .strftime("%Y-%m-%d %H:%M")
-        .to_string()
+    time.to_zoned(TimeZone::system()).strftime("%Y-%m-%d %H:%M").to_string()
 }
 
 /// Prints rows as columns separated by two spaces; the last column is not padded.
 fn table(rows: &[Vec<String>]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|row| row.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| rows.iter().filter_map(|row| row.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0))
         .collect();
     for row in rows {
         let mut line = String::new();
@@ -49,20 +41,12 @@ pub fn entries(entries: &[Entry], long: bool, as_json: bool) -> Result<()> {
     }
     if !long {
         for entry in entries {
-            let slash = if entry.kind == EntryKind::Folder {
-                "/"
-            } else {
-                ""
-            };
+            let slash = if entry.kind == EntryKind::Folder { "/" } else { "" };
             println!("{}{slash}", entry.name);
         }
         return Ok(());
     }
-    let mut rows = vec![
-        ["KIND", "NAME", "TYPE", "SIZE", "MODIFIED", "ID", "LINK"]
-            .map(str::to_owned)
-            .to_vec(),
-    ];
+    let mut rows = vec![["KIND", "NAME", "TYPE", "SIZE", "MODIFIED", "ID", "LINK"].map(str::to_owned).to_vec()];
     for entry in entries {
         let dash = || "-".to_owned();
         rows.push(vec![
@@ -92,11 +76,7 @@ pub fn users(users: &[UserSummary], as_json: bool) -> Result<()> {
             .collect();
         return json(&values);
     }
-    let mut rows = vec![
-        ["USER", "OBJECTS", "BYTES", "DEVICES", "CREATED"]
-            .map(str::to_owned)
-            .to_vec(),
-    ];
+    let mut rows = vec![["USER", "OBJECTS", "BYTES", "DEVICES", "CREATED"].map(str::to_owned).to_vec()];
     for user in users {
         rows.push(vec![
             user.name.clone(),
@@ -114,18 +94,7 @@ pub fn devices(devices: &[Device], current: &str, as_json: bool) -> Result<()> {
     if as_json {
         return json(devices);
     }
-    let mut rows = vec![
-        [
-            "NAME",
-            "CLASS",
-            "TIME ZONE",
-            "REGISTERED",
-            "LAST SEEN",
-            "STATE",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ];
+    let mut rows = vec![["NAME", "CLASS", "TIME ZONE", "REGISTERED", "LAST SEEN", "STATE"].map(str::to_owned).to_vec()];
     for device in devices {
         let state = match (device.revoked, device.id == current) {
             (true, _) => "revoked",

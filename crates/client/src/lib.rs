@@ -5,9 +5,8 @@
 //! temporary file that is renamed into place only once its hash matches.
 
 use cpm_proto::{
-    BlobReceipt, ChangesPage, CreateFolderRequest, CreateObjectRequest, Device, Entry, ErrorBody,
-    Health, ListPage, LoginRequest, MoveRequest, MoveResult, RegisterDeviceRequest,
-    RegisteredDevice, SetFlagsRequest, TokenResponse,
+    BlobReceipt, ChangesPage, CreateFolderRequest, CreateObjectRequest, Device, Entry, ErrorBody, Health, ListPage,
+    LoginRequest, MoveRequest, MoveResult, RegisterDeviceRequest, RegisteredDevice, SetFlagsRequest, TokenResponse,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -24,11 +23,7 @@ const PAGE: u32 = 1000;
 pub enum ClientError {
     /// The server refused: its status, code and sentence.
     #[error("{message}")]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Api { status: u16, code: String, message: String },
     #[error("cannot reach the server at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("{0}")]
@@ -69,9 +64,7 @@ impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Transport(format!(
-                "bad server URL {base:?}: expected http://HOST:PORT"
-            )));
+            return Err(ClientError::Transport(format!("bad server URL {base:?}: expected http://HOST:PORT")));
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("cpm/", env!("CARGO_PKG_VERSION")))
@@ -97,31 +90,20 @@ impl Client {
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<Response> {
-        let response = request
-            .send()
-            .await
-            .map_err(|error| self.transport(error))?;
+        let response = request.send().await.map_err(|error| self.transport(error))?;
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         Err(match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => ClientError::Api {
-                status: status.as_u16(),
-                code: body.code,
-                message: body.message,
-            },
+            Ok(body) => ClientError::Api { status: status.as_u16(), code: body.code, message: body.message },
             Err(_) => ClientError::Api {
                 status: status.as_u16(),
                 code: format!("http_{}", status.as_u16()),
                 message: format!(
                     "the server answered {status}{}",
-                    if text.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {text}")
-                    }
+                    if text.is_empty() { String::new() } else { format!(": {text}") }
                 ),
             },
         })
@@ -129,10 +111,7 @@ impl Client {
 
     fn transport(&self, error: reqwest::Error) -> ClientError {
         if error.is_connect() {
-            ClientError::Unreachable {
-                url: self.base.clone(),
-                reason: root_cause(&error),
-            }
+            ClientError::Unreachable { url: self.base.clone(), reason: root_cause(&error) }
         } else {
             ClientError::Transport(format!("request failed: {}", root_cause(&error)))
         }
@@ -140,10 +119,7 @@ impl Client {
 
     async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
         let response = self.send(request).await?;
-        response
-            .json()
-            .await
-            .map_err(|error| ClientError::Transport(format!("unexpected answer: {error}")))
+        response.json().await.map_err(|error| ClientError::Transport(format!("unexpected answer: {error}")))
     }
 
     pub async fn health(&self) -> Result<Health> {
@@ -151,20 +127,12 @@ impl Client {
     }
 
     pub async fn login(&self, user: &str, password: &str) -> Result<TokenResponse> {
-        let body = LoginRequest {
-            user: user.to_owned(),
-            password: password.to_owned(),
-        };
-        self.json(self.request(Method::POST, "/v1/login").json(&body))
-            .await
+        let body = LoginRequest { user: user.to_owned(), password: password.to_owned() };
+        self.json(self.request(Method::POST, "/v1/login").json(&body)).await
     }
 
-    pub async fn register_device(
-        &self,
-        request: &RegisterDeviceRequest,
-    ) -> Result<RegisteredDevice> {
-        self.json(self.request(Method::POST, "/v1/devices").json(request))
-            .await
+    pub async fn register_device(&self, request: &RegisterDeviceRequest) -> Result<RegisteredDevice> {
+        self.json(self.request(Method::POST, "/v1/devices").json(request)).await
     }
 
     pub async fn devices(&self) -> Result<Vec<Device>> {
@@ -172,37 +140,20 @@ impl Client {
     }
 
     pub async fn revoke_device(&self, name: &str) -> Result<Device> {
-        self.json(self.request(
-            Method::DELETE,
-            &format!("/v1/devices/{}", encode_segment(name)),
-        ))
-        .await
+        self.json(self.request(Method::DELETE, &format!("/v1/devices/{}", encode_segment(name)))).await
     }
 
     pub async fn resolve(&self, path: &str) -> Result<Entry> {
-        self.json(
-            self.request(Method::GET, "/v1/entries")
-                .query(&[("path", path)]),
-        )
-        .await
+        self.json(self.request(Method::GET, "/v1/entries").query(&[("path", path)])).await
     }
 
     pub async fn entry(&self, id: &str) -> Result<Entry> {
-        self.json(self.request(Method::GET, &format!("/v1/entries/{}", encode_segment(id))))
-            .await
+        self.json(self.request(Method::GET, &format!("/v1/entries/{}", encode_segment(id)))).await
     }
 
-    pub async fn list_page(
-        &self,
-        folder_id: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<ListPage> {
+    pub async fn list_page(&self, folder_id: &str, after: Option<&str>, limit: u32) -> Result<ListPage> {
         let mut request = self
-            .request(
-                Method::GET,
-                &format!("/v1/folders/{}/children", encode_segment(folder_id)),
-            )
+            .request(Method::GET, &format!("/v1/folders/{}/children", encode_segment(folder_id)))
             .query(&[("limit", limit)]);
         if let Some(after) = after {
             request = request.query(&[("after", after)]);
@@ -225,61 +176,37 @@ impl Client {
     }
 
     pub async fn create_folder(&self, path: &str, parents: bool) -> Result<Entry> {
-        let body = CreateFolderRequest {
-            path: path.to_owned(),
-            parents,
-        };
-        self.json(self.request(Method::POST, "/v1/folders").json(&body))
-            .await
+        let body = CreateFolderRequest { path: path.to_owned(), parents };
+        self.json(self.request(Method::POST, "/v1/folders").json(&body)).await
     }
 
     pub async fn delete_folder(&self, id: &str, recursive: bool) -> Result<()> {
         let request = self
-            .request(
-                Method::DELETE,
-                &format!("/v1/folders/{}", encode_segment(id)),
-            )
+            .request(Method::DELETE, &format!("/v1/folders/{}", encode_segment(id)))
             .query(&[("recursive", recursive)]);
         self.send(request).await.map(drop)
     }
 
     pub async fn create_object(&self, request: &CreateObjectRequest) -> Result<Entry> {
-        self.json(self.request(Method::POST, "/v1/objects").json(request))
-            .await
+        self.json(self.request(Method::POST, "/v1/objects").json(request)).await
     }
 
     pub async fn delete_object(&self, id: &str) -> Result<()> {
-        self.send(self.request(
-            Method::DELETE,
-            &format!("/v1/objects/{}", encode_segment(id)),
-        ))
-        .await
-        .map(drop)
+        self.send(self.request(Method::DELETE, &format!("/v1/objects/{}", encode_segment(id)))).await.map(drop)
     }
 
     pub async fn set_flags(&self, id: &str, flags: Vec<String>) -> Result<Entry> {
         let body = SetFlagsRequest { flags };
-        self.json(
-            self.request(
-                Method::PUT,
-                &format!("/v1/objects/{}/flags", encode_segment(id)),
-            )
-            .json(&body),
-        )
-        .await
+        self.json(self.request(Method::PUT, &format!("/v1/objects/{}/flags", encode_segment(id))).json(&body)).await
     }
 
     pub async fn move_entries(&self, request: &MoveRequest) -> Result<MoveResult> {
-        self.json(self.request(Method::POST, "/v1/move").json(request))
-            .await
+        self.json(self.request(Method::POST, "/v1/move").json(request)).await
     }
 
     pub async fn changes(&self, since: i64, limit: u32) -> Result<ChangesPage> {
-        self.json(
-            self.request(Method::GET, "/v1/changes")
-                .query(&[("since", since), ("limit", i64::from(limit))]),
-        )
-        .await
+        self.json(self.request(Method::GET, "/v1/changes").query(&[("since", since), ("limit", i64::from(limit))]))
+            .await
     }
 
     pub async fn has_blob(&self, hash: &str) -> Result<bool> {
@@ -304,34 +231,21 @@ impl Client {
     pub async fn upload_file(&self, path: &Path) -> Result<Uploaded> {
         let (hash, size) = hash_file(path).await?;
         if self.has_blob(&hash).await? {
-            return Ok(Uploaded {
-                hash,
-                size,
-                sent: false,
-            });
+            return Ok(Uploaded { hash, size, sent: false });
         }
         let file = tokio::fs::File::open(path).await?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            UPLOAD_CHUNK,
-        ));
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK));
         let request = self
             .request(Method::PUT, &format!("/v1/blobs/{hash}"))
             .header(reqwest::header::CONTENT_LENGTH, size)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
         match self.json::<BlobReceipt>(request).await {
-            Ok(_) => Ok(Uploaded {
-                hash,
-                size,
-                sent: true,
-            }),
-            Err(ClientError::Api { code, .. }) if code == "hash_mismatch" => {
-                Err(ClientError::Integrity(format!(
-                    "{} changed while it was being uploaded; nothing was stored",
-                    path.display()
-                )))
-            }
+            Ok(_) => Ok(Uploaded { hash, size, sent: true }),
+            Err(ClientError::Api { code, .. }) if code == "hash_mismatch" => Err(ClientError::Integrity(format!(
+                "{} changed while it was being uploaded; nothing was stored",
+                path.display()
+            ))),
             Err(error) => Err(error),
         }
     }
@@ -340,10 +254,7 @@ impl Client {
     /// is replaced only by complete, verified content.
     pub async fn download(&self, entry: &Entry, dest: &Path) -> Result<u64> {
         let (Some(link), Some(expected)) = (entry.link.as_deref(), entry.hash.as_deref()) else {
-            return Err(ClientError::Transport(format!(
-                "{} has no content to download",
-                entry.name
-            )));
+            return Err(ClientError::Transport(format!("{} has no content to download", entry.name)));
         };
         let response = self.send(self.request_url(Method::GET, link)).await?;
         let temp = partial_path(dest);
@@ -353,9 +264,7 @@ impl Client {
             let mut received = 0u64;
             let mut stream = response.bytes_stream();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|error| {
-                    ClientError::Transport(format!("download cut off: {error}"))
-                })?;
+                let chunk = chunk.map_err(|error| ClientError::Transport(format!("download cut off: {error}")))?;
                 hasher.update(&chunk);
                 received += chunk.len() as u64;
                 file.write_all(&chunk).await?;
@@ -403,10 +312,7 @@ pub async fn hash_file(path: &Path) -> Result<(String, u64)> {
 }
 
 fn partial_path(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = dest.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     dest.with_file_name(format!(".{name}.cpm-partial"))
 }
 
@@ -445,8 +351,7 @@ mod tests {
     fn refuses_urls_without_a_scheme() {
         assert!(Client::new("127.0.0.1:7373", None).is_err());
         assert!(
-            Client::new("http://127.0.0.1:7373/", None)
-                .is_ok_and(|client| client.base() == "http://127.0.0.1:7373")
+            Client::new("http://127.0.0.1:7373/", None).is_ok_and(|client| client.base() == "http://127.0.0.1:7373")
         );
     }
 }

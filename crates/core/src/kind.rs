@@ -52,9 +52,7 @@ impl FromStr for ObjectKind {
         match raw {
             "file" => Ok(ObjectKind::File),
             "message" => Ok(ObjectKind::Message),
-            other => Err(format!(
-                "unknown object kind {other:?} (expected file or message)"
-            )),
+            other => Err(format!("unknown object kind {other:?} (expected file or message)")),
         }
     }
 }
@@ -81,13 +79,8 @@ pub enum DeviceClass {
 }
 
 impl DeviceClass {
-    pub const ALL: [DeviceClass; 5] = [
-        DeviceClass::Pc,
-        DeviceClass::Pda,
-        DeviceClass::Phone,
-        DeviceClass::Tablet,
-        DeviceClass::Other,
-    ];
+    pub const ALL: [DeviceClass; 5] =
+        [DeviceClass::Pc, DeviceClass::Pda, DeviceClass::Phone, DeviceClass::Tablet, DeviceClass::Other];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -113,9 +106,7 @@ impl FromStr for DeviceClass {
         Self::ALL
             .into_iter()
             .find(|class| class.as_str() == raw)
-            .ok_or_else(|| {
-                format!("unknown device class {raw:?} (expected pc, pda, phone, tablet or other)")
-            })
+            .ok_or_else(|| format!("unknown device class {raw:?} (expected pc, pda, phone, tablet or other)"))
     }
 }
 

@@ -50,22 +50,18 @@ pub fn parse_message(raw: &[u8]) -> Result<MessageInfo, MessageError> {
 }
 
 fn parse_mime(raw: &[u8]) -> Result<MessageInfo, MessageError> {
-    let message = MessageParser::default()
-        .parse(raw)
-        .ok_or_else(|| MessageError("no header block could be read".into()))?;
+    let message =
+        MessageParser::default().parse(raw).ok_or_else(|| MessageError("no header block could be read".into()))?;
     let identified = message.from().is_some()
         || message.to().is_some()
         || message.subject().is_some()
         || message.date().is_some()
         || message.message_id().is_some();
     if !identified {
-        return Err(MessageError(
-            "no From, To, Subject, Date or Message-ID header".into(),
-        ));
+        return Err(MessageError("no From, To, Subject, Date or Message-ID header".into()));
     }
     let message_id = message.message_id().map(str::to_owned);
-    let thread_root =
-        first_text(message.references()).or_else(|| first_text(message.in_reply_to()));
+    let thread_root = first_text(message.references()).or_else(|| first_text(message.in_reply_to()));
     let conversation_id = message
         .header_raw("Conversation-ID")
         .map(|raw| raw.trim().to_owned())
@@ -73,15 +69,11 @@ fn parse_mime(raw: &[u8]) -> Result<MessageInfo, MessageError> {
         .or_else(|| message_id.clone());
     Ok(MessageInfo {
         content_type: RFC822.to_owned(),
-        from: message
-            .from()
-            .and_then(|from| addresses(from).into_iter().next()),
+        from: message.from().and_then(|from| addresses(from).into_iter().next()),
         to: message.to().map(addresses).unwrap_or_default(),
         cc: message.cc().map(addresses).unwrap_or_default(),
         subject: message.subject().map(str::to_owned),
-        date: message
-            .date()
-            .and_then(|date| Timestamp::from_second(date.to_timestamp()).ok()),
+        date: message.date().and_then(|date| Timestamp::from_second(date.to_timestamp()).ok()),
         message_id,
         conversation_id,
         attachments: message
@@ -126,29 +118,19 @@ fn parse_cpim(envelope: &[u8], inner: &[u8]) -> Result<MessageInfo, MessageError
 fn split_cpim(raw: &[u8]) -> Option<(&[u8], &[u8])> {
     let (first, rest) = split_header_block(raw)?;
     let first_text = String::from_utf8_lossy(first);
-    let outer_is_cpim = header_line(&first_text, "Content-Type")
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(CPIM));
-    let (envelope, inner) = if outer_is_cpim {
-        split_header_block(rest)?
-    } else {
-        (first, rest)
-    };
+    let outer_is_cpim =
+        header_line(&first_text, "Content-Type").is_some_and(|ct| ct.to_ascii_lowercase().starts_with(CPIM));
+    let (envelope, inner) = if outer_is_cpim { split_header_block(rest)? } else { (first, rest) };
     let envelope_text = String::from_utf8_lossy(envelope);
-    let looks_like_cpim = header_line(&envelope_text, "DateTime").is_some()
-        || header_line(&envelope_text, "NS").is_some();
+    let looks_like_cpim =
+        header_line(&envelope_text, "DateTime").is_some() || header_line(&envelope_text, "NS").is_some();
     (outer_is_cpim || looks_like_cpim).then_some((envelope, inner))
 }
 
 /// Splits at the first empty line; the header block keeps its line ends.
 fn split_header_block(raw: &[u8]) -> Option<(&[u8], &[u8])> {
-    let crlf = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| (at + 2, at + 4));
-    let lf = raw
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|at| (at + 1, at + 2));
+    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|at| (at + 2, at + 4));
+    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|at| (at + 1, at + 2));
     let (end, body) = match (crlf, lf) {
         (Some(a), Some(b)) => std::cmp::min_by_key(a, b, |(end, _)| *end),
         (a, b) => a.or(b)?,
@@ -180,12 +162,10 @@ fn addresses(address: &Address<'_>) -> Vec<String> {
 }
 
 fn first_text(value: &mail_parser::HeaderValue<'_>) -> Option<String> {
-    value.as_text().map(str::to_owned).or_else(|| {
-        value
-            .as_text_list()
-            .and_then(|list| list.first())
-            .map(|id| id.to_string())
-    })
+    value
+        .as_text()
+        .map(str::to_owned)
+        .or_else(|| value.as_text_list().and_then(|list| list.first()).map(|id| id.to_string()))
 }
 
 #[cfg(test)]
@@ -204,18 +184,9 @@ Content-Disposition: attachment; filename=\"menu.jpg\"\r\nContent-Transfer-Encod
         let info = parse_message(PLAIN.as_bytes()).expect("parses");
         assert_eq!(info.content_type, RFC822);
         assert_eq!(info.from.as_deref(), Some("Alice <alice@example.com>"));
-        assert_eq!(
-            info.to,
-            vec![
-                "Bob <bob@example.com>".to_owned(),
-                "carol@example.com".to_owned()
-            ]
-        );
+        assert_eq!(info.to, vec!["Bob <bob@example.com>".to_owned(), "carol@example.com".to_owned()]);
         assert_eq!(info.subject.as_deref(), Some("Lunch?"));
-        assert_eq!(
-            info.date.map(|d| d.to_string()).as_deref(),
-            Some("2026-11-25T11:00:00Z")
-        );
+        assert_eq!(info.date.map(|d| d.to_string()).as_deref(), Some("2026-11-25T11:00:00Z"));
         assert_eq!(info.message_id.as_deref(), Some("m1@example.com"));
         assert_eq!(info.conversation_id.as_deref(), Some("c-42"));
         assert_eq!(info.attachments.len(), 1);
@@ -238,18 +209,12 @@ References: <m1@example.com>\nIn-Reply-To: <m1@example.com>\n\nYes.\n";
         let cpim = "From: Alice <im:alice@example.com>\r\nTo: Bob <im:bob@example.com>\r\n\
 DateTime: 2026-11-25T23:00:00+01:00\r\nSubject: the weather\r\nNS: cpm <urn:oma:cpm>\r\n\
 cpm.Conversation-ID: conv-7\r\n\r\nContent-Type: text/plain\r\nMessage-ID: <c1@example.com>\r\n\r\nSunny.\r\n";
-        for raw in [
-            cpim.to_owned(),
-            format!("Content-Type: message/cpim\r\n\r\n{cpim}"),
-        ] {
+        for raw in [cpim.to_owned(), format!("Content-Type: message/cpim\r\n\r\n{cpim}")] {
             let info = parse_message(raw.as_bytes()).expect("parses");
             assert_eq!(info.content_type, CPIM);
             assert_eq!(info.from.as_deref(), Some("Alice <im:alice@example.com>"));
             assert_eq!(info.subject.as_deref(), Some("the weather"));
-            assert_eq!(
-                info.date.map(|d| d.to_string()).as_deref(),
-                Some("2026-11-25T22:00:00Z")
-            );
+            assert_eq!(info.date.map(|d| d.to_string()).as_deref(), Some("2026-11-25T22:00:00Z"));
             assert_eq!(info.message_id.as_deref(), Some("c1@example.com"));
             assert_eq!(info.conversation_id.as_deref(), Some("conv-7"));
         }

@@ -74,11 +74,7 @@ impl Item {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangedRow {
     Live(Item),
-    Deleted {
-        kind: EntryKind,
-        id: String,
-        modseq: i64,
-    },
+    Deleted { kind: EntryKind, id: String, modseq: i64 },
 }
 
 impl ChangedRow {
@@ -96,9 +92,7 @@ pub fn normalize_flags(flags: &[String]) -> Result<Vec<String>, String> {
     for flag in flags {
         let valid = !flag.is_empty()
             && flag.len() <= 64
-            && flag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '$' | '-' | '_' | '.'));
+            && flag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '$' | '-' | '_' | '.'));
         if !valid {
             return Err(format!(
                 "bad flag {flag:?}: flags are 1 to 64 characters of letters, digits, '$', '-', '_' or '.'"
@@ -118,10 +112,7 @@ mod tests {
     #[test]
     fn flags_are_sorted_unique_keywords() {
         let flags = ["seen".to_owned(), "flagged".to_owned(), "seen".to_owned()];
-        assert_eq!(
-            normalize_flags(&flags),
-            Ok(vec!["flagged".to_owned(), "seen".to_owned()])
-        );
+        assert_eq!(normalize_flags(&flags), Ok(vec!["flagged".to_owned(), "seen".to_owned()]));
         assert!(normalize_flags(&["has space".to_owned()]).is_err());
         assert!(normalize_flags(&[String::new()]).is_err());
     }

@@ -75,14 +75,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for ok in [
-            "song1.mp3",
-            "favourite song",
-            "été.jpg",
-            ".hidden",
-            "a..b",
-            "x".repeat(255).as_str(),
-        ] {
+        for ok in ["song1.mp3", "favourite song", "été.jpg", ".hidden", "a..b", "x".repeat(255).as_str()] {
             assert_eq!(Name::parse(ok).map(Name::into_string), Ok(ok.to_owned()));
         }
     }

@@ -17,10 +17,7 @@ pub enum PathError {
     #[error("a store path must start with '/' (got {0:?})")]
     NotAbsolute(String),
     #[error("bad name {component:?} in path: {reason}")]
-    BadName {
-        component: String,
-        reason: NameError,
-    },
+    BadName { component: String, reason: NameError },
 }
 
 impl StorePath {
@@ -35,12 +32,7 @@ impl StorePath {
         let components = rest
             .split('/')
             .filter(|part| !part.is_empty())
-            .map(|part| {
-                Name::parse(part).map_err(|reason| PathError::BadName {
-                    component: part.to_owned(),
-                    reason,
-                })
-            })
+            .map(|part| Name::parse(part).map_err(|reason| PathError::BadName { component: part.to_owned(), reason }))
             .collect::<Result<_, _>>()?;
         Ok(Self { components })
     }
@@ -56,12 +48,7 @@ impl StorePath {
     /// The parent folder and the last name; `None` for the root.
     pub fn split_last(&self) -> Option<(StorePath, &Name)> {
         let (last, parents) = self.components.split_last()?;
-        Some((
-            StorePath {
-                components: parents.to_vec(),
-            },
-            last,
-        ))
+        Some((StorePath { components: parents.to_vec() }, last))
     }
 
     pub fn join(&self, name: &Name) -> StorePath {
@@ -102,24 +89,9 @@ mod tests {
 
     #[test]
     fn refuses_relative_paths_and_bad_components() {
-        assert!(matches!(
-            StorePath::parse("content"),
-            Err(PathError::NotAbsolute(_))
-        ));
-        assert!(matches!(
-            StorePath::parse("/a/../b"),
-            Err(PathError::BadName {
-                reason: NameError::Dots,
-                ..
-            })
-        ));
-        assert!(matches!(
-            StorePath::parse("/a/\u{1}"),
-            Err(PathError::BadName {
-                reason: NameError::Control,
-                ..
-            })
-        ));
+        assert!(matches!(StorePath::parse("content"), Err(PathError::NotAbsolute(_))));
+        assert!(matches!(StorePath::parse("/a/../b"), Err(PathError::BadName { reason: NameError::Dots, .. })));
+        assert!(matches!(StorePath::parse("/a/\u{1}"), Err(PathError::BadName { reason: NameError::Control, .. })));
     }
 
     #[test]

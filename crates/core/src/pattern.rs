@@ -6,9 +6,7 @@ pub struct Pattern(glob::Pattern);
 
 impl Pattern {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        glob::Pattern::new(raw)
-            .map(Self)
-            .map_err(|error| format!("bad pattern {raw:?}: {error}"))
+        glob::Pattern::new(raw).map(Self).map_err(|error| format!("bad pattern {raw:?}: {error}"))
     }
 
     pub fn matches(&self, text: &str) -> bool {

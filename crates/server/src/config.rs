@@ -66,8 +66,7 @@ struct ServerSection {
 
 impl ServerConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
         Self::parse(&text).map_err(|error| format!("{}: {error}", path.display()))
     }
 
@@ -75,36 +74,27 @@ impl ServerConfig {
         let file: OperatorFile = toml::from_str(text).map_err(|error| error.to_string())?;
         let section = file.server;
         let defaults = Self::default();
-        let public_url = section
-            .public_url
-            .map(|url| url.trim_end_matches('/').to_owned());
+        let public_url = section.public_url.map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(format!(
-                "server.public_url must start with http:// or https:// (got {url:?})"
-            ));
+            return Err(format!("server.public_url must start with http:// or https:// (got {url:?})"));
         }
         Ok(Self {
             listen: section.listen.unwrap_or(defaults.listen),
             public_url,
-            max_object_bytes: bytes("max_object_bytes", section.max_object_bytes)?
-                .unwrap_or(defaults.max_object_bytes),
+            max_object_bytes: bytes("max_object_bytes", section.max_object_bytes)?.unwrap_or(defaults.max_object_bytes),
             max_message_bytes: bytes("max_message_bytes", section.max_message_bytes)?
                 .unwrap_or(defaults.max_message_bytes),
             tombstone_retention: duration("tombstone_retention", section.tombstone_retention)?
                 .unwrap_or(defaults.tombstone_retention),
             blob_grace: duration("blob_grace", section.blob_grace)?.unwrap_or(defaults.blob_grace),
-            gc_interval: duration("gc_interval", section.gc_interval)?
-                .unwrap_or(defaults.gc_interval),
+            gc_interval: duration("gc_interval", section.gc_interval)?.unwrap_or(defaults.gc_interval),
         })
     }
 
     pub fn store_settings(&self) -> StoreSettings {
-        StoreSettings {
-            tombstone_retention: self.tombstone_retention,
-            blob_grace: self.blob_grace,
-        }
+        StoreSettings { tombstone_retention: self.tombstone_retention, blob_grace: self.blob_grace }
     }
 }
 
@@ -119,8 +109,7 @@ fn bytes(key: &str, raw: Option<String>) -> Result<Option<u64>, String> {
 
 fn duration(key: &str, raw: Option<String>) -> Result<Option<Duration>, String> {
     raw.map(|raw| {
-        humantime::parse_duration(&raw)
-            .map_err(|error| format!("server.{key}: bad duration {raw:?}: {error}"))
+        humantime::parse_duration(&raw).map_err(|error| format!("server.{key}: bad duration {raw:?}: {error}"))
     })
     .transpose()
 }
@@ -141,12 +130,6 @@ mod tests {
         assert!(ServerConfig::parse("[server]\nmax_objet_bytes = \"1MB\"\n").is_err());
         assert!(ServerConfig::parse("[server]\nmax_object_bytes = \"lots\"\n").is_err());
         assert!(ServerConfig::parse("[server]\npublic_url = \"ftp://x\"\n").is_err());
-        assert_eq!(
-            ServerConfig::parse("")
-                .expect("empty is fine")
-                .listen
-                .to_string(),
-            DEFAULT_LISTEN
-        );
+        assert_eq!(ServerConfig::parse("").expect("empty is fine").listen.to_string(), DEFAULT_LISTEN);
     }
 }

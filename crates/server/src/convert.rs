@@ -71,30 +71,18 @@ pub fn change(state: &AppState, row: &ChangedRow) -> Change {
             deleted: false,
             entry: Some(entry(state, item, None)),
         },
-        ChangedRow::Deleted { kind, id, modseq } => Change {
-            modseq: *modseq,
-            kind: *kind,
-            id: id.clone(),
-            deleted: true,
-            entry: None,
-        },
+        ChangedRow::Deleted { kind, id, modseq } => {
+            Change { modseq: *modseq, kind: *kind, id: id.clone(), deleted: true, entry: None }
+        }
     }
 }
 
 pub fn child_path(folder: &StorePath, name: &str) -> String {
-    if folder.is_root() {
-        format!("/{name}")
-    } else {
-        format!("{folder}/{name}")
-    }
+    if folder.is_root() { format!("/{name}") } else { format!("{folder}/{name}") }
 }
 
 /// Paths of items from anywhere in the tree; each folder's path is looked up once.
-pub fn with_paths(
-    store: &dyn Store,
-    user: UserId,
-    items: Vec<Item>,
-) -> Result<Vec<(Item, String)>, StoreError> {
+pub fn with_paths(store: &dyn Store, user: UserId, items: Vec<Item>) -> Result<Vec<(Item, String)>, StoreError> {
     let mut folder_paths: HashMap<String, StorePath> = HashMap::new();
     let mut located = Vec::with_capacity(items.len());
     for item in items {

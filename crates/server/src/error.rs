@@ -22,11 +22,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -42,22 +38,16 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         let status = match &error {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::AlreadyExists(_) | StoreError::NotEmpty(_) | StoreError::BlobMissing(_) => {
-                StatusCode::CONFLICT
+            StoreError::AlreadyExists(_) | StoreError::NotEmpty(_) | StoreError::BlobMissing(_) => StatusCode::CONFLICT,
+            StoreError::Invalid(_) | StoreError::MoveIntoItself(_) | StoreError::HashMismatch(_) => {
+                StatusCode::BAD_REQUEST
             }
-            StoreError::Invalid(_)
-            | StoreError::MoveIntoItself(_)
-            | StoreError::HashMismatch(_) => StatusCode::BAD_REQUEST,
             StoreError::Unauthorized | StoreError::BadCredentials => StatusCode::UNAUTHORIZED,
             StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             StoreError::ResyncRequired { .. } => StatusCode::GONE,
             StoreError::Internal(_) | StoreError::Io(_) => {
                 tracing::error!(%error, "request failed");
-                return Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log",
-                );
+                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log");
             }
         };
         Self::new(status, error.code(), error.to_string())
@@ -66,16 +56,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code.to_owned(),
-            message: self.message,
-        };
+        let body = ErrorBody { code: self.code.to_owned(), message: self.message };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -91,9 +77,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         Json::<T>::from_request(request, state)
             .await
             .map(|Json(value)| ApiJson(value))
-            .map_err(|rejection: JsonRejection| {
-                ApiError::new(rejection.status(), "bad_request", rejection.body_text())
-            })
+            .map_err(|rejection: JsonRejection| ApiError::new(rejection.status(), "bad_request", rejection.body_text()))
     }
 }
 
@@ -123,8 +107,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|rejection: PathRejection| {
-                ApiError::new(rejection.status(), "bad_request", rejection.body_text())
-            })
+            .map_err(|rejection: PathRejection| ApiError::new(rejection.status(), "bad_request", rejection.body_text()))
     }
 }

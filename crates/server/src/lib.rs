@@ -25,31 +25,23 @@ pub struct Server {
 
 impl Server {
     /// Opens the embedded store under `data` and binds `config.listen` (port 0: any free port).
-    pub async fn bind(
-        data: &Path,
-        config: ServerConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, String> {
+    pub async fn bind(data: &Path, config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
         let settings = config.store_settings();
         let data = data.to_owned();
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data, clock, settings))
-            .await
-            .map_err(|error| error.to_string())?
-            .map_err(|error| format!("cannot open the store: {error}"))?;
+        let store = tokio::task::spawn_blocking(move || {
+            let store = SqliteStore::open(&data, clock, settings)?;
+            store.blob_writer_dir().remove_partial_uploads()?;
+            Ok::<_, cpm_store::StoreError>(store)
+        })
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| format!("cannot open the store: {error}"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;
-        let public_url = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{address}"));
-        let state = Arc::new(AppState {
-            store: Arc::new(store),
-            config,
-            public_url,
-            metrics: Default::default(),
-        });
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let state = Arc::new(AppState { store: Arc::new(store), config, public_url, metrics: Default::default() });
         Ok(Self { state, listener })
     }
 
@@ -62,15 +54,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then finishes the requests under way.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let collector = tokio::spawn(collect_garbage(Arc::clone(&self.state)));
         let app = api::router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         collector.abort();
         served
     }
@@ -85,10 +72,7 @@ async fn collect_garbage(state: SharedState) {
         match tokio::task::spawn_blocking(move || store.collect_garbage()).await {
             Ok(Ok(report)) => {
                 state.metrics.gc_blobs_removed.inc_by(report.blobs_removed);
-                state
-                    .metrics
-                    .gc_tombstones_purged
-                    .inc_by(report.tombstones_purged);
+                state.metrics.gc_tombstones_purged.inc_by(report.tombstones_purged);
                 if report != cpm_store::GcReport::default() {
                     tracing::info!(?report, "collected garbage");
                 }

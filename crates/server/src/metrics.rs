@@ -37,26 +37,14 @@ impl Default for Metrics {
         let gc_blobs_removed = Counter::default();
         let gc_tombstones_purged = Counter::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
-        registry.register(
-            "upload_bytes",
-            "Payload bytes received",
-            upload_bytes.clone(),
-        );
-        registry.register(
-            "download_bytes",
-            "Payload bytes sent",
-            download_bytes.clone(),
-        );
+        registry.register("upload_bytes", "Payload bytes received", upload_bytes.clone());
+        registry.register("download_bytes", "Payload bytes sent", download_bytes.clone());
         registry.register(
             "deduplicated_uploads",
             "Uploads answered without receiving bytes, the content being stored already",
             deduplicated_uploads.clone(),
         );
-        registry.register(
-            "gc_blobs_removed",
-            "Unreferenced blobs collected",
-            gc_blobs_removed.clone(),
-        );
+        registry.register("gc_blobs_removed", "Unreferenced blobs collected", gc_blobs_removed.clone());
         registry.register(
             "gc_tombstones_purged",
             "Tombstones purged after their retention",
@@ -78,14 +66,10 @@ impl Metrics {
     pub fn render(&self) -> Response {
         let mut text = String::new();
         match prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry) {
-            Ok(()) => (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-                )],
-                text,
-            )
-                .into_response(),
+            Ok(()) => {
+                ([(axum::http::header::CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)], text)
+                    .into_response()
+            }
             Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         }
     }
@@ -95,19 +79,8 @@ impl Metrics {
 /// the label set unbounded) and status.
 pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let response = next.run(request).await;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    metrics.requests.get_or_create(&RequestLabels { method, route, status: response.status().as_u16() }).inc();
     response
 }

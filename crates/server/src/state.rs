@@ -25,9 +25,7 @@ impl AppState {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || call(store.as_ref()))
             .await
-            .map_err(|error| {
-                ApiError::from(StoreError::Internal(format!("store task failed: {error}")))
-            })?
+            .map_err(|error| ApiError::from(StoreError::Internal(format!("store task failed: {error}"))))?
             .map_err(ApiError::from)
     }
 
@@ -43,10 +41,7 @@ pub struct Auth(pub Principal);
 impl axum::extract::FromRequestParts<SharedState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &SharedState,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &SharedState) -> Result<Self, ApiError> {
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -56,9 +51,6 @@ impl axum::extract::FromRequestParts<SharedState> for Auth {
             .filter(|token| !token.is_empty())
             .ok_or_else(|| ApiError::from(StoreError::Unauthorized))?;
         let hash = secret::token_hash(token);
-        state
-            .run(move |store| store.authenticate(&hash))
-            .await
-            .map(Auth)
+        state.run(move |store| store.authenticate(&hash)).await.map(Auth)
     }
 }

@@ -49,26 +49,26 @@ impl Drop for TempFile {
 
 /// True for a lowercase hex BLAKE3 digest: the only shape a blob key may have.
 pub fn is_valid_hash(hash: &str) -> bool {
-    hash.len() == 64
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl BlobDir {
-    /// Opens (creating) the blob directories under `data`, removing partial uploads left by a
-    /// crash: nothing in `tmp/` is referenced by anything.
+    /// Opens (creating) the blob directories under `data`.
     pub fn open(data: &Path) -> Result<Self> {
-        let dir = Self {
-            blobs: data.join("blobs"),
-            tmp: data.join("tmp"),
-        };
+        let dir = Self { blobs: data.join("blobs"), tmp: data.join("tmp") };
         std::fs::create_dir_all(&dir.blobs)?;
-        if dir.tmp.exists() {
-            std::fs::remove_dir_all(&dir.tmp)?;
-        }
         std::fs::create_dir_all(&dir.tmp)?;
         Ok(dir)
+    }
+
+    /// Removes partial uploads left by a crash. Only the serving process calls this, when it
+    /// starts: nothing in `tmp/` is referenced by anything, but a running server may be writing
+    /// there, so an admin command opening the same store must not.
+    pub fn remove_partial_uploads(&self) -> Result<()> {
+        for file in std::fs::read_dir(&self.tmp)? {
+            std::fs::remove_file(file?.path())?;
+        }
+        Ok(())
     }
 
     pub fn path(&self, hash: &str) -> PathBuf {
@@ -141,10 +141,7 @@ impl BlobWriter {
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.len += chunk.len() as u64;
         if self.len > self.limit {
-            return Err(StoreError::TooLarge(format!(
-                "the payload is larger than the {} bytes allowed",
-                self.limit
-            )));
+            return Err(StoreError::TooLarge(format!("the payload is larger than the {} bytes allowed", self.limit)));
         }
         self.hasher.update(chunk);
         self.file.write_all(chunk).await?;
@@ -153,16 +150,9 @@ impl BlobWriter {
 
     /// Ends the upload: the bytes must be exactly `expected_len` long (when given) and hash to
     /// `expected_hash`, and are on disk before this returns.
-    pub async fn finish(
-        mut self,
-        expected_hash: &str,
-        expected_len: Option<u64>,
-    ) -> Result<VerifiedBlob> {
+    pub async fn finish(mut self, expected_hash: &str, expected_len: Option<u64>) -> Result<VerifiedBlob> {
         if let Some(expected) = expected_len.filter(|expected| *expected != self.len) {
-            return Err(StoreError::HashMismatch(format!(
-                "received {} bytes but {expected} were declared",
-                self.len
-            )));
+            return Err(StoreError::HashMismatch(format!("received {} bytes but {expected} were declared", self.len)));
         }
         let hash = self.hasher.finalize().to_hex().to_string();
         if hash != expected_hash {
@@ -172,10 +162,6 @@ impl BlobWriter {
         }
         self.file.flush().await?;
         self.file.get_mut().sync_all().await?;
-        Ok(VerifiedBlob {
-            temp: TempFile(self.temp.0.take()),
-            hash,
-            size: self.len,
-        })
+        Ok(VerifiedBlob { temp: TempFile(self.temp.0.take()), hash, size: self.len })
     }
 }

@@ -26,9 +26,7 @@ pub enum StoreError {
     HashMismatch(String),
     #[error("{0}")]
     TooLarge(String),
-    #[error(
-        "cursor {since} cannot be served: changes up to modseq {oldest} are no longer kept; sync again from 0"
-    )]
+    #[error("cursor {since} cannot be served: changes up to modseq {oldest} are no longer kept; sync again from 0")]
     ResyncRequired { since: i64, oldest: i64 },
     #[error("internal storage error: {0}")]
     Internal(String),

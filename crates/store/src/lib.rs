@@ -97,10 +97,7 @@ pub struct StoreSettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self {
-            tombstone_retention: Duration::from_secs(30 * 24 * 3600),
-            blob_grace: Duration::from_secs(3600),
-        }
+        Self { tombstone_retention: Duration::from_secs(30 * 24 * 3600), blob_grace: Duration::from_secs(3600) }
     }
 }
 
@@ -127,23 +124,11 @@ pub trait Store: Send + Sync + 'static {
     fn resolve(&self, user: UserId, path: &StorePath) -> Result<Item>;
     fn item(&self, user: UserId, id: &str) -> Result<Item>;
     fn folder_path(&self, user: UserId, folder_id: &str) -> Result<StorePath>;
-    fn list(
-        &self,
-        user: UserId,
-        folder_id: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<ListBatch>;
+    fn list(&self, user: UserId, folder_id: &str, after: Option<&str>, limit: usize) -> Result<ListBatch>;
     fn create_folder(&self, user: UserId, path: &StorePath, parents: bool) -> Result<Folder>;
     fn create_object(&self, user: UserId, object: NewObject) -> Result<Object>;
     /// Moves (and with `name`, renames) entries in one transaction: all of them or none.
-    fn move_items(
-        &self,
-        user: UserId,
-        ids: &[String],
-        to: Option<&str>,
-        name: Option<&Name>,
-    ) -> Result<Vec<Item>>;
+    fn move_items(&self, user: UserId, ids: &[String], to: Option<&str>, name: Option<&Name>) -> Result<Vec<Item>>;
     fn set_flags(&self, user: UserId, id: &str, flags: &[String]) -> Result<Object>;
     fn delete(&self, user: UserId, id: &str, recursive: bool) -> Result<()>;
 

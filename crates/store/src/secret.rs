@@ -22,11 +22,7 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    PasswordHash::new(phc).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
 pub fn new_token() -> Result<String> {
@@ -44,8 +40,7 @@ pub fn new_id(prefix: char) -> Result<String> {
 
 fn random_hex(bytes: usize) -> Result<String> {
     let mut buffer = vec![0u8; bytes];
-    getrandom::fill(&mut buffer)
-        .map_err(|error| StoreError::Internal(format!("no randomness: {error}")))?;
+    getrandom::fill(&mut buffer).map_err(|error| StoreError::Internal(format!("no randomness: {error}")))?;
     Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 

@@ -21,19 +21,10 @@ fn fixture() -> Fixture {
 
 fn fixture_with(settings: StoreSettings) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let clock = Arc::new(ManualClock::new(
-        Timestamp::from_second(1_800_000_000).expect("valid time"),
-    ));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_second(1_800_000_000).expect("valid time")));
     let store = SqliteStore::open(dir.path(), clock.clone(), settings).expect("store opens");
-    let alice = store
-        .create_user("alice", "$argon2id$placeholder")
-        .expect("user");
-    Fixture {
-        _dir: dir,
-        store,
-        clock,
-        alice,
-    }
+    let alice = store.create_user("alice", "$argon2id$placeholder").expect("user");
+    Fixture { _dir: dir, store, clock, alice }
 }
 
 fn path(raw: &str) -> StorePath {
@@ -45,37 +36,20 @@ fn name(raw: &str) -> Name {
 }
 
 fn upload(store: &SqliteStore, user: UserId, bytes: &[u8]) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let hash = blake3::hash(bytes).to_hex().to_string();
     let verified = runtime.block_on(async {
-        let mut writer = store
-            .blob_writer_dir()
-            .writer(u64::MAX)
-            .await
-            .expect("writer");
+        let mut writer = store.blob_writer_dir().writer(u64::MAX).await.expect("writer");
         writer.write(bytes).await.expect("write");
-        writer
-            .finish(&hash, Some(bytes.len() as u64))
-            .await
-            .expect("verified")
+        writer.finish(&hash, Some(bytes.len() as u64)).await.expect("verified")
     });
     store.commit_blob(user, verified).expect("commit");
     hash
 }
 
-fn put(
-    store: &SqliteStore,
-    user: UserId,
-    folder: &str,
-    file: &str,
-    bytes: &[u8],
-) -> cpm_core::Object {
+fn put(store: &SqliteStore, user: UserId, folder: &str, file: &str, bytes: &[u8]) -> cpm_core::Object {
     let hash = upload(store, user, bytes);
-    let folder = store
-        .create_folder(user, &path(folder), true)
-        .expect("folder");
+    let folder = store.create_folder(user, &path(folder), true).expect("folder");
     store
         .create_object(
             user,
@@ -97,65 +71,34 @@ fn listing(store: &SqliteStore, user: UserId, folder: &str) -> Vec<String> {
     let Item::Folder(folder) = store.resolve(user, &path(folder)).expect("resolves") else {
         panic!("{folder} is not a folder")
     };
-    store
-        .list(user, &folder.id, None, 10_000)
-        .expect("lists")
-        .items
-        .iter()
-        .map(|item| item.name().to_owned())
-        .collect()
+    store.list(user, &folder.id, None, 10_000).expect("lists").items.iter().map(|item| item.name().to_owned()).collect()
 }
 
 #[test]
 fn users_tokens_and_devices() -> TestResult {
     let f = fixture();
-    assert!(matches!(
-        f.store.create_user("alice", "x"),
-        Err(StoreError::AlreadyExists(_))
-    ));
-    assert!(matches!(
-        f.store.create_user("Bad Name", "x"),
-        Err(StoreError::Invalid(_))
-    ));
-    assert!(matches!(
-        f.store.credentials("nobody"),
-        Err(StoreError::BadCredentials)
-    ));
+    assert!(matches!(f.store.create_user("alice", "x"), Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(f.store.create_user("Bad Name", "x"), Err(StoreError::Invalid(_))));
+    assert!(matches!(f.store.credentials("nobody"), Err(StoreError::BadCredentials)));
     assert_eq!(f.store.credentials("alice")?.0, f.alice);
 
     let token = secret::new_token()?;
-    let pda = f.store.register_device(
-        f.alice,
-        &name("pda"),
-        "pda",
-        Some("Europe/Paris"),
-        &secret::token_hash(&token),
-    )?;
+    let pda =
+        f.store.register_device(f.alice, &name("pda"), "pda", Some("Europe/Paris"), &secret::token_hash(&token))?;
     let principal = f.store.authenticate(&secret::token_hash(&token))?;
-    assert_eq!(
-        (principal.user_id, principal.device_id.as_deref()),
-        (f.alice, Some(pda.id.as_str()))
-    );
+    assert_eq!((principal.user_id, principal.device_id.as_deref()), (f.alice, Some(pda.id.as_str())));
     assert!(f.store.devices(f.alice)?[0].last_seen.is_some());
     assert!(matches!(
-        f.store
-            .register_device(f.alice, &name("pda"), "pda", None, "other"),
+        f.store.register_device(f.alice, &name("pda"), "pda", None, "other"),
         Err(StoreError::AlreadyExists(_))
     ));
 
     f.store.revoke_device(f.alice, "pda")?;
-    assert!(matches!(
-        f.store.authenticate(&secret::token_hash(&token)),
-        Err(StoreError::Unauthorized)
-    ));
-    assert!(matches!(
-        f.store.authenticate("unknown"),
-        Err(StoreError::Unauthorized)
-    ));
+    assert!(matches!(f.store.authenticate(&secret::token_hash(&token)), Err(StoreError::Unauthorized)));
+    assert!(matches!(f.store.authenticate("unknown"), Err(StoreError::Unauthorized)));
     assert!(f.store.devices(f.alice)?[0].revoked);
     // The name is free again once revoked.
-    f.store
-        .register_device(f.alice, &name("pda"), "pda", None, "fresh")?;
+    f.store.register_device(f.alice, &name("pda"), "pda", None, "fresh")?;
     Ok(())
 }
 
@@ -164,21 +107,11 @@ fn folders_objects_and_name_rules() -> TestResult {
     let f = fixture();
     let song = put(&f.store, f.alice, "/content", "song1.mp3", b"la la la");
     assert_eq!(song.size, 8);
-    assert!(matches!(
-        f.store.create_folder(f.alice, &path("/content"), false),
-        Err(StoreError::AlreadyExists(_))
-    ));
-    assert!(matches!(
-        f.store.create_folder(f.alice, &path("/a/b"), false),
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(f.store.create_folder(f.alice, &path("/content"), false), Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(f.store.create_folder(f.alice, &path("/a/b"), false), Err(StoreError::NotFound(_))));
     f.store.create_folder(f.alice, &path("/a/b"), true)?;
-    let clash = f
-        .store
-        .create_folder(f.alice, &path("/content/song1.mp3"), false);
-    let Err(StoreError::AlreadyExists(message)) = clash else {
-        panic!("expected a clash, got {clash:?}")
-    };
+    let clash = f.store.create_folder(f.alice, &path("/content/song1.mp3"), false);
+    let Err(StoreError::AlreadyExists(message)) = clash else { panic!("expected a clash, got {clash:?}") };
     assert_eq!(message, "/content/song1.mp3 already exists");
 
     // Without replace a name clash is refused; with it the same object gets the new payload.
@@ -192,32 +125,13 @@ fn folders_objects_and_name_rules() -> TestResult {
         modified: None,
         replace: false,
     };
-    assert!(matches!(
-        f.store.create_object(f.alice, again.clone()),
-        Err(StoreError::AlreadyExists(_))
-    ));
-    let replaced = f.store.create_object(
-        f.alice,
-        NewObject {
-            replace: true,
-            ..again.clone()
-        },
-    )?;
-    assert_eq!(
-        (replaced.id.as_str(), replaced.size),
-        (song.id.as_str(), 11)
-    );
+    assert!(matches!(f.store.create_object(f.alice, again.clone()), Err(StoreError::AlreadyExists(_))));
+    let replaced = f.store.create_object(f.alice, NewObject { replace: true, ..again.clone() })?;
+    assert_eq!((replaced.id.as_str(), replaced.size), (song.id.as_str(), 11));
     assert!(replaced.modseq > song.modseq);
 
-    let missing = NewObject {
-        hash: "0".repeat(64),
-        name: name("x"),
-        ..again
-    };
-    assert!(matches!(
-        f.store.create_object(f.alice, missing),
-        Err(StoreError::BlobMissing(_))
-    ));
+    let missing = NewObject { hash: "0".repeat(64), name: name("x"), ..again };
+    assert!(matches!(f.store.create_object(f.alice, missing), Err(StoreError::BlobMissing(_))));
     Ok(())
 }
 
@@ -229,9 +143,7 @@ fn listing_pages_folders_first_then_objects() -> TestResult {
     }
     f.store.create_folder(f.alice, &path("/docs/zz"), false)?;
     f.store.create_folder(f.alice, &path("/docs/aa"), false)?;
-    let Item::Folder(docs) = f.store.resolve(f.alice, &path("/docs"))? else {
-        panic!("folder")
-    };
+    let Item::Folder(docs) = f.store.resolve(f.alice, &path("/docs"))? else { panic!("folder") };
     let mut names = Vec::new();
     let mut after = None;
     loop {
@@ -244,10 +156,7 @@ fn listing_pages_folders_first_then_objects() -> TestResult {
         }
     }
     assert_eq!(names, ["aa", "zz", "a.txt", "b.txt", "c.txt"]);
-    assert!(matches!(
-        f.store.list(f.alice, &docs.id, Some("bogus"), 2),
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(f.store.list(f.alice, &docs.id, Some("bogus"), 2), Err(StoreError::Invalid(_))));
     Ok(())
 }
 
@@ -255,97 +164,40 @@ fn listing_pages_folders_first_then_objects() -> TestResult {
 fn bulk_move_is_atomic_metadata_only_and_checked() -> TestResult {
     let f = fixture();
     let songs: Vec<_> = (0..5)
-        .map(|i| {
-            put(
-                &f.store,
-                f.alice,
-                "/content",
-                &format!("song{i}.mp3"),
-                format!("song {i}").as_bytes(),
-            )
-        })
+        .map(|i| put(&f.store, f.alice, "/content", &format!("song{i}.mp3"), format!("song {i}").as_bytes()))
         .collect();
     put(&f.store, f.alice, "/content", "photo.jpg", b"jpeg");
-    let favourite = f
-        .store
-        .create_folder(f.alice, &path("/content/favourite song"), false)?;
+    let favourite = f.store.create_folder(f.alice, &path("/content/favourite song"), false)?;
     // A clash on the last entry leaves every entry where it was.
-    put(
-        &f.store,
-        f.alice,
-        "/content/favourite song",
-        "song4.mp3",
-        b"other song 4",
-    );
+    put(&f.store, f.alice, "/content/favourite song", "song4.mp3", b"other song 4");
     let ids: Vec<String> = songs.iter().map(|song| song.id.clone()).collect();
     let before = f.store.changes(f.alice, 0, 1000)?.cursor;
     let clash = f.store.move_items(f.alice, &ids, Some(&favourite.id), None);
-    let Err(StoreError::AlreadyExists(message)) = clash else {
-        panic!("expected a clash, got {clash:?}")
-    };
+    let Err(StoreError::AlreadyExists(message)) = clash else { panic!("expected a clash, got {clash:?}") };
     assert_eq!(message, "/content/favourite song/song4.mp3 already exists");
-    assert_eq!(
-        f.store.changes(f.alice, 0, 1000)?.cursor,
-        before,
-        "a refused move changes nothing"
-    );
+    assert_eq!(f.store.changes(f.alice, 0, 1000)?.cursor, before, "a refused move changes nothing");
     assert_eq!(listing(&f.store, f.alice, "/content").len(), 7);
 
-    let Item::Object(other) = f
-        .store
-        .resolve(f.alice, &path("/content/favourite song/song4.mp3"))?
-    else {
-        panic!()
-    };
+    let Item::Object(other) = f.store.resolve(f.alice, &path("/content/favourite song/song4.mp3"))? else { panic!() };
     f.store.delete(f.alice, &other.id, false)?;
-    let moved = f
-        .store
-        .move_items(f.alice, &ids, Some(&favourite.id), None)?;
+    let moved = f.store.move_items(f.alice, &ids, Some(&favourite.id), None)?;
     assert_eq!(moved.len(), 5);
-    assert_eq!(
-        listing(&f.store, f.alice, "/content"),
-        ["favourite song", "photo.jpg"]
-    );
-    let Item::Object(moved_song) = f
-        .store
-        .resolve(f.alice, &path("/content/favourite song/song0.mp3"))?
-    else {
+    assert_eq!(listing(&f.store, f.alice, "/content"), ["favourite song", "photo.jpg"]);
+    let Item::Object(moved_song) = f.store.resolve(f.alice, &path("/content/favourite song/song0.mp3"))? else {
         panic!()
     };
-    assert_eq!(
-        (moved_song.id.as_str(), moved_song.hash.as_str()),
-        (songs[0].id.as_str(), songs[0].hash.as_str())
-    );
+    assert_eq!((moved_song.id.as_str(), moved_song.hash.as_str()), (songs[0].id.as_str(), songs[0].hash.as_str()));
 
     // Rename, and folders never move into themselves.
-    f.store.move_items(
-        f.alice,
-        std::slice::from_ref(&moved_song.id),
-        None,
-        Some(&name("first.mp3")),
-    )?;
-    assert!(
-        f.store
-            .resolve(f.alice, &path("/content/favourite song/first.mp3"))
-            .is_ok()
-    );
+    f.store.move_items(f.alice, std::slice::from_ref(&moved_song.id), None, Some(&name("first.mp3")))?;
+    assert!(f.store.resolve(f.alice, &path("/content/favourite song/first.mp3")).is_ok());
     let content = f.store.resolve(f.alice, &path("/content"))?;
-    let inner = f
-        .store
-        .create_folder(f.alice, &path("/content/favourite song/inner"), false)?;
+    let inner = f.store.create_folder(f.alice, &path("/content/favourite song/inner"), false)?;
     for target in [&inner.id, &favourite.id] {
-        let refused = f
-            .store
-            .move_items(f.alice, &[content.id().to_owned()], Some(target), None);
-        assert!(
-            matches!(refused, Err(StoreError::MoveIntoItself(_))),
-            "{refused:?}"
-        );
+        let refused = f.store.move_items(f.alice, &[content.id().to_owned()], Some(target), None);
+        assert!(matches!(refused, Err(StoreError::MoveIntoItself(_))), "{refused:?}");
     }
-    assert!(matches!(
-        f.store.move_items(f.alice, &ids, None, Some(&name("x"))),
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(f.store.move_items(f.alice, &ids, None, Some(&name("x"))), Err(StoreError::Invalid(_))));
     Ok(())
 }
 
@@ -355,41 +207,24 @@ fn changes_are_current_state_in_modseq_order_with_tombstones_and_pages() -> Test
     let a = put(&f.store, f.alice, "/content", "a.mp3", b"a");
     let b = put(&f.store, f.alice, "/content", "b.mp3", b"b");
     let music = f.store.create_folder(f.alice, &path("/music"), false)?;
-    f.store
-        .move_items(f.alice, std::slice::from_ref(&a.id), Some(&music.id), None)?;
-    f.store.move_items(
-        f.alice,
-        std::slice::from_ref(&a.id),
-        None,
-        Some(&name("renamed.mp3")),
-    )?;
+    f.store.move_items(f.alice, std::slice::from_ref(&a.id), Some(&music.id), None)?;
+    f.store.move_items(f.alice, std::slice::from_ref(&a.id), None, Some(&name("renamed.mp3")))?;
     f.store.delete(f.alice, &b.id, false)?;
 
     let all = f.store.changes(f.alice, 0, 100)?;
     assert!(!all.has_more);
     let modseqs: Vec<i64> = all.rows.iter().map(ChangedRow::modseq).collect();
-    assert!(
-        modseqs.windows(2).all(|pair| pair[0] < pair[1]),
-        "{modseqs:?}"
-    );
+    assert!(modseqs.windows(2).all(|pair| pair[0] < pair[1]), "{modseqs:?}");
     assert_eq!(all.cursor, *modseqs.last().expect("rows"));
     // a.mp3 appears once, in its current state: renamed, in /music.
-    let a_rows: Vec<_> = all
-        .rows
-        .iter()
-        .filter(|row| matches!(row, ChangedRow::Live(item) if item.id() == a.id))
-        .collect();
+    let a_rows: Vec<_> =
+        all.rows.iter().filter(|row| matches!(row, ChangedRow::Live(item) if item.id() == a.id)).collect();
     assert_eq!(a_rows.len(), 1);
-    let ChangedRow::Live(Item::Object(a_now)) = a_rows[0] else {
-        panic!()
-    };
-    assert_eq!(
-        (a_now.name.as_str(), a_now.folder_id.as_str()),
-        ("renamed.mp3", music.id.as_str())
+    let ChangedRow::Live(Item::Object(a_now)) = a_rows[0] else { panic!() };
+    assert_eq!((a_now.name.as_str(), a_now.folder_id.as_str()), ("renamed.mp3", music.id.as_str()));
+    assert!(
+        all.rows.iter().any(|row| matches!(row, ChangedRow::Deleted { id, kind: EntryKind::File, .. } if *id == b.id))
     );
-    assert!(all.rows.iter().any(
-        |row| matches!(row, ChangedRow::Deleted { id, kind: EntryKind::File, .. } if *id == b.id)
-    ));
 
     // Paged, the same rows come in the same order.
     let mut paged = Vec::new();
@@ -404,14 +239,8 @@ fn changes_are_current_state_in_modseq_order_with_tombstones_and_pages() -> Test
     }
     assert_eq!(paged, modseqs);
     assert!(f.store.changes(f.alice, since, 10)?.rows.is_empty());
-    assert!(matches!(
-        f.store.changes(f.alice, since + 1, 10),
-        Err(StoreError::ResyncRequired { .. })
-    ));
-    assert!(matches!(
-        f.store.changes(f.alice, -1, 10),
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(f.store.changes(f.alice, since + 1, 10), Err(StoreError::ResyncRequired { .. })));
+    assert!(matches!(f.store.changes(f.alice, -1, 10), Err(StoreError::Invalid(_))));
     Ok(())
 }
 
@@ -420,10 +249,7 @@ fn folder_delete_needs_recursive_and_tombstones_contents_first() -> TestResult {
     let f = fixture();
     put(&f.store, f.alice, "/old stuff/deep", "x.txt", b"x");
     let old = f.store.resolve(f.alice, &path("/old stuff"))?;
-    assert!(matches!(
-        f.store.delete(f.alice, old.id(), false),
-        Err(StoreError::NotEmpty(_))
-    ));
+    assert!(matches!(f.store.delete(f.alice, old.id(), false), Err(StoreError::NotEmpty(_))));
     let since = f.store.changes(f.alice, 0, 100)?.cursor;
     f.store.delete(f.alice, old.id(), true)?;
     let kinds: Vec<EntryKind> = f
@@ -436,28 +262,16 @@ fn folder_delete_needs_recursive_and_tombstones_contents_first() -> TestResult {
             ChangedRow::Live(item) => panic!("unexpected live row {item:?}"),
         })
         .collect();
-    assert_eq!(
-        kinds,
-        [EntryKind::File, EntryKind::Folder, EntryKind::Folder]
-    );
-    assert!(matches!(
-        f.store.resolve(f.alice, &path("/old stuff")),
-        Err(StoreError::NotFound(_))
-    ));
+    assert_eq!(kinds, [EntryKind::File, EntryKind::Folder, EntryKind::Folder]);
+    assert!(matches!(f.store.resolve(f.alice, &path("/old stuff")), Err(StoreError::NotFound(_))));
     let root = f.store.resolve(f.alice, &StorePath::root())?;
-    assert!(matches!(
-        f.store.delete(f.alice, root.id(), true),
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(f.store.delete(f.alice, root.id(), true), Err(StoreError::Invalid(_))));
     Ok(())
 }
 
 #[test]
 fn cursors_older_than_the_tombstone_window_must_resync() -> TestResult {
-    let f = fixture_with(StoreSettings {
-        tombstone_retention: Duration::from_secs(3600),
-        ..StoreSettings::default()
-    });
+    let f = fixture_with(StoreSettings { tombstone_retention: Duration::from_secs(3600), ..StoreSettings::default() });
     let doomed = put(&f.store, f.alice, "/", "doomed.txt", b"bye");
     let early = f.store.changes(f.alice, 0, 100)?.cursor;
     f.store.delete(f.alice, &doomed.id, false)?;
@@ -466,71 +280,47 @@ fn cursors_older_than_the_tombstone_window_must_resync() -> TestResult {
     let report = f.store.collect_garbage()?;
     assert_eq!(report.tombstones_purged, 1);
     let refused = f.store.changes(f.alice, early, 100);
-    assert!(
-        matches!(refused, Err(StoreError::ResyncRequired { .. })),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(StoreError::ResyncRequired { .. })), "{refused:?}");
     // A fresh device (cursor 0) needs no tombstones and is always served.
     let full = f.store.changes(f.alice, 0, 100)?;
-    assert!(
-        full.rows
-            .iter()
-            .all(|row| matches!(row, ChangedRow::Live(_)))
-    );
+    assert!(full.rows.iter().all(|row| matches!(row, ChangedRow::Live(_))));
     Ok(())
 }
 
 #[test]
 fn blobs_are_verified_deduplicated_per_user_and_collected() -> TestResult {
-    let f = fixture_with(StoreSettings {
-        blob_grace: Duration::from_secs(60),
-        ..StoreSettings::default()
-    });
+    let f = fixture_with(StoreSettings { blob_grace: Duration::from_secs(60), ..StoreSettings::default() });
     let bob = f.store.create_user("bob", "x")?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let tmp = f._dir.path().join("tmp");
     // Wrong hash, and wrong length: refused, nothing left behind.
-    for (declared_hash, declared_len) in [
-        ("0".repeat(64), Some(5)),
-        (blake3::hash(b"hello").to_hex().to_string(), Some(4)),
-    ] {
+    for (declared_hash, declared_len) in
+        [("0".repeat(64), Some(5)), (blake3::hash(b"hello").to_hex().to_string(), Some(4))]
+    {
         let refused = runtime.block_on(async {
             let mut writer = f.store.blob_writer_dir().writer(1024).await?;
             writer.write(b"hello").await?;
             writer.finish(&declared_hash, declared_len).await
         });
-        assert!(
-            matches!(refused, Err(StoreError::HashMismatch(_))),
-            "{refused:?}"
-        );
+        assert!(matches!(refused, Err(StoreError::HashMismatch(_))), "{refused:?}");
     }
     let too_large = runtime.block_on(async {
         let mut writer = f.store.blob_writer_dir().writer(3).await?;
         writer.write(b"hello").await
     });
     assert!(matches!(too_large, Err(StoreError::TooLarge(_))));
-    assert_eq!(
-        std::fs::read_dir(&tmp)?.count(),
-        0,
-        "partial uploads are removed"
-    );
+    assert_eq!(std::fs::read_dir(&tmp)?.count(), 0, "partial uploads are removed");
 
     let object = put(&f.store, f.alice, "/", "shared.txt", b"same bytes");
     assert!(f.store.has_blob(f.alice, &object.hash)?);
-    assert!(
-        !f.store.has_blob(bob, &object.hash)?,
-        "another user's content is invisible"
-    );
+    assert!(!f.store.has_blob(bob, &object.hash)?, "another user's content is invisible");
 
     f.store.delete(f.alice, &object.id, false)?;
     f.clock.advance(SignedDuration::from_mins(2));
     upload(&f.store, bob, b"same bytes");
     assert!(f.store.has_blob(bob, &object.hash)?);
     let report = f.store.collect_garbage()?;
-    assert_eq!(
-        report.blobs_removed, 0,
-        "bob's upload still names the content"
-    );
+    assert_eq!(report.blobs_removed, 0, "bob's upload still names the content");
     assert!(f.store.blob_path(&object.hash).is_file());
     f.clock.advance(SignedDuration::from_mins(2));
     let report = f.store.collect_garbage()?;
@@ -545,45 +335,20 @@ fn one_users_ids_are_unreachable_for_another() -> TestResult {
     let bob = f.store.create_user("bob", "x")?;
     let secret_file = put(&f.store, f.alice, "/private", "diary.txt", b"dear diary");
     let bob_folder = f.store.create_folder(bob, &path("/inbox"), false)?;
+    assert!(matches!(f.store.item(bob, &secret_file.id), Err(StoreError::NotFound(_))));
+    assert!(matches!(f.store.item(bob, &secret_file.folder_id), Err(StoreError::NotFound(_))));
+    assert!(matches!(f.store.delete(bob, &secret_file.id, false), Err(StoreError::NotFound(_))));
     assert!(matches!(
-        f.store.item(bob, &secret_file.id),
+        f.store.move_items(bob, std::slice::from_ref(&secret_file.id), Some(&bob_folder.id), None),
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        f.store.item(bob, &secret_file.folder_id),
+        f.store.move_items(f.alice, std::slice::from_ref(&secret_file.id), Some(&bob_folder.id), None),
         Err(StoreError::NotFound(_))
     ));
-    assert!(matches!(
-        f.store.delete(bob, &secret_file.id, false),
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        f.store.move_items(
-            bob,
-            std::slice::from_ref(&secret_file.id),
-            Some(&bob_folder.id),
-            None
-        ),
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        f.store.move_items(
-            f.alice,
-            std::slice::from_ref(&secret_file.id),
-            Some(&bob_folder.id),
-            None
-        ),
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(
-        f.store
-            .changes(bob, 0, 100)?
-            .rows
-            .iter()
-            .all(|row| match row {
-                ChangedRow::Live(item) => item.id() != secret_file.id,
-                ChangedRow::Deleted { id, .. } => *id != secret_file.id,
-            })
-    );
+    assert!(f.store.changes(bob, 0, 100)?.rows.iter().all(|row| match row {
+        ChangedRow::Live(item) => item.id() != secret_file.id,
+        ChangedRow::Deleted { id, .. } => *id != secret_file.id,
+    }));
     Ok(())
 }

@@ -6,9 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use cpm_core::{DeviceClass, Name};
-use cpm_proto::{
-    Device, ErrorBody, LoginRequest, RegisterDeviceRequest, RegisteredDevice, TokenResponse,
-};
+use cpm_proto::{Device, ErrorBody, LoginRequest, RegisterDeviceRequest, RegisteredDevice, TokenResponse};
 use cpm_store::{DeviceRecord, StoreError, UserId, secret};
 use std::sync::OnceLock;
 
@@ -26,29 +24,20 @@ fn device(record: DeviceRecord) -> Device {
 
 /// Checks a password. An unknown user costs the same argon2 work as a wrong password, so the
 /// answer time does not tell which user names exist.
-async fn check_password(
-    state: &SharedState,
-    user: String,
-    password: String,
-) -> Result<UserId, ApiError> {
+async fn check_password(state: &SharedState, user: String, password: String) -> Result<UserId, ApiError> {
     static UNKNOWN_USER_HASH: OnceLock<String> = OnceLock::new();
     state
         .run(move |store| {
             let (user, phc) = match store.credentials(&user) {
                 Ok(found) => found,
                 Err(StoreError::BadCredentials) => {
-                    let decoy = UNKNOWN_USER_HASH
-                        .get_or_init(|| secret::hash_password("decoy").unwrap_or_default());
+                    let decoy = UNKNOWN_USER_HASH.get_or_init(|| secret::hash_password("decoy").unwrap_or_default());
                     secret::verify_password(&password, decoy);
                     return Err(StoreError::BadCredentials);
                 }
                 Err(error) => return Err(error),
             };
-            if secret::verify_password(&password, &phc) {
-                Ok(user)
-            } else {
-                Err(StoreError::BadCredentials)
-            }
+            if secret::verify_password(&password, &phc) { Ok(user) } else { Err(StoreError::BadCredentials) }
         })
         .await
 }
@@ -63,10 +52,7 @@ pub async fn login(
     let token = secret::new_token()?;
     let hash = secret::token_hash(&token);
     state.run(move |store| store.add_token(user, &hash)).await?;
-    Ok(Json(TokenResponse {
-        user: request.user,
-        token,
-    }))
+    Ok(Json(TokenResponse { user: request.user, token }))
 }
 
 #[utoipa::path(post, path = "/v1/devices", tag = "account", request_body = RegisterDeviceRequest,
@@ -76,8 +62,8 @@ pub async fn register_device(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<RegisterDeviceRequest>,
 ) -> Result<(StatusCode, Json<RegisteredDevice>), ApiError> {
-    let name = Name::parse(&request.name)
-        .map_err(|error| ApiError::invalid_name(format!("bad device name: {error}")))?;
+    let name =
+        Name::parse(&request.name).map_err(|error| ApiError::invalid_name(format!("bad device name: {error}")))?;
     let class: DeviceClass = request.class.parse().map_err(ApiError::bad_request)?;
     if let Some(zone) = &request.time_zone
         && jiff::tz::db().get(zone).is_err()
@@ -90,23 +76,9 @@ pub async fn register_device(
     let token = secret::new_token()?;
     let hash = secret::token_hash(&token);
     let record = state
-        .run(move |store| {
-            store.register_device(
-                user,
-                &name,
-                class.as_str(),
-                request.time_zone.as_deref(),
-                &hash,
-            )
-        })
+        .run(move |store| store.register_device(user, &name, class.as_str(), request.time_zone.as_deref(), &hash))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RegisteredDevice {
-            device: device(record),
-            token,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(RegisteredDevice { device: device(record), token })))
 }
 
 #[utoipa::path(get, path = "/v1/devices", tag = "account", security(("bearer" = [])),
@@ -115,9 +87,7 @@ pub async fn list_devices(
     State(state): State<SharedState>,
     Auth(principal): Auth,
 ) -> Result<Json<Vec<Device>>, ApiError> {
-    let records = state
-        .run(move |store| store.devices(principal.user_id))
-        .await?;
+    let records = state.run(move |store| store.devices(principal.user_id)).await?;
     Ok(Json(records.into_iter().map(device).collect()))
 }
 
@@ -129,8 +99,6 @@ pub async fn revoke_device(
     Auth(principal): Auth,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Device>, ApiError> {
-    let record = state
-        .run(move |store| store.revoke_device(principal.user_id, &name))
-        .await?;
+    let record = state.run(move |store| store.revoke_device(principal.user_id, &name)).await?;
     Ok(Json(device(record)))
 }

@@ -18,15 +18,9 @@ pub async fn changes(
     ApiQuery(query): ApiQuery<ChangesQuery>,
 ) -> Result<Json<ChangesPage>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE) as usize;
-    let batch = state
-        .run(move |store| store.changes(principal.user_id, query.since, limit))
-        .await?;
+    let batch = state.run(move |store| store.changes(principal.user_id, query.since, limit)).await?;
     Ok(Json(ChangesPage {
-        changes: batch
-            .rows
-            .iter()
-            .map(|row| convert::change(&state, row))
-            .collect(),
+        changes: batch.rows.iter().map(|row| convert::change(&state, row)).collect(),
         cursor: batch.cursor,
         has_more: batch.has_more,
     }))

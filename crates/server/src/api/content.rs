@@ -22,9 +22,7 @@ fn checked_hash(hash: &str) -> Result<(), ApiError> {
     if is_valid_hash(hash) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
-            "bad hash {hash:?}: expected 64 lowercase hex digits of BLAKE3"
-        )))
+        Err(ApiError::bad_request(format!("bad hash {hash:?}: expected 64 lowercase hex digits of BLAKE3")))
     }
 }
 
@@ -38,14 +36,8 @@ pub async fn has_blob(
     ApiPath(hash): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     checked_hash(&hash)?;
-    let found = state
-        .run(move |store| store.has_blob(principal.user_id, &hash))
-        .await?;
-    Ok(if found {
-        StatusCode::OK
-    } else {
-        StatusCode::NOT_FOUND
-    })
+    let found = state.run(move |store| store.has_blob(principal.user_id, &hash)).await?;
+    Ok(if found { StatusCode::OK } else { StatusCode::NOT_FOUND })
 }
 
 #[utoipa::path(put, path = "/v1/blobs/{hash}", tag = "content", security(("bearer" = [])),
@@ -67,44 +59,30 @@ pub async fn upload_blob(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok())
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::LENGTH_REQUIRED,
-                "length_required",
-                "an upload needs a Content-Length",
-            )
+            ApiError::new(StatusCode::LENGTH_REQUIRED, "length_required", "an upload needs a Content-Length")
         })?;
     let max = state.config.max_object_bytes;
     if declared > max {
-        return Err(StoreError::TooLarge(format!(
-            "{declared} bytes is over the {max} bytes allowed for one object"
-        ))
-        .into());
+        return Err(
+            StoreError::TooLarge(format!("{declared} bytes is over the {max} bytes allowed for one object")).into()
+        );
     }
     let user = principal.user_id;
     let known = hash.clone();
     if state.run(move |store| store.has_blob(user, &known)).await? {
         state.metrics.deduplicated_uploads.inc();
-        return Ok((
-            StatusCode::OK,
-            Json(BlobReceipt {
-                hash,
-                size: declared,
-            }),
-        ));
+        return Ok((StatusCode::OK, Json(BlobReceipt { hash, size: declared })));
     }
     let mut writer = state.store.blob_writer_dir().writer(declared).await?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|error| ApiError::bad_request(format!("the upload was cut off: {error}")))?;
+        let chunk = chunk.map_err(|error| ApiError::bad_request(format!("the upload was cut off: {error}")))?;
         writer.write(&chunk).await?;
         state.metrics.upload_bytes.inc_by(chunk.len() as u64);
     }
     let verified = writer.finish(&hash, Some(declared)).await?;
     let size = verified.size;
-    state
-        .run(move |store| store.commit_blob(user, verified))
-        .await?;
+    state.run(move |store| store.commit_blob(user, verified)).await?;
     Ok((StatusCode::CREATED, Json(BlobReceipt { hash, size })))
 }
 
@@ -126,16 +104,10 @@ pub fn byte_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let range = match (first.parse::<u64>(), last.parse::<u64>()) {
         (Ok(first), Ok(last)) if first <= last => (first, last.min(size.saturating_sub(1))),
         (Ok(first), Err(_)) if last.is_empty() => (first, size.saturating_sub(1)),
-        (Err(_), Ok(suffix)) if first.is_empty() && suffix > 0 => {
-            (size.saturating_sub(suffix), size.saturating_sub(1))
-        }
+        (Err(_), Ok(suffix)) if first.is_empty() && suffix > 0 => (size.saturating_sub(suffix), size.saturating_sub(1)),
         _ => return Ok(None),
     };
-    if size == 0 || range.0 >= size {
-        Err(())
-    } else {
-        Ok(Some(range))
-    }
+    if size == 0 || range.0 >= size { Err(()) } else { Ok(Some(range)) }
 }
 
 #[utoipa::path(get, path = "/v1/objects/{id}/content", tag = "content", security(("bearer" = [])),
@@ -154,33 +126,19 @@ pub async fn download(
         return Err(not_found());
     }
     let lookup = id.clone();
-    let Item::Object(object) = state
-        .run(move |store| store.item(principal.user_id, &lookup))
-        .await?
-    else {
+    let Item::Object(object) = state.run(move |store| store.item(principal.user_id, &lookup)).await? else {
         return Err(not_found());
     };
     let etag = format!("\"{}\"", object.hash);
-    let etag_header = HeaderValue::from_str(&etag)
-        .map_err(|_| StoreError::Internal("unprintable hash".into()))?;
-    let if_none_match = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|value| value.to_str().ok());
-    if if_none_match.is_some_and(|tags| {
-        tags.split(',')
-            .any(|tag| tag.trim() == etag || tag.trim() == "*")
-    }) {
+    let etag_header = HeaderValue::from_str(&etag).map_err(|_| StoreError::Internal("unprintable hash".into()))?;
+    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok());
+    if if_none_match.is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*")) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
     // A range applies only to the representation it was computed for (If-Range).
-    let range_applies = headers
-        .get(header::IF_RANGE)
-        .and_then(|value| value.to_str().ok())
-        .is_none_or(|tag| tag == etag);
-    let range = match headers
-        .get(header::RANGE)
-        .and_then(|value| value.to_str().ok())
-    {
+    let range_applies =
+        headers.get(header::IF_RANGE).and_then(|value| value.to_str().ok()).is_none_or(|tag| tag == etag);
+    let range = match headers.get(header::RANGE).and_then(|value| value.to_str().ok()) {
         Some(spec) if range_applies => match byte_range(spec, object.size) {
             Ok(range) => range,
             Err(()) => {
@@ -189,8 +147,7 @@ pub async fn download(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     [(
                         header::CONTENT_RANGE,
-                        HeaderValue::from_str(&unsatisfied)
-                            .unwrap_or(HeaderValue::from_static("*")),
+                        HeaderValue::from_str(&unsatisfied).unwrap_or(HeaderValue::from_static("*")),
                     )],
                 )
                     .into_response());
@@ -198,21 +155,14 @@ pub async fn download(
         },
         _ => None,
     };
-    let mut file = tokio::fs::File::open(state.store.blob_path(&object.hash))
-        .await
-        .map_err(StoreError::from)?;
+    let mut file = tokio::fs::File::open(state.store.blob_path(&object.hash)).await.map_err(StoreError::from)?;
     let (status, first, length) = match range {
         Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
         None => (StatusCode::OK, 0, object.size),
     };
-    file.seek(SeekFrom::Start(first))
-        .await
-        .map_err(StoreError::from)?;
+    file.seek(SeekFrom::Start(first)).await.map_err(StoreError::from)?;
     state.metrics.download_bytes.inc_by(length);
-    let body = Body::from_stream(ReaderStream::with_capacity(
-        file.take(length),
-        DOWNLOAD_CHUNK,
-    ));
+    let body = Body::from_stream(ReaderStream::with_capacity(file.take(length), DOWNLOAD_CHUNK));
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, &object.content_type)
@@ -220,14 +170,9 @@ pub async fn download(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, etag_header);
     if let Some((first, last)) = range {
-        response = response.header(
-            header::CONTENT_RANGE,
-            format!("bytes {first}-{last}/{}", object.size),
-        );
+        response = response.header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{}", object.size));
     }
-    response
-        .body(body)
-        .map_err(|error| StoreError::Internal(error.to_string()).into())
+    response.body(body).map_err(|error| StoreError::Internal(error.to_string()).into())
 }
 
 #[cfg(test)]
@@ -243,13 +188,7 @@ mod tests {
         assert_eq!(byte_range("bytes=-500", 100), Ok(Some((0, 99))));
         assert_eq!(byte_range("bytes=100-", 100), Err(()));
         assert_eq!(byte_range("bytes=0-0", 0), Err(()));
-        for ignored in [
-            "bytes=5-1",
-            "bytes=a-b",
-            "items=0-1",
-            "bytes=0-1,5-6",
-            "bytes=-0",
-        ] {
+        for ignored in ["bytes=5-1", "bytes=a-b", "items=0-1", "bytes=0-1,5-6", "bytes=-0"] {
             assert_eq!(byte_range(ignored, 100), Ok(None), "{ignored}");
         }
     }

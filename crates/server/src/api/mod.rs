@@ -52,10 +52,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/v1/login", post(account::login))
-        .route(
-            "/v1/devices",
-            post(account::register_device).get(account::list_devices),
-        )
+        .route("/v1/devices", post(account::register_device).get(account::list_devices))
         .route("/v1/devices/{name}", delete(account::revoke_device))
         .route("/v1/entries", get(tree::resolve))
         .route("/v1/entries/{id}", get(tree::get_entry))
@@ -67,18 +64,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/objects/{id}/flags", put(tree::set_flags))
         .route("/v1/objects/{id}/content", get(content::download))
         .route("/v1/move", post(tree::move_entries))
-        .route(
-            "/v1/blobs/{hash}",
-            put(content::upload_blob).head(content::has_blob),
-        )
+        .route("/v1/blobs/{hash}", put(content::upload_blob).head(content::has_blob))
         .route("/v1/changes", get(changes::changes))
         .route("/v1/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
-        .route_layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::track,
-        ))
+        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
@@ -87,9 +78,7 @@ pub fn router(state: SharedState) -> Router {
 
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-    })
+    Json(Health { status: "ok".into() })
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
@@ -105,9 +94,5 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not take that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }

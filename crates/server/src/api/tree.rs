@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use cpm_core::message::parse_message;
 use cpm_core::{Item, Name, ObjectKind, StorePath};
 use cpm_proto::{
-    CreateFolderRequest, CreateObjectRequest, DeleteFolderQuery, Entry, ErrorBody, ListPage,
-    ListQuery, MoveRequest, MoveResult, PathQuery, SetFlagsRequest,
+    CreateFolderRequest, CreateObjectRequest, DeleteFolderQuery, Entry, ErrorBody, ListPage, ListQuery, MoveRequest,
+    MoveResult, PathQuery, SetFlagsRequest,
 };
 use cpm_store::{NewObject, StoreError, is_valid_hash};
 
@@ -28,42 +28,28 @@ fn name(raw: &str) -> Result<Name, ApiError> {
 
 /// Ids name their kind; a folder route given an object id (or the reverse) finds nothing.
 fn expect_kind(id: &str, prefix: char, what: &str) -> Result<(), ApiError> {
-    if id.starts_with(prefix) {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound(format!("no {what} with id {id}")).into())
-    }
+    if id.starts_with(prefix) { Ok(()) } else { Err(StoreError::NotFound(format!("no {what} with id {id}")).into()) }
 }
 
 /// `type/subtype` with optional parameters, in printable ASCII.
 fn valid_content_type(raw: &str) -> bool {
     let essence = raw.split(';').next().unwrap_or_default().trim();
     let shape = essence.split_once('/').is_some_and(|(kind, sub)| {
-        !kind.is_empty()
-            && !sub.is_empty()
-            && !sub.contains('/')
-            && !essence.contains(char::is_whitespace)
+        !kind.is_empty() && !sub.is_empty() && !sub.contains('/') && !essence.contains(char::is_whitespace)
     });
     shape && raw.len() <= 255 && raw.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
 async fn located(state: &SharedState, user: i64, items: Vec<Item>) -> Result<Vec<Entry>, ApiError> {
-    let located = state
-        .run(move |store| convert::with_paths(store, user, items))
-        .await?;
-    Ok(located
-        .iter()
-        .map(|(item, path)| convert::entry(state, item, Some(path.clone())))
-        .collect())
+    let located = state.run(move |store| convert::with_paths(store, user, items)).await?;
+    Ok(located.iter().map(|(item, path)| convert::entry(state, item, Some(path.clone()))).collect())
 }
 
 async fn located_one(state: &SharedState, user: i64, item: Item) -> Result<Entry, ApiError> {
     located(state, user, vec![item])
         .await?
         .pop()
-        .ok_or_else(|| {
-            StoreError::Internal("an entry vanished while its path was looked up".into()).into()
-        })
+        .ok_or_else(|| StoreError::Internal("an entry vanished while its path was looked up".into()).into())
 }
 
 #[utoipa::path(get, path = "/v1/entries", tag = "tree", security(("bearer" = [])), params(PathQuery),
@@ -75,9 +61,7 @@ pub async fn resolve(
 ) -> Result<Json<Entry>, ApiError> {
     let path = store_path(&query.path)?;
     let shown = path.to_string();
-    let item = state
-        .run(move |store| store.resolve(principal.user_id, &path))
-        .await?;
+    let item = state.run(move |store| store.resolve(principal.user_id, &path)).await?;
     Ok(Json(convert::entry(&state, &item, Some(shown))))
 }
 
@@ -88,9 +72,7 @@ pub async fn get_entry(
     Auth(principal): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Entry>, ApiError> {
-    let item = state
-        .run(move |store| store.item(principal.user_id, &id))
-        .await?;
+    let item = state.run(move |store| store.item(principal.user_id, &id)).await?;
     Ok(Json(located_one(&state, principal.user_id, item).await?))
 }
 
@@ -110,15 +92,9 @@ pub async fn children(
             Ok((store.folder_path(principal.user_id, &id)?, batch))
         })
         .await?;
-    let entries = batch
-        .items
-        .iter()
-        .map(|item| convert::entry(&state, item, Some(child_path(&folder, item.name()))))
-        .collect();
-    Ok(Json(ListPage {
-        entries,
-        next: batch.next,
-    }))
+    let entries =
+        batch.items.iter().map(|item| convert::entry(&state, item, Some(child_path(&folder, item.name())))).collect();
+    Ok(Json(ListPage { entries, next: batch.next }))
 }
 
 #[utoipa::path(post, path = "/v1/folders", tag = "tree", security(("bearer" = [])), request_body = CreateFolderRequest,
@@ -131,13 +107,8 @@ pub async fn create_folder(
 ) -> Result<(StatusCode, Json<Entry>), ApiError> {
     let path = store_path(&request.path)?;
     let shown = path.to_string();
-    let folder = state
-        .run(move |store| store.create_folder(principal.user_id, &path, request.parents))
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(convert::entry(&state, &Item::Folder(folder), Some(shown))),
-    ))
+    let folder = state.run(move |store| store.create_folder(principal.user_id, &path, request.parents)).await?;
+    Ok((StatusCode::CREATED, Json(convert::entry(&state, &Item::Folder(folder), Some(shown)))))
 }
 
 #[utoipa::path(delete, path = "/v1/folders/{id}", tag = "tree", security(("bearer" = [])),
@@ -150,9 +121,7 @@ pub async fn delete_folder(
     ApiQuery(query): ApiQuery<DeleteFolderQuery>,
 ) -> Result<StatusCode, ApiError> {
     expect_kind(&id, 'f', "folder")?;
-    state
-        .run(move |store| store.delete(principal.user_id, &id, query.recursive))
-        .await?;
+    state.run(move |store| store.delete(principal.user_id, &id, query.recursive)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -172,26 +141,17 @@ pub async fn create_object(
             request.hash
         )));
     }
-    if let Some(content_type) = request
-        .content_type
-        .as_deref()
-        .filter(|ct| !valid_content_type(ct))
-    {
-        return Err(ApiError::bad_request(format!(
-            "bad content type {content_type:?}: expected type/subtype"
-        )));
+    if let Some(content_type) = request.content_type.as_deref().filter(|ct| !valid_content_type(ct)) {
+        return Err(ApiError::bad_request(format!("bad content type {content_type:?}: expected type/subtype")));
     }
     let max_message = state.config.max_message_bytes;
     let user = principal.user_id;
     let object = state
         .run(move |store| {
             let (content_type, message) = match request.kind {
-                ObjectKind::File => (
-                    request
-                        .content_type
-                        .unwrap_or_else(|| "application/octet-stream".to_owned()),
-                    None,
-                ),
+                ObjectKind::File => {
+                    (request.content_type.unwrap_or_else(|| "application/octet-stream".to_owned()), None)
+                }
                 ObjectKind::Message => {
                     if !store.has_blob(user, &request.hash)? {
                         return Err(StoreError::BlobMissing(format!(
@@ -201,9 +161,7 @@ pub async fn create_object(
                     }
                     let path = store.blob_path(&request.hash);
                     if std::fs::metadata(&path)?.len() > max_message {
-                        return Err(StoreError::TooLarge(format!(
-                            "a message may be at most {max_message} bytes"
-                        )));
+                        return Err(StoreError::TooLarge(format!("a message may be at most {max_message} bytes")));
                     }
                     let info = parse_message(&std::fs::read(&path)?)
                         .map_err(|error| StoreError::Invalid(error.to_string()))?;
@@ -223,10 +181,7 @@ pub async fn create_object(
             store.create_object(user, new)
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(located_one(&state, user, Item::Object(object)).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(located_one(&state, user, Item::Object(object)).await?)))
 }
 
 #[utoipa::path(put, path = "/v1/objects/{id}/flags", tag = "tree", security(("bearer" = [])),
@@ -239,12 +194,8 @@ pub async fn set_flags(
     ApiJson(request): ApiJson<SetFlagsRequest>,
 ) -> Result<Json<Entry>, ApiError> {
     expect_kind(&id, 'o', "object")?;
-    let object = state
-        .run(move |store| store.set_flags(principal.user_id, &id, &request.flags))
-        .await?;
-    Ok(Json(
-        located_one(&state, principal.user_id, Item::Object(object)).await?,
-    ))
+    let object = state.run(move |store| store.set_flags(principal.user_id, &id, &request.flags)).await?;
+    Ok(Json(located_one(&state, principal.user_id, Item::Object(object)).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/objects/{id}", tag = "tree", security(("bearer" = [])),
@@ -255,9 +206,7 @@ pub async fn delete_object(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     expect_kind(&id, 'o', "object")?;
-    state
-        .run(move |store| store.delete(principal.user_id, &id, false))
-        .await?;
+    state.run(move |store| store.delete(principal.user_id, &id, false)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,20 +219,13 @@ pub async fn move_entries(
     ApiJson(request): ApiJson<MoveRequest>,
 ) -> Result<Json<MoveResult>, ApiError> {
     if request.ids.len() > MAX_MOVE {
-        return Err(ApiError::bad_request(format!(
-            "one move may name at most {MAX_MOVE} entries"
-        )));
+        return Err(ApiError::bad_request(format!("one move may name at most {MAX_MOVE} entries")));
     }
     let new_name = request.name.as_deref().map(name).transpose()?;
     let user = principal.user_id;
-    let moved = state
-        .run(move |store| {
-            store.move_items(user, &request.ids, request.to.as_deref(), new_name.as_ref())
-        })
-        .await?;
-    Ok(Json(MoveResult {
-        entries: located(&state, user, moved).await?,
-    }))
+    let moved =
+        state.run(move |store| store.move_items(user, &request.ids, request.to.as_deref(), new_name.as_ref())).await?;
+    Ok(Json(MoveResult { entries: located(&state, user, moved).await? }))
 }
 
 #[cfg(test)]
@@ -292,22 +234,10 @@ mod tests {
 
     #[test]
     fn content_types_need_a_type_and_a_subtype() {
-        for ok in [
-            "audio/mpeg",
-            "text/plain; charset=utf-8",
-            "application/vnd.ms-excel",
-        ] {
+        for ok in ["audio/mpeg", "text/plain; charset=utf-8", "application/vnd.ms-excel"] {
             assert!(valid_content_type(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "audio",
-            "audio/",
-            "/mpeg",
-            "a/b/c",
-            "audio /mpeg",
-            "audio/mp\u{e9}g",
-        ] {
+        for bad in ["", "audio", "audio/", "/mpeg", "a/b/c", "audio /mpeg", "audio/mp\u{e9}g"] {
             assert!(!valid_content_type(bad), "{bad}");
         }
     }

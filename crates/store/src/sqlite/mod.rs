@@ -7,8 +7,8 @@
 use crate::blobs::{BlobDir, VerifiedBlob};
 use crate::error::{Result, StoreError};
 use crate::{
-    ChangeBatch, DeviceRecord, GcReport, ListBatch, NewObject, Principal, Store, StoreSettings,
-    UserId, UserSummary, secret,
+    ChangeBatch, DeviceRecord, GcReport, ListBatch, NewObject, Principal, Store, StoreSettings, UserId, UserSummary,
+    secret,
 };
 use cpm_core::{ChangedRow, Clock, EntryKind, Folder, Item, Name, Object, StorePath};
 use jiff::Timestamp;
@@ -21,7 +21,8 @@ use std::time::Duration;
 const SCHEMA: &str = include_str!("schema.sql");
 const SCHEMA_VERSION: i64 = 1;
 const FOLDER_COLUMNS: &str = "id, parent_id, name, created_ms, modified_ms, modseq";
-const OBJECT_COLUMNS: &str = "id, folder_id, name, kind, content_type, size, hash, flags, attributes, created_ms, modified_ms, modseq";
+const OBJECT_COLUMNS: &str =
+    "id, folder_id, name, kind, content_type, size, hash, flags, attributes, created_ms, modified_ms, modseq";
 /// Readers kept open between calls; more are opened under load and closed after.
 const IDLE_READERS: usize = 8;
 /// A device's `last_seen` is written at most this often, so that authenticating is a pure read.
@@ -45,14 +46,7 @@ impl SqliteStore {
         let mut writer = open_connection(&db_path)?;
         migrate(&mut writer)?;
         let blobs = BlobDir::open(data)?;
-        Ok(Self {
-            db_path,
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-            blobs,
-            clock,
-            settings,
-        })
+        Ok(Self { db_path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), blobs, clock, settings })
     }
 
     fn now_ms(&self) -> i64 {
@@ -145,9 +139,7 @@ fn object_row(row: &Row<'_>) -> rusqlite::Result<Object> {
     let flags: String = row.get(7)?;
     let attributes: Option<String> = row.get(8)?;
     let message = attributes
-        .map(|json| {
-            serde_json::from_str(&json).map_err(|error| conversion_error(8, error.to_string()))
-        })
+        .map(|json| serde_json::from_str(&json).map_err(|error| conversion_error(8, error.to_string())))
         .transpose()?;
     Ok(Object {
         id: row.get(0)?,
@@ -157,11 +149,7 @@ fn object_row(row: &Row<'_>) -> rusqlite::Result<Object> {
         content_type: row.get(4)?,
         size: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
         hash: row.get(6)?,
-        flags: flags
-            .split(',')
-            .filter(|flag| !flag.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        flags: flags.split(',').filter(|flag| !flag.is_empty()).map(str::to_owned).collect(),
         message,
         created: timestamp(row.get(9)?),
         modified: timestamp(row.get(10)?),
@@ -201,9 +189,7 @@ fn live_item(conn: &Connection, user: UserId, id: &str) -> Result<Item> {
     match id.as_bytes().first() {
         Some(b'f') => live_folder(conn, user, id).map(Item::Folder),
         Some(b'o') => live_object(conn, user, id).map(Item::Object),
-        _ => Err(StoreError::NotFound(format!(
-            "no folder or object with id {id:?}"
-        ))),
+        _ => Err(StoreError::NotFound(format!("no folder or object with id {id:?}"))),
     }
 }
 
@@ -243,8 +229,7 @@ fn path_of(conn: &Connection, folder_id: &str) -> Result<StorePath> {
     }
     let mut path = StorePath::root();
     for name in names.iter().rev() {
-        let name = Name::parse(name)
-            .map_err(|error| StoreError::Internal(format!("stored name {name:?}: {error}")))?;
+        let name = Name::parse(name).map_err(|error| StoreError::Internal(format!("stored name {name:?}: {error}")))?;
         path = path.join(&name);
     }
     Ok(path)
@@ -261,21 +246,15 @@ fn entry_path(conn: &Connection, folder_id: &str, name: &str) -> String {
 /// Invariant: within one folder a name is held by at most one live entry, folder or object
 /// alike, so that every folder can be mirrored as a directory on a device. Same-kind clashes are
 /// also refused by the partial unique indexes; this check covers the cross-kind ones.
-fn ensure_name_free(
-    conn: &Connection,
-    folder_id: &str,
-    name: &str,
-    moving: Option<&str>,
-) -> Result<()> {
+fn ensure_name_free(conn: &Connection, folder_id: &str, name: &str, moving: Option<&str>) -> Result<()> {
     let holder = match child_folder(conn, folder_id, name)? {
         Some(folder) => Some(folder.id),
         None => child_object(conn, folder_id, name)?.map(|object| object.id),
     };
     match holder {
-        Some(holder) if Some(holder.as_str()) != moving => Err(StoreError::AlreadyExists(format!(
-            "{} already exists",
-            entry_path(conn, folder_id, name)
-        ))),
+        Some(holder) if Some(holder.as_str()) != moving => {
+            Err(StoreError::AlreadyExists(format!("{} already exists", entry_path(conn, folder_id, name))))
+        }
         _ => Ok(()),
     }
 }
@@ -288,13 +267,7 @@ fn next_modseq(conn: &Connection, user: UserId) -> Result<i64> {
         .query_row(params![user], |row| row.get(0))?)
 }
 
-fn insert_folder(
-    conn: &Connection,
-    user: UserId,
-    parent_id: &str,
-    name: &str,
-    now: i64,
-) -> Result<Folder> {
+fn insert_folder(conn: &Connection, user: UserId, parent_id: &str, name: &str, now: i64) -> Result<Folder> {
     ensure_name_free(conn, parent_id, name, None)?;
     let id = secret::new_id('f')?;
     let modseq = next_modseq(conn, user)?;
@@ -319,18 +292,11 @@ fn tombstone_object(conn: &Connection, user: UserId, id: &str, now: i64) -> Resu
     Ok(())
 }
 
-fn child_ids(
-    conn: &Connection,
-    table: &str,
-    parent_column: &str,
-    parent_id: &str,
-) -> Result<Vec<String>> {
+fn child_ids(conn: &Connection, table: &str, parent_column: &str, parent_id: &str) -> Result<Vec<String>> {
     let mut statement = conn.prepare_cached(&format!(
         "SELECT id FROM {table} WHERE {parent_column} = ?1 AND deleted_ms IS NULL ORDER BY name"
     ))?;
-    let ids = statement
-        .query_map(params![parent_id], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let ids = statement.query_map(params![parent_id], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
     Ok(ids)
 }
 
@@ -341,11 +307,7 @@ fn ensure_not_inside(conn: &Connection, target: &str, moving: &Folder) -> Result
         if id == moving.id {
             return Err(StoreError::MoveIntoItself(format!(
                 "cannot move {} into itself or one of its subfolders",
-                entry_path(
-                    conn,
-                    moving.parent_id.as_deref().unwrap_or_default(),
-                    &moving.name
-                )
+                entry_path(conn, moving.parent_id.as_deref().unwrap_or_default(), &moving.name)
             )));
         }
         cursor = parent_of(conn, &id)?.0;
@@ -353,12 +315,7 @@ fn ensure_not_inside(conn: &Connection, target: &str, moving: &Folder) -> Result
     Ok(())
 }
 
-fn list_page(
-    conn: &Connection,
-    folder_id: &str,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<ListBatch> {
+fn list_page(conn: &Connection, folder_id: &str, after: Option<&str>, limit: usize) -> Result<ListBatch> {
     let limit = limit.clamp(1, MAX_PAGE);
     // Position tokens are `f:NAME` (after this folder) or `o:NAME` (after this object).
     let (folders_after, objects_after) = match after {
@@ -367,9 +324,7 @@ fn list_page(
             Some(("f:", name)) => (Some(name), ""),
             Some(("o:", name)) => (None, name),
             _ => {
-                return Err(StoreError::Invalid(format!(
-                    "bad listing position {token:?}"
-                )));
+                return Err(StoreError::Invalid(format!("bad listing position {token:?}")));
             }
         },
     };
@@ -388,9 +343,7 @@ fn list_page(
         let mut statement = conn.prepare_cached(&format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE folder_id = ?1 AND deleted_ms IS NULL AND name > ?2 ORDER BY name LIMIT ?3"
         ))?;
-        for object in
-            statement.query_map(params![folder_id, objects_after, remaining], object_row)?
-        {
+        for object in statement.query_map(params![folder_id, objects_after, remaining], object_row)? {
             items.push(Item::Object(object?));
         }
     }
@@ -406,12 +359,7 @@ fn list_page(
     Ok(ListBatch { items, next })
 }
 
-fn journal_page(
-    conn: &Connection,
-    user: UserId,
-    since: i64,
-    limit: usize,
-) -> Result<Vec<ChangedRow>> {
+fn journal_page(conn: &Connection, user: UserId, since: i64, limit: usize) -> Result<Vec<ChangedRow>> {
     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
     let mut rows = Vec::new();
     let mut statement = conn.prepare_cached(&format!(
@@ -420,11 +368,7 @@ fn journal_page(
     let folders = statement.query_map(params![user, since, fetch], |row| {
         let folder = folder_row(row)?;
         Ok(match row.get::<_, Option<i64>>(6)? {
-            Some(_) => ChangedRow::Deleted {
-                kind: EntryKind::Folder,
-                id: folder.id,
-                modseq: folder.modseq,
-            },
+            Some(_) => ChangedRow::Deleted { kind: EntryKind::Folder, id: folder.id, modseq: folder.modseq },
             None => ChangedRow::Live(Item::Folder(folder)),
         })
     })?;
@@ -437,11 +381,7 @@ fn journal_page(
     let objects = statement.query_map(params![user, since, fetch], |row| {
         let object = object_row(row)?;
         Ok(match row.get::<_, Option<i64>>(12)? {
-            Some(_) => ChangedRow::Deleted {
-                kind: object.kind.into(),
-                id: object.id,
-                modseq: object.modseq,
-            },
+            Some(_) => ChangedRow::Deleted { kind: object.kind.into(), id: object.id, modseq: object.modseq },
             None => ChangedRow::Live(Item::Object(object)),
         })
     })?;
@@ -469,13 +409,8 @@ const DEVICE_COLUMNS: &str = "id, name, class, time_zone, created_ms, last_seen_
 /// User names: 1 to 64 of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit.
 fn validate_user_name(name: &str) -> Result<()> {
     let valid = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        })
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
     if valid {
         Ok(())
     } else {
@@ -532,11 +467,9 @@ impl Store for SqliteStore {
 
     fn credentials(&self, user: &str) -> Result<(UserId, String)> {
         self.read(|tx| {
-            tx.query_row(
-                "SELECT id, password_hash FROM users WHERE name = ?1",
-                params![user],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            tx.query_row("SELECT id, password_hash FROM users WHERE name = ?1", params![user], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?
             .ok_or(StoreError::BadCredentials)
         })
@@ -582,11 +515,7 @@ impl Store for SqliteStore {
                 "INSERT INTO tokens (hash, user_id, device_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![token_hash, user, id, now],
             )?;
-            Ok(tx.query_row(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
-                params![id],
-                device_row,
-            )?)
+            Ok(tx.query_row(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"), params![id], device_row)?)
         })
     }
 
@@ -619,19 +548,12 @@ impl Store for SqliteStore {
             let now = self.now_ms();
             if last_seen.is_none_or(|seen| now - seen >= LAST_SEEN_RESOLUTION_MS) {
                 self.write(|tx, now| {
-                    tx.execute(
-                        "UPDATE devices SET last_seen_ms = ?1 WHERE id = ?2",
-                        params![now, device],
-                    )?;
+                    tx.execute("UPDATE devices SET last_seen_ms = ?1 WHERE id = ?2", params![now, device])?;
                     Ok(())
                 })?;
             }
         }
-        Ok(Principal {
-            user_id,
-            user,
-            device_id,
-        })
+        Ok(Principal { user_id, user, device_id })
     }
 
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>> {
@@ -659,11 +581,7 @@ impl Store for SqliteStore {
                 "UPDATE tokens SET revoked_ms = ?1 WHERE device_id = ?2 AND revoked_ms IS NULL",
                 params![now, id],
             )?;
-            Ok(tx.query_row(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
-                params![id],
-                device_row,
-            )?)
+            Ok(tx.query_row(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"), params![id], device_row)?)
         })
     }
 
@@ -680,9 +598,7 @@ impl Store for SqliteStore {
             if let Some(found) = child_folder(tx, &folder.id, last.as_str())? {
                 return Ok(Item::Folder(found));
             }
-            child_object(tx, &folder.id, last.as_str())?
-                .map(Item::Object)
-                .ok_or_else(missing)
+            child_object(tx, &folder.id, last.as_str())?.map(Item::Object).ok_or_else(missing)
         })
     }
 
@@ -697,13 +613,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list(
-        &self,
-        user: UserId,
-        folder_id: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<ListBatch> {
+    fn list(&self, user: UserId, folder_id: &str, after: Option<&str>, limit: usize) -> Result<ListBatch> {
         self.read(|tx| {
             live_folder(tx, user, folder_id)?;
             list_page(tx, folder_id, after, limit)
@@ -714,11 +624,7 @@ impl Store for SqliteStore {
         self.write(|tx, now| {
             let mut folder = root_folder(tx, user)?;
             let Some((parent, last)) = path.split_last() else {
-                return if parents {
-                    Ok(folder)
-                } else {
-                    Err(StoreError::AlreadyExists("/ already exists".into()))
-                };
+                return if parents { Ok(folder) } else { Err(StoreError::AlreadyExists("/ already exists".into())) };
             };
             let mut walked = StorePath::root();
             for name in parent.components() {
@@ -755,9 +661,7 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT size FROM blobs WHERE user_id = ?1 AND hash = ?2")?
                 .query_row(params![user, new.hash], |row| row.get(0))
                 .optional()?
-                .ok_or_else(|| {
-                    StoreError::BlobMissing(format!("content {} has not been uploaded yet", new.hash))
-                })?;
+                .ok_or_else(|| StoreError::BlobMissing(format!("content {} has not been uploaded yet", new.hash)))?;
             if child_folder(tx, &folder.id, name)?.is_some() {
                 return Err(StoreError::AlreadyExists(format!(
                     "{} already exists as a folder",
@@ -818,20 +722,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn move_items(
-        &self,
-        user: UserId,
-        ids: &[String],
-        to: Option<&str>,
-        name: Option<&Name>,
-    ) -> Result<Vec<Item>> {
+    fn move_items(&self, user: UserId, ids: &[String], to: Option<&str>, name: Option<&Name>) -> Result<Vec<Item>> {
         if ids.is_empty() {
             return Err(StoreError::Invalid("nothing to move".into()));
         }
         if name.is_some() && ids.len() != 1 {
-            return Err(StoreError::Invalid(
-                "a new name can be given only when moving one entry".into(),
-            ));
+            return Err(StoreError::Invalid("a new name can be given only when moving one entry".into()));
         }
         self.write(|tx, _now| {
             let target = to.map(|id| live_folder(tx, user, id)).transpose()?;
@@ -895,11 +791,7 @@ impl Store for SqliteStore {
                 "UPDATE objects SET flags = ?1, modseq = ?2 WHERE id = ?3",
                 params![flags.join(","), modseq, object.id],
             )?;
-            Ok(Object {
-                flags,
-                modseq,
-                ..object
-            })
+            Ok(Object { flags, modseq, ..object })
         })
     }
 
@@ -908,9 +800,7 @@ impl Store for SqliteStore {
             Item::Object(object) => tombstone_object(tx, user, &object.id, now),
             Item::Folder(folder) => {
                 let Some(parent) = folder.parent_id.as_deref() else {
-                    return Err(StoreError::Invalid(
-                        "the root folder cannot be deleted".into(),
-                    ));
+                    return Err(StoreError::Invalid("the root folder cannot be deleted".into()));
                 };
                 let mut subtree = vec![folder.id.clone()];
                 let mut next = 0;
@@ -933,10 +823,8 @@ impl Store for SqliteStore {
                         tombstone_object(tx, user, &object_id, now)?;
                     }
                     let modseq = next_modseq(tx, user)?;
-                    tx.prepare_cached(
-                        "UPDATE folders SET deleted_ms = ?1, modseq = ?2 WHERE id = ?3",
-                    )?
-                    .execute(params![now, modseq, folder_id])?;
+                    tx.prepare_cached("UPDATE folders SET deleted_ms = ?1, modseq = ?2 WHERE id = ?3")?
+                        .execute(params![now, modseq, folder_id])?;
                 }
                 Ok(())
             }
@@ -945,9 +833,7 @@ impl Store for SqliteStore {
 
     fn changes(&self, user: UserId, since: i64, limit: usize) -> Result<ChangeBatch> {
         if since < 0 {
-            return Err(StoreError::Invalid(format!(
-                "bad cursor {since}: cursors are not negative"
-            )));
+            return Err(StoreError::Invalid(format!("bad cursor {since}: cursors are not negative")));
         }
         let limit = limit.clamp(1, MAX_PAGE);
         self.read(|tx| {
@@ -957,10 +843,7 @@ impl Store for SqliteStore {
             // Invariant: a delta is complete or refused. A cursor inside the purged range could
             // miss deletions; a cursor beyond the counter belongs to another store's history.
             if since > highest || (since > 0 && since < purged) {
-                return Err(StoreError::ResyncRequired {
-                    since,
-                    oldest: purged,
-                });
+                return Err(StoreError::ResyncRequired { since, oldest: purged });
             }
             let mut rows = journal_page(tx, user, since, limit)?;
             let has_more = rows.len() > limit;
@@ -969,11 +852,7 @@ impl Store for SqliteStore {
                 Some(last) if has_more => last.modseq(),
                 _ => highest,
             };
-            Ok(ChangeBatch {
-                rows,
-                cursor,
-                has_more,
-            })
+            Ok(ChangeBatch { rows, cursor, has_more })
         })
     }
 
@@ -995,10 +874,7 @@ impl Store for SqliteStore {
         // Under the writer lock, so a collection cannot remove the file between its install and
         // the row that keeps it alive.
         let connection = lock(&self.writer);
-        let (hash, size) = (
-            blob.hash.clone(),
-            i64::try_from(blob.size).unwrap_or(i64::MAX),
-        );
+        let (hash, size) = (blob.hash.clone(), i64::try_from(blob.size).unwrap_or(i64::MAX));
         // Invariant: the payload is on disk before any metadata names it.
         self.blobs.install(blob)?;
         connection

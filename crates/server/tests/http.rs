@@ -1,0 +1,436 @@
+//! The HTTP API against a real server on a random loopback port, with a real SQLite store and
+//! blob directory in a temp dir, driven by the typed client and by raw requests.
+
+use cpm_client::{Client, ClientError};
+use cpm_core::{EntryKind, ManualClock, ObjectKind};
+use cpm_proto::{ChangesPage, CreateObjectRequest, Entry, MoveRequest, RegisterDeviceRequest};
+use cpm_server::{Server, ServerConfig};
+use cpm_store::{SqliteStore, Store, secret};
+use jiff::{SignedDuration, Timestamp};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+struct TestServer {
+    dir: tempfile::TempDir,
+    url: String,
+    clock: Arc<ManualClock>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        Self::start_with(ServerConfig::default()).await
+    }
+
+    async fn start_with(mut config: ServerConfig) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        config.listen = "127.0.0.1:0".parse().expect("address");
+        let clock = Arc::new(ManualClock::new(Timestamp::now()));
+        let server = Server::bind(dir.path(), config, clock.clone()).await.expect("binds");
+        let url = format!("http://{}", server.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        for user in ["alice", "bob"] {
+            let store = SqliteStore::open(dir.path(), clock.clone(), Default::default()).expect("store");
+            store.create_user(user, &secret::hash_password("pw").expect("hash")).expect("user");
+        }
+        Self { dir, url, clock, _stop: stop }
+    }
+
+    async fn device(&self, user: &str, name: &str) -> Client {
+        let anonymous = Client::new(&self.url, None).expect("client");
+        let request = RegisterDeviceRequest {
+            user: user.into(),
+            password: "pw".into(),
+            name: name.into(),
+            class: "pda".into(),
+            time_zone: Some("Europe/Paris".into()),
+        };
+        let registered = anonymous.register_device(&request).await.expect("registers");
+        Client::new(&self.url, Some(registered.token)).expect("client")
+    }
+
+    fn data(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+async fn put(client: &Client, folder: &str, name: &str, bytes: &[u8]) -> Entry {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let uploaded = client.upload_file(&file(scratch.path(), name, bytes)).await.expect("uploads");
+    let folder = client.create_folder(folder, true).await.expect("folder");
+    client
+        .create_object(&CreateObjectRequest {
+            folder_id: folder.id,
+            name: name.into(),
+            kind: ObjectKind::File,
+            hash: uploaded.hash,
+            content_type: Some("audio/mpeg".into()),
+            replace: false,
+            modified: None,
+        })
+        .await
+        .expect("creates")
+}
+
+fn api_error(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, String, String) {
+    match result {
+        Err(ClientError::Api { status, code, message }) => (status, code, message),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+async fn cursor(client: &Client) -> i64 {
+    client.changes(0, 10_000).await.expect("changes").cursor
+}
+
+#[tokio::test]
+async fn health_openapi_and_metrics() -> TestResult {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let health: Value = http.get(format!("{}/health", server.url)).send().await?.json().await?;
+    assert_eq!(health["status"], "ok");
+    let doc: Value = http.get(format!("{}/v1/openapi.json", server.url)).send().await?.json().await?;
+    for path in ["/v1/changes", "/v1/move", "/v1/blobs/{hash}", "/v1/objects/{id}/content", "/v1/folders/{id}/children"]
+    {
+        assert!(doc["paths"][path].is_object(), "{path} is described");
+    }
+    assert!(doc["components"]["schemas"]["Entry"].is_object());
+    let metrics = http.get(format!("{}/metrics", server.url)).send().await?.text().await?;
+    assert!(
+        metrics.contains("cpm_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn tokens_are_required_checked_and_revocable() -> TestResult {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    for auth in [None, Some("Bearer nope"), Some("Basic YWxpY2U6cHc=")] {
+        let mut request = http.get(format!("{}/v1/changes", server.url));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = response.json().await?;
+        assert_eq!(body["code"], "unauthorized");
+    }
+    let anonymous = Client::new(&server.url, None)?;
+    let wrong = anonymous.login("alice", "wrong").await;
+    assert_eq!(api_error(wrong).1, "bad_credentials");
+    assert_eq!(api_error(anonymous.login("nobody", "pw").await).1, "bad_credentials");
+    let session = Client::new(&server.url, Some(anonymous.login("alice", "pw").await?.token))?;
+
+    let phone = server.device("alice", "phone").await;
+    phone.resolve("/").await?;
+    let bad_zone = RegisterDeviceRequest {
+        user: "alice".into(),
+        password: "pw".into(),
+        name: "pc".into(),
+        class: "pc".into(),
+        time_zone: Some("Mars/Olympus".into()),
+    };
+    assert_eq!(api_error(anonymous.register_device(&bad_zone).await).0, 400);
+    let bad_class = RegisterDeviceRequest { class: "toaster".into(), time_zone: None, ..bad_zone };
+    assert_eq!(api_error(anonymous.register_device(&bad_class).await).0, 400);
+
+    let devices = session.devices().await?;
+    assert_eq!(devices.len(), 1);
+    assert!(devices[0].last_seen.is_some());
+    session.revoke_device("phone").await?;
+    assert_eq!(api_error(phone.resolve("/").await).0, 401);
+    assert_eq!(api_error(session.revoke_device("phone").await).0, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_user_cannot_reach_anothers_entries_links_or_content() -> TestResult {
+    let server = TestServer::start().await;
+    let alice = server.device("alice", "pda").await;
+    let bob = server.device("bob", "pda").await;
+    let song = put(&alice, "/content", "song.mp3", b"alice's song").await;
+    let folder = alice.resolve("/content").await?;
+    let http = reqwest::Client::new();
+    let bob_token = {
+        let anonymous = Client::new(&server.url, None)?;
+        anonymous.login("bob", "pw").await?.token
+    };
+    let link = song.link.clone().expect("link");
+    let response = http.get(&link).bearer_auth(&bob_token).send().await?;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(api_error(bob.entry(&song.id).await).0, 404);
+    assert_eq!(api_error(bob.list_page(&folder.id, None, 10).await).0, 404);
+    assert_eq!(api_error(bob.delete_object(&song.id).await).0, 404);
+    assert_eq!(api_error(bob.delete_folder(&folder.id, true).await).0, 404);
+    let bobs = bob.create_folder("/mine", false).await?;
+    let steal = MoveRequest { ids: vec![song.id.clone()], to: Some(bobs.id.clone()), name: None };
+    assert_eq!(api_error(bob.move_entries(&steal).await).0, 404);
+    let push = MoveRequest { ids: vec![song.id.clone()], to: Some(bobs.id), name: None };
+    assert_eq!(api_error(alice.move_entries(&push).await).0, 404);
+    // Bob cannot learn that alice stores this content, nor name it in an object of his own.
+    let hash = song.hash.clone().expect("hash");
+    assert!(!bob.has_blob(&hash).await?);
+    let claim = CreateObjectRequest {
+        folder_id: bob.resolve("/mine").await?.id,
+        name: "song.mp3".into(),
+        kind: ObjectKind::File,
+        hash,
+        content_type: None,
+        replace: false,
+        modified: None,
+    };
+    assert_eq!(api_error(bob.create_object(&claim).await).1, "blob_missing");
+    assert_eq!(alice.entry(&song.id).await?.path.as_deref(), Some("/content/song.mp3"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_names_and_bodies_are_refused_and_change_nothing() -> TestResult {
+    let server = TestServer::start().await;
+    let alice = server.device("alice", "pda").await;
+    let song = put(&alice, "/content", "song.mp3", b"song").await;
+    let before = cursor(&alice).await;
+    let long = "x".repeat(256);
+    for bad in ["a/b", "a\0b", "tab\there", ".", "..", "", long.as_str()] {
+        let rename = MoveRequest { ids: vec![song.id.clone()], to: None, name: Some(bad.into()) };
+        let (status, code, _) = api_error(alice.move_entries(&rename).await);
+        assert_eq!((status, code.as_str()), (400, "invalid_name"), "{bad:?}");
+    }
+    for bad in ["a\0b", "tab\there", ".", "..", long.as_str()] {
+        let (status, code, _) = api_error(alice.create_folder(&format!("/content/{bad}"), true).await);
+        assert_eq!((status, code.as_str()), (400, "invalid_name"), "{bad:?}");
+    }
+    let http = reqwest::Client::new();
+    let token = Client::new(&server.url, None)?.login("alice", "pw").await?.token;
+    for (path, body) in [("/v1/folders", "{not json"), ("/v1/move", "{\"ids\": 5}"), ("/v1/objects", "{}")] {
+        let response = http
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        assert!(response.status().is_client_error(), "{path}: {}", response.status());
+        let error: Value = response.json().await?;
+        assert!(error["code"].is_string() && error["message"].is_string(), "{path}: {error}");
+    }
+    let response = http.get(format!("{}/v1/changes?since=abc", server.url)).bearer_auth(&token).send().await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = http.get(format!("{}/v1/nowhere", server.url)).send().await?;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.json::<Value>().await?["code"], "not_found");
+    assert_eq!(cursor(&alice).await, before, "refused requests changed nothing");
+    Ok(())
+}
+
+#[tokio::test]
+async fn moves_are_checked_atomic_and_keep_links() -> TestResult {
+    let server = TestServer::start().await;
+    let alice = server.device("alice", "pda").await;
+    let a = put(&alice, "/content", "a.mp3", b"a").await;
+    let b = put(&alice, "/content", "b.mp3", b"b").await;
+    let target = alice.create_folder("/content/favourite song", false).await?;
+    put(&alice, "/content/favourite song", "b.mp3", b"other b").await;
+    let before = cursor(&alice).await;
+    let both = MoveRequest { ids: vec![a.id.clone(), b.id.clone()], to: Some(target.id.clone()), name: None };
+    let (status, code, message) = api_error(alice.move_entries(&both).await);
+    assert_eq!((status, code.as_str()), (409, "already_exists"));
+    assert!(message.contains("/content/favourite song/b.mp3"), "{message}");
+    assert_eq!(cursor(&alice).await, before);
+    assert_eq!(alice.entry(&a.id).await?.path.as_deref(), Some("/content/a.mp3"), "nothing moved");
+
+    let content = alice.resolve("/content").await?;
+    let into_itself = MoveRequest { ids: vec![content.id.clone()], to: Some(target.id.clone()), name: None };
+    assert_eq!(api_error(alice.move_entries(&into_itself).await).1, "move_into_itself");
+
+    let one = MoveRequest { ids: vec![a.id.clone()], to: Some(target.id.clone()), name: None };
+    let moved = alice.move_entries(&one).await?;
+    assert_eq!(moved.entries[0].path.as_deref(), Some("/content/favourite song/a.mp3"));
+    assert_eq!(moved.entries[0].link, a.link, "links name the object, not its path");
+    let http = reqwest::Client::new();
+    let token = Client::new(&server.url, None)?.login("alice", "pw").await?.token;
+    let fetched = http.get(a.link.clone().expect("link")).bearer_auth(&token).send().await?.bytes().await?;
+    assert_eq!(&fetched[..], b"a");
+
+    alice.delete_object(&a.id).await?;
+    let gone = http.get(a.link.clone().expect("link")).bearer_auth(&token).send().await?;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn downloads_honour_range_and_etag() -> TestResult {
+    let server = TestServer::start().await;
+    let alice = server.device("alice", "pda").await;
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let song = put(&alice, "/content", "song.mp3", &bytes).await;
+    let token = Client::new(&server.url, None)?.login("alice", "pw").await?.token;
+    let http = reqwest::Client::new();
+    let link = song.link.clone().expect("link");
+    let full = http.get(&link).bearer_auth(&token).send().await?;
+    assert_eq!(full.status(), StatusCode::OK);
+    let etag = full.headers()["etag"].to_str()?.to_owned();
+    assert_eq!(etag, format!("\"{}\"", song.hash.clone().expect("hash")));
+    assert_eq!(full.bytes().await?.len(), 100_000);
+
+    let part = http.get(&link).bearer_auth(&token).header("range", "bytes=1000-1999").send().await?;
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.headers()["content-range"], "bytes 1000-1999/100000");
+    assert_eq!(&part.bytes().await?[..], &bytes[1000..2000]);
+    let past = http.get(&link).bearer_auth(&token).header("range", "bytes=200000-").send().await?;
+    assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let cached = http.get(&link).bearer_auth(&token).header("if-none-match", &etag).send().await?;
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+
+    let scratch = tempfile::tempdir()?;
+    let dest = scratch.path().join("song.mp3");
+    assert_eq!(alice.download(&song, &dest).await?, 100_000);
+    assert_eq!(std::fs::read(&dest)?, bytes);
+    Ok(())
+}
+
+#[tokio::test]
+async fn uploads_are_verified_deduplicated_bounded_and_leave_nothing_when_cut_off() -> TestResult {
+    let config = ServerConfig { max_object_bytes: 1000, ..ServerConfig::default() };
+    let server = TestServer::start_with(config).await;
+    let alice = server.device("alice", "pda").await;
+    let token = Client::new(&server.url, None)?.login("alice", "pw").await?.token;
+    let http = reqwest::Client::new();
+    let hash_of = |bytes: &[u8]| blake3::hash(bytes).to_hex().to_string();
+    let before = cursor(&alice).await;
+
+    let wrong = http
+        .put(format!("{}/v1/blobs/{}", server.url, hash_of(b"declared")))
+        .bearer_auth(&token)
+        .body("actual")
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(wrong.json::<Value>().await?["code"], "hash_mismatch");
+    let huge = vec![7u8; 2000];
+    let too_big =
+        http.put(format!("{}/v1/blobs/{}", server.url, hash_of(&huge))).bearer_auth(&token).body(huge).send().await?;
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let bad_hash = http.put(format!("{}/v1/blobs/XYZ", server.url)).bearer_auth(&token).body("x").send().await?;
+    assert_eq!(bad_hash.status(), StatusCode::BAD_REQUEST);
+
+    // Cut off half-way: the connection closes after 50 of 100 declared bytes.
+    let half = vec![1u8; 100];
+    let mut stream = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://")).await?;
+    let head = format!(
+        "PUT /v1/blobs/{} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 100\r\n\r\n",
+        hash_of(&half)
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&half[..50]).await?;
+    stream.shutdown().await?;
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!alice.has_blob(&hash_of(&half)).await?);
+    assert_eq!(std::fs::read_dir(server.data().join("tmp"))?.count(), 0, "no partial file is left");
+    assert_eq!(cursor(&alice).await, before);
+
+    let scratch = tempfile::tempdir()?;
+    let path = file(scratch.path(), "a.txt", b"same content");
+    let received = || async {
+        let metrics = http.get(format!("{}/metrics", server.url)).send().await?.text().await?;
+        let line =
+            metrics.lines().find(|line| line.starts_with("cpm_upload_bytes_total ")).unwrap_or_default().to_owned();
+        Ok::<_, reqwest::Error>(line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or_default())
+    };
+    let start = received().await?;
+    assert!(alice.upload_file(&path).await?.sent);
+    assert_eq!(received().await? - start, 12);
+    assert!(!alice.upload_file(&path).await?.sent, "known content is not sent again");
+    assert_eq!(received().await? - start, 12, "no byte of known content crosses the wire");
+    Ok(())
+}
+
+#[tokio::test]
+async fn messages_are_parsed_and_non_messages_refused() -> TestResult {
+    let server = TestServer::start().await;
+    let alice = server.device("alice", "pda").await;
+    let scratch = tempfile::tempdir()?;
+    let inbox = alice.create_folder("/inbox", false).await?;
+    let message = "From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: Lunch\r\n\
+Date: Wed, 25 Nov 2026 12:00:00 +0000\r\nMessage-ID: <m1@example.com>\r\nConversation-ID: c1\r\n\r\nNoon?\r\n";
+    let uploaded = alice.upload_file(&file(scratch.path(), "m.eml", message.as_bytes())).await?;
+    let request = CreateObjectRequest {
+        folder_id: inbox.id.clone(),
+        name: "lunch.eml".into(),
+        kind: ObjectKind::Message,
+        hash: uploaded.hash,
+        content_type: None,
+        replace: false,
+        modified: None,
+    };
+    let entry = alice.create_object(&request).await?;
+    assert_eq!(entry.kind, EntryKind::Message);
+    assert_eq!(entry.subject.as_deref(), Some("Lunch"));
+    assert_eq!(entry.from.as_deref(), Some("Bob <bob@example.com>"));
+    assert_eq!(entry.conversation_id.as_deref(), Some("c1"));
+    assert_eq!(entry.message_id.as_deref(), Some("m1@example.com"));
+
+    let junk = alice.upload_file(&file(scratch.path(), "junk.bin", &[0xff, 0x00, 0x13])).await?;
+    let refused =
+        alice.create_object(&CreateObjectRequest { name: "junk.eml".into(), hash: junk.hash, ..request }).await;
+    assert_eq!(api_error(refused).0, 400);
+    Ok(())
+}
+
+#[tokio::test]
+async fn changes_page_in_order_and_old_cursors_get_410() -> TestResult {
+    let config = ServerConfig {
+        tombstone_retention: Duration::from_secs(3600),
+        gc_interval: Duration::from_millis(50),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(config).await;
+    let alice = server.device("alice", "pda").await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(put(&alice, "/content", &format!("s{i}.mp3"), format!("song {i}").as_bytes()).await);
+    }
+    let mut seen = Vec::new();
+    let mut since = 0;
+    loop {
+        let page: ChangesPage = alice.changes(since, 3).await?;
+        assert!(page.changes.len() <= 3);
+        seen.extend(page.changes.iter().map(|change| change.modseq));
+        since = page.cursor;
+        if !page.has_more {
+            break;
+        }
+    }
+    assert!(seen.windows(2).all(|pair| pair[0] < pair[1]));
+    assert_eq!(seen.len(), 8, "one folder and seven objects");
+    let old_cursor = since;
+    alice.delete_object(&created[0].id).await?;
+    let tombstone = alice.changes(old_cursor, 10).await?;
+    assert!(tombstone.changes[0].deleted && tombstone.changes[0].entry.is_none());
+
+    server.clock.advance(SignedDuration::from_hours(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, code, _) = api_error(alice.changes(old_cursor, 10).await);
+    assert_eq!((status, code.as_str()), (410, "resync_required"));
+    let fresh = alice.changes(0, 100).await?;
+    assert!(fresh.changes.iter().all(|change| !change.deleted));
+    Ok(())
+}
