@@ -27,7 +27,7 @@ pub struct Object {
     pub hash: String,
     pub flags: Vec<String>,
     /// Attributes read from the message when `kind` is `Message`.
-    pub message: Option<MessageInfo>,
+    pub message: Option<Box<MessageInfo>>,
     pub created: Timestamp,
     pub modified: Timestamp,
     pub modseq: i64,

@@ -33,7 +33,7 @@ pub fn entry(state: &AppState, item: &Item, path: Option<String>) -> Entry {
             attachments: None,
         },
         Item::Object(object) => {
-            let message = object.message.clone().unwrap_or_default();
+            let message = object.message.as_deref().cloned().unwrap_or_default();
             let is_message = object.message.is_some();
             Entry {
                 kind: item.kind(),

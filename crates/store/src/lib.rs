@@ -59,7 +59,7 @@ pub struct NewObject {
     pub kind: ObjectKind,
     pub hash: String,
     pub content_type: String,
-    pub message: Option<MessageInfo>,
+    pub message: Option<Box<MessageInfo>>,
     pub modified: Option<Timestamp>,
     pub replace: bool,
 }

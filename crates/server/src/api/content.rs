@@ -86,28 +86,32 @@ pub async fn upload_blob(
     Ok((StatusCode::CREATED, Json(BlobReceipt { hash, size })))
 }
 
-/// A single byte range of a `Range` header, as inclusive (first, last) offsets.
-///
-/// `Ok(None)`: no usable range, serve the whole payload (multiple ranges and bad syntax are
-/// ignored, as RFC 9110 allows); `Err(())`: a well-formed range the payload cannot satisfy (416).
-pub fn byte_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
+/// What a `Range` header asks of a payload of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No usable range: serve the whole payload (multiple ranges and bad syntax are ignored, as
+    /// RFC 9110 allows).
+    Whole,
+    /// Inclusive first and last offsets.
+    Part(u64, u64),
+    /// A well-formed range past the end (416).
+    Unsatisfiable,
+}
+
+pub fn byte_range(header: &str, size: u64) -> ByteRange {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return ByteRange::Whole };
     if spec.contains(',') {
-        return Ok(None);
+        return ByteRange::Whole;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return Ok(None);
-    };
+    let Some((first, last)) = spec.trim().split_once('-') else { return ByteRange::Whole };
     let (first, last) = (first.trim(), last.trim());
     let range = match (first.parse::<u64>(), last.parse::<u64>()) {
         (Ok(first), Ok(last)) if first <= last => (first, last.min(size.saturating_sub(1))),
         (Ok(first), Err(_)) if last.is_empty() => (first, size.saturating_sub(1)),
         (Err(_), Ok(suffix)) if first.is_empty() && suffix > 0 => (size.saturating_sub(suffix), size.saturating_sub(1)),
-        _ => return Ok(None),
+        _ => return ByteRange::Whole,
     };
-    if size == 0 || range.0 >= size { Err(()) } else { Ok(Some(range)) }
+    if size == 0 || range.0 >= size { ByteRange::Unsatisfiable } else { ByteRange::Part(range.0, range.1) }
 }
 
 #[utoipa::path(get, path = "/v1/objects/{id}/content", tag = "content", security(("bearer" = [])),
@@ -140,8 +144,9 @@ pub async fn download(
         headers.get(header::IF_RANGE).and_then(|value| value.to_str().ok()).is_none_or(|tag| tag == etag);
     let range = match headers.get(header::RANGE).and_then(|value| value.to_str().ok()) {
         Some(spec) if range_applies => match byte_range(spec, object.size) {
-            Ok(range) => range,
-            Err(()) => {
+            ByteRange::Whole => None,
+            ByteRange::Part(first, last) => Some((first, last)),
+            ByteRange::Unsatisfiable => {
                 let unsatisfied = format!("bytes */{}", object.size);
                 return Ok((
                     StatusCode::RANGE_NOT_SATISFIABLE,
@@ -177,19 +182,19 @@ pub async fn download(
 
 #[cfg(test)]
 mod tests {
-    use super::byte_range;
+    use super::{ByteRange, byte_range};
 
     #[test]
     fn ranges_follow_rfc_9110() {
-        assert_eq!(byte_range("bytes=0-9", 100), Ok(Some((0, 9))));
-        assert_eq!(byte_range("bytes=90-200", 100), Ok(Some((90, 99))));
-        assert_eq!(byte_range("bytes=95-", 100), Ok(Some((95, 99))));
-        assert_eq!(byte_range("bytes=-10", 100), Ok(Some((90, 99))));
-        assert_eq!(byte_range("bytes=-500", 100), Ok(Some((0, 99))));
-        assert_eq!(byte_range("bytes=100-", 100), Err(()));
-        assert_eq!(byte_range("bytes=0-0", 0), Err(()));
+        assert_eq!(byte_range("bytes=0-9", 100), ByteRange::Part(0, 9));
+        assert_eq!(byte_range("bytes=90-200", 100), ByteRange::Part(90, 99));
+        assert_eq!(byte_range("bytes=95-", 100), ByteRange::Part(95, 99));
+        assert_eq!(byte_range("bytes=-10", 100), ByteRange::Part(90, 99));
+        assert_eq!(byte_range("bytes=-500", 100), ByteRange::Part(0, 99));
+        assert_eq!(byte_range("bytes=100-", 100), ByteRange::Unsatisfiable);
+        assert_eq!(byte_range("bytes=0-0", 0), ByteRange::Unsatisfiable);
         for ignored in ["bytes=5-1", "bytes=a-b", "items=0-1", "bytes=0-1,5-6", "bytes=-0"] {
-            assert_eq!(byte_range(ignored, 100), Ok(None), "{ignored}");
+            assert_eq!(byte_range(ignored, 100), ByteRange::Whole, "{ignored}");
         }
     }
 }

@@ -165,7 +165,7 @@ pub async fn create_object(
                     }
                     let info = parse_message(&std::fs::read(&path)?)
                         .map_err(|error| StoreError::Invalid(error.to_string()))?;
-                    (info.content_type.clone(), Some(info))
+                    (info.content_type.clone(), Some(Box::new(info)))
                 }
             };
             let new = NewObject {

@@ -1,0 +1,328 @@
+//! Use case 7.1, steps 1–5, played with the real `cpm` binary against a real `cpm serve`
+//! process on a loopback port, checking the PDA's view after each step.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const CPM: &str = env!("CARGO_BIN_EXE_cpm");
+const PASSWORD: &str = "correct horse";
+
+/// A `cpm serve` process, stopped when dropped.
+struct ServeProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(CPM)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("CPM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cpm serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reads the serving line");
+        let url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    server: ServeProcess,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("cpm-data");
+        let server = ServeProcess::start(&data);
+        let world = Self { dir, server };
+        world.ok(&["admin", "--data", data.to_str().expect("utf-8"), "user", "add", "alice"]);
+        world
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(CPM)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("CPM_PASSWORD", PASSWORD)
+            .output()
+            .expect("cpm runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "cpm {args:?} failed: {}{stdout}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    }
+
+    /// Runs a command that must fail with one clear line on stderr; returns that line.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(!output.status.success(), "cpm {args:?} should have failed");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "cpm {args:?} printed {stderr:?}");
+        assert!(lines[0].starts_with("cpm: "), "{stderr:?}");
+        lines[0].to_owned()
+    }
+
+    fn pda(&self, args: &[&str]) -> String {
+        self.ok(&[&["-C", "pda"], args].concat())
+    }
+
+    fn pda_fails(&self, args: &[&str]) -> String {
+        self.fails(&[&["-C", "pda"], args].concat())
+    }
+
+    fn listing(&self, folder: &str) -> Vec<Value> {
+        let json = self.pda(&["ls", "--json", folder]);
+        match serde_json::from_str(&json).expect("ls --json prints JSON") {
+            Value::Array(entries) => entries,
+            other => panic!("expected an array, got {other}"),
+        }
+    }
+
+    fn names(&self, folder: &str) -> Vec<String> {
+        self.listing(folder).iter().map(|entry| entry["name"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.path(name), bytes).expect("writes");
+    }
+}
+
+fn entry<'a>(entries: &'a [Value], name: &str) -> &'a Value {
+    entries.iter().find(|entry| entry["name"] == name).unwrap_or_else(|| panic!("no {name} in {entries:?}"))
+}
+
+#[test]
+fn use_case_7_1_steps_1_to_5_on_the_pda() {
+    let world = World::new();
+    let registered = world.ok(&[
+        "device",
+        "register",
+        "--server",
+        &world.server.url,
+        "--user",
+        "alice",
+        "--name",
+        "pda",
+        "--class",
+        "pda",
+        "--dir",
+        "pda",
+        "--tz",
+        "Europe/Paris",
+    ]);
+    assert!(registered.contains("registered pda"), "{registered}");
+    assert!(world.path("pda/.cpm/token").is_file());
+
+    let song1: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    world.write("song1.mp3", &song1);
+    world.write("song2.mp3", b"second song");
+    world.write("tune.ogg", b"an ogg tune");
+    world.write("photo.jpg", b"a picture");
+    world.write("clip.mp4", b"a video");
+    world.write(
+        "note.eml",
+        b"From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: Concert tonight\r\n\
+Date: Wed, 25 Nov 2026 18:00:00 +0100\r\nMessage-ID: <n1@example.com>\r\n\r\nSee you there.\r\n",
+    );
+    world.pda(&["put", "song1.mp3", "song2.mp3", "tune.ogg", "photo.jpg", "clip.mp4", "/content/"]);
+    world.pda(&["put", "--message", "note.eml", "/inbox/"]);
+
+    // Steps 1-3: the list of content files, with details.
+    let content = world.listing("/content");
+    assert_eq!(world.names("/content"), ["clip.mp4", "photo.jpg", "song1.mp3", "song2.mp3", "tune.ogg"]);
+    let first = entry(&content, "song1.mp3");
+    assert_eq!(first["kind"], "file");
+    assert_eq!(first["path"], "/content/song1.mp3");
+    assert_eq!(first["size"], 300_000);
+    assert_eq!(first["content_type"], "audio/mpeg");
+    assert_eq!(first["hash"], blake3::hash(&song1).to_hex().as_str());
+    for field in ["id", "modified", "link"] {
+        assert!(first[field].is_string(), "{field} in {first}");
+    }
+    let link_before = first["link"].clone();
+    let id_before = first["id"].clone();
+    let long = world.pda(&["ls", "-l", "/content"]);
+    assert!(long.lines().next().is_some_and(|header| header.starts_with("KIND")), "{long}");
+    assert!(long.contains("song1.mp3") && long.contains("300000") && long.contains("audio/mpeg"), "{long}");
+    let inbox = world.listing("/inbox");
+    let note = entry(&inbox, "note.eml");
+    assert_eq!(note["kind"], "message");
+    assert_eq!(note["subject"], "Concert tonight");
+    assert_eq!(note["from"], "Bob <bob@example.com>");
+    assert_eq!(note["message_id"], "n1@example.com");
+    assert!(note["to"].is_array() && note["date"].is_string() && note["conversation_id"].is_string());
+
+    // A new version keeps the object's id; without --replace the clash is an error.
+    let clash = world.pda_fails(&["put", "song2.mp3", "/content/"]);
+    assert!(clash.contains("/content/song2.mp3 already exists") && clash.contains("--replace"), "{clash}");
+    world.write("song2.mp3", b"second song, remastered");
+    let song2_id = entry(&world.listing("/content"), "song2.mp3")["id"].clone();
+    world.pda(&["put", "--replace", "song2.mp3", "/content/"]);
+    let replaced = world.listing("/content");
+    assert_eq!(entry(&replaced, "song2.mp3")["id"], song2_id);
+    assert_eq!(entry(&replaced, "song2.mp3")["size"], 23);
+
+    // Step 4: a new folder, shown beside the pictures and videos.
+    world.pda(&["mkdir", "/content/favourite song"]);
+    assert!(world.pda_fails(&["mkdir", "/content/favourite song"]).contains("already exists"));
+    assert_eq!(
+        world.names("/content"),
+        ["favourite song", "clip.mp4", "photo.jpg", "song1.mp3", "song2.mp3", "tune.ogg"]
+    );
+
+    // Step 5: the music moves, by name pattern and by content type; the view is refreshed.
+    let moved = world.pda(&["mv", "/content/*.mp3", "/content/favourite song/"]);
+    assert!(moved.contains("moved 2 entries"), "{moved}");
+    world.pda(&["mv", "--type", "audio/*", "/content", "/content/favourite song/"]);
+    assert_eq!(world.names("/content"), ["favourite song", "clip.mp4", "photo.jpg"]);
+    let favourites = world.listing("/content/favourite song");
+    assert_eq!(world.names("/content/favourite song"), ["song1.mp3", "song2.mp3", "tune.ogg"]);
+    let moved_song = entry(&favourites, "song1.mp3");
+    assert_eq!(moved_song["path"], "/content/favourite song/song1.mp3");
+    assert_eq!((&moved_song["id"], &moved_song["link"]), (&id_before, &link_before), "a move keeps id and link");
+
+    world.pda(&["get", "/content/favourite song/song1.mp3", "out.mp3"]);
+    assert_eq!(std::fs::read(world.path("out.mp3")).expect("downloaded"), song1);
+    assert!(world.pda_fails(&["get", "/content/favourite song/song1.mp3", "out.mp3"]).contains("exists"));
+
+    // Renames, deletes.
+    world.pda(&["mv", "/content/photo.jpg", "/content/beach.jpg"]);
+    world.pda(&["mkdir", "-p", "/content/old stuff/deeper"]);
+    world.pda(&["mv", "/content/old stuff", "/content/older stuff"]);
+    world.pda(&["rm", "/content/clip.mp4"]);
+    assert!(world.pda_fails(&["rm", "/content/older stuff"]).contains("rm -r"));
+    world.pda(&["rm", "-r", "/content/older stuff"]);
+    assert_eq!(world.names("/content"), ["favourite song", "beach.jpg"]);
+
+    let devices = world.pda(&["devices"]);
+    assert!(devices.contains("pda") && devices.contains("this device"), "{devices}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let world = World::new();
+    world.ok(&[
+        "device",
+        "register",
+        "--server",
+        &world.server.url,
+        "--user",
+        "alice",
+        "--name",
+        "pda",
+        "--class",
+        "pda",
+        "--dir",
+        "pda",
+    ]);
+    world.write("a.txt", b"a");
+    world.pda(&["put", "a.txt", "/docs/"]);
+    world.pda(&["mkdir", "/docs/inner"]);
+    let before = world.listing("/docs");
+
+    for (args, says) in [
+        (vec!["ls", "/nowhere"], "no such file or folder: /nowhere"),
+        (vec!["ls", "relative"], "must start with '/'"),
+        (vec!["mkdir", "/docs/a\tb"], "control characters"),
+        (vec!["mkdir", "/x/y"], "no such folder: /x"),
+        (vec!["mv", "/docs", "/docs/inner/"], "into itself"),
+        (vec!["mv", "/docs/*.pdf", "/docs/inner/"], "nothing matches /docs/*.pdf"),
+        (vec!["mv", "/docs/a.txt", "/docs/inner", "/nope/"], "no such folder: /nope/"),
+        (vec!["mv", "/docs/inner", "/docs/a.txt"], "/docs/a.txt already exists"),
+        (vec!["rm", "/docs"], "not empty"),
+        (vec!["get", "/docs", "out"], "is a folder"),
+        (vec!["put", "missing.txt", "/docs/"], "cannot read missing.txt"),
+        (vec!["put", "--message", "a.txt", "/inbox/"], "not a MIME message"),
+    ] {
+        let line = world.pda_fails(&args);
+        assert!(line.contains(says), "cpm {args:?}: expected {says:?} in {line:?}");
+    }
+    assert_eq!(world.listing("/docs"), before, "refused commands changed nothing");
+
+    assert!(world.fails(&["ls", "/"]).contains("not inside a device directory"));
+    assert!(
+        world
+            .fails(&[
+                "device",
+                "register",
+                "--server",
+                &world.server.url,
+                "--user",
+                "alice",
+                "--name",
+                "pda",
+                "--class",
+                "pda",
+                "--dir",
+                "pda2"
+            ])
+            .contains("already registered")
+    );
+    assert!(
+        world
+            .fails(&[
+                "device",
+                "register",
+                "--server",
+                &world.server.url,
+                "--user",
+                "alice",
+                "--name",
+                "x",
+                "--class",
+                "toaster",
+                "--dir",
+                "x"
+            ])
+            .contains("unknown device class")
+    );
+    assert!(
+        world
+            .fails(&[
+                "device",
+                "register",
+                "--server",
+                "http://127.0.0.1:1",
+                "--user",
+                "alice",
+                "--name",
+                "y",
+                "--class",
+                "pc",
+                "--dir",
+                "y"
+            ])
+            .contains("cannot reach the server")
+    );
+    let revoked = world.pda(&["devices", "revoke", "pda"]);
+    assert!(revoked.contains("revoked pda"), "{revoked}");
+    assert!(world.pda_fails(&["ls", "/"]).contains("token"));
+}
