@@ -1,0 +1,148 @@
+//! The processes a benchmark runs beside itself: `cpm serve` and nginx, with their memory.
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The release `cpm` binary beside this one, built first when missing.
+pub fn cpm_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("no binary directory")?;
+    let cpm = dir.join("cpm");
+    if !cpm.is_file() {
+        let status = Command::new(env!("CARGO")).args(["build", "--release", "-p", "cpm"]).status()?;
+        if !status.success() {
+            bail!("cannot build cpm");
+        }
+    }
+    Ok(cpm)
+}
+
+/// A child process, killed when dropped.
+pub struct Running {
+    pub child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Starts `cpm serve` on a free loopback port; returns it and its URL.
+pub fn start_cpm(cpm: &Path, data: &Path) -> Result<(Running, String)> {
+    let mut child = Command::new(cpm)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("CPM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start cpm serve")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line.split_whitespace().find(|word| word.starts_with("http://")).context("no URL printed")?.to_owned();
+    Ok((Running { child }, url))
+}
+
+/// Starts nginx serving `root` for GET and taking PUTs under `/up/`, on `port`.
+pub fn start_nginx(prefix: &Path, root: &Path, port: u16) -> Result<Running> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|path| Path::new(path).is_file());
+    let Some(nginx) = nginx else {
+        bail!("nginx is not installed (apt-get install nginx-core): it is the static-file baseline");
+    };
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    std::fs::create_dir_all(prefix.join("body"))?;
+    std::fs::create_dir_all(root.join("up"))?;
+    let config = format!(
+        "daemon off; master_process off; worker_processes 1; user root; error_log {prefix}/logs/error.log; pid {prefix}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+  access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path {prefix}/body; client_max_body_size 0;
+  server {{
+    listen 127.0.0.1:{port}; root {root};
+    location /up/ {{ dav_methods PUT; create_full_put_path on; }}
+  }}
+}}
+",
+        prefix = prefix.display(),
+        root = root.display()
+    );
+    let config_path = prefix.join("nginx.conf");
+    std::fs::write(&config_path, config)?;
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(&config_path)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start nginx")?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(Running { child })
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().split(' ').next()?.parse().ok())
+}
+
+/// Samples a process's RSS every 10 ms until dropped; keeps the peak.
+pub struct RssSampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> Self {
+        let peak = Arc::new(AtomicU64::new(rss_kib(pid).unwrap_or(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (peak_in, stop_in) = (Arc::clone(&peak), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !stop_in.load(Ordering::Relaxed) {
+                if let Some(rss) = rss_kib(pid) {
+                    peak_in.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self { peak, stop, thread: Some(thread) }
+    }
+
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Wall time of a curl transfer, in seconds; fails when curl does.
+pub fn curl(args: &[&str]) -> Result<f64> {
+    let started = std::time::Instant::now();
+    // `Expect:` off: both servers then get the body at once, as a real client sends it.
+    let output = Command::new("curl").args(["-sS", "-f", "-H", "Expect:", "-o", "/dev/null"]).args(args).output()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!("curl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(elapsed)
+}
