@@ -132,4 +132,16 @@ mod tests {
         assert!(ServerConfig::parse("[server]\npublic_url = \"ftp://x\"\n").is_err());
         assert_eq!(ServerConfig::parse("").expect("empty is fine").listen.to_string(), DEFAULT_LISTEN);
     }
+
+    #[test]
+    fn the_documented_example_is_valid_and_states_the_defaults() {
+        let example = ServerConfig::parse(include_str!("../../../operator.example.toml")).expect("example parses");
+        let defaults = ServerConfig::default();
+        assert_eq!(example.listen, defaults.listen);
+        assert_eq!(example.max_object_bytes, defaults.max_object_bytes);
+        assert_eq!(example.max_message_bytes, defaults.max_message_bytes);
+        assert_eq!(example.tombstone_retention, defaults.tombstone_retention);
+        assert_eq!(example.blob_grace, defaults.blob_grace);
+        assert_eq!(example.gc_interval, defaults.gc_interval);
+    }
 }

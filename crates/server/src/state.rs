@@ -34,8 +34,11 @@ impl AppState {
     }
 }
 
-/// The authenticated caller: every request that touches a store carries one, and every store
-/// call it makes is scoped to `principal.user_id`.
+/// The authenticated caller.
+///
+/// Invariant: every request that touches a store carries one, and every store call it makes is
+/// scoped to `principal.user_id`; the store's queries filter by that user, so another user's ids
+/// answer 404 exactly as ids that never existed.
 pub struct Auth(pub Principal);
 
 impl axum::extract::FromRequestParts<SharedState> for Auth {

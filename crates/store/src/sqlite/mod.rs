@@ -759,7 +759,8 @@ impl Store for SqliteStore {
                         (folder.parent_id, folder.name, folder.modseq) = (Some(destination), new_name, modseq);
                         moved.push(Item::Folder(folder));
                     }
-                    // Moves are metadata: the payload and its hash are untouched.
+                    // Invariant: a move is metadata only. The payload, its hash and the object's
+                    // id (hence its link) are untouched.
                     Item::Object(mut object) => {
                         let destination = target.as_ref().map_or(object.folder_id.clone(), |target| target.id.clone());
                         if destination == object.folder_id && new_name == object.name {
@@ -816,8 +817,9 @@ impl Store for SqliteStore {
                         entry_path(tx, parent, &folder.name)
                     )));
                 }
-                // Deepest first, contents before their folder: a device applying the journal in
-                // modseq order never sees a folder vanish before what was in it.
+                // Invariant: tombstones go deepest first, contents before their folder, so a
+                // device applying the journal in modseq order never sees a folder vanish before
+                // what was in it.
                 for folder_id in subtree.iter().rev() {
                     for object_id in child_ids(tx, "objects", "folder_id", folder_id)? {
                         tombstone_object(tx, user, &object_id, now)?;
