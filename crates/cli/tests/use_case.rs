@@ -90,6 +90,14 @@ impl World {
         lines[0].to_owned()
     }
 
+    fn register(&self, name: &str, extra: &[&str]) -> String {
+        let url = self.server.url.clone();
+        let base = [
+            "device", "register", "--server", &url, "--user", "alice", "--name", name, "--class", "pda", "--dir", name,
+        ];
+        self.ok(&[&base[..], extra].concat())
+    }
+
     fn pda(&self, args: &[&str]) -> String {
         self.ok(&[&["-C", "pda"], args].concat())
     }
