@@ -130,22 +130,7 @@ fn entry<'a>(entries: &'a [Value], name: &str) -> &'a Value {
 #[test]
 fn use_case_7_1_steps_1_to_5_on_the_pda() {
     let world = World::new();
-    let registered = world.ok(&[
-        "device",
-        "register",
-        "--server",
-        &world.server.url,
-        "--user",
-        "alice",
-        "--name",
-        "pda",
-        "--class",
-        "pda",
-        "--dir",
-        "pda",
-        "--tz",
-        "Europe/Paris",
-    ]);
+    let registered = world.register("pda", &["--tz", "Europe/Paris"]);
     assert!(registered.contains("registered pda"), "{registered}");
     assert!(world.path("pda/.cpm/token").is_file());
 
@@ -237,20 +222,7 @@ Date: Wed, 25 Nov 2026 18:00:00 +0100\r\nMessage-ID: <n1@example.com>\r\n\r\nSee
 #[test]
 fn bad_input_gets_one_clear_line_and_changes_nothing() {
     let world = World::new();
-    world.ok(&[
-        "device",
-        "register",
-        "--server",
-        &world.server.url,
-        "--user",
-        "alice",
-        "--name",
-        "pda",
-        "--class",
-        "pda",
-        "--dir",
-        "pda",
-    ]);
+    world.register("pda", &[]);
     world.write("a.txt", b"a");
     world.pda(&["put", "a.txt", "/docs/"]);
     world.pda(&["mkdir", "/docs/inner"]);
