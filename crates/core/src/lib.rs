@@ -4,12 +4,14 @@
 //! rules it encodes are tested without a server, a database or a file system.
 
 pub mod clock;
+pub mod filter;
 pub mod kind;
 pub mod message;
 pub mod model;
 pub mod name;
 pub mod path;
 pub mod pattern;
+pub mod profile;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use kind::{DeviceClass, EntryKind, ObjectKind};

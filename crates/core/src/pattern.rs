@@ -20,6 +20,18 @@ impl Pattern {
         )
     }
 
+    /// Matches a store path: `*` stays within one folder, `**` crosses folders.
+    pub fn matches_path(&self, path: &str) -> bool {
+        self.0.matches_with(
+            path,
+            glob::MatchOptions {
+                case_sensitive: true,
+                require_literal_separator: true,
+                require_literal_leading_dot: false,
+            },
+        )
+    }
+
     /// True when the text has glob metacharacters, so it names a set rather than one entry.
     pub fn is_pattern(raw: &str) -> bool {
         raw.contains(['*', '?', '['])
