@@ -54,7 +54,7 @@ pub fn entries(entries: &[Entry], long: bool, as_json: bool) -> Result<()> {
             entry.name.clone(),
             entry.content_type.clone().unwrap_or_else(dash),
             entry.size.map_or_else(dash, |size| size.to_string()),
-            local(entry.modified),
+            entry.modified.map_or_else(dash, local),
             entry.id.clone(),
             entry.link.clone().unwrap_or_else(dash),
         ]);

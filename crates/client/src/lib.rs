@@ -4,9 +4,11 @@
 //! sends its hash first and no bytes when the store already has them; a download lands in a
 //! temporary file that is renamed into place only once its hash matches.
 
+use cpm_core::profile::SyncProfile;
 use cpm_proto::{
     BlobReceipt, ChangesPage, CreateFolderRequest, CreateObjectRequest, Device, Entry, ErrorBody, Health, ListPage,
-    LoginRequest, MoveRequest, MoveResult, RegisterDeviceRequest, RegisteredDevice, SetFlagsRequest, TokenResponse,
+    LoginRequest, MoveRequest, MoveResult, ProfileState, RegisterDeviceRequest, RegisteredDevice, SetFlagsRequest,
+    TokenResponse,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -207,6 +209,20 @@ impl Client {
     pub async fn changes(&self, since: i64, limit: u32) -> Result<ChangesPage> {
         self.json(self.request(Method::GET, "/v1/changes").query(&[("since", since), ("limit", i64::from(limit))]))
             .await
+    }
+
+    /// This device's sync profile.
+    pub async fn profile(&self) -> Result<ProfileState> {
+        self.json(self.request(Method::GET, "/v1/profile")).await
+    }
+
+    pub async fn set_profile(&self, profile: &SyncProfile) -> Result<ProfileState> {
+        self.json(self.request(Method::PUT, "/v1/profile").json(profile)).await
+    }
+
+    /// The journal since `since` as this device's profile sees it.
+    pub async fn sync_changes(&self, since: i64, limit: u32) -> Result<ChangesPage> {
+        self.json(self.request(Method::GET, "/v1/sync").query(&[("since", since), ("limit", i64::from(limit))])).await
     }
 
     pub async fn has_blob(&self, hash: &str) -> Result<bool> {

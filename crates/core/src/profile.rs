@@ -12,7 +12,7 @@ use std::fmt;
 pub const ALWAYS_KEPT: [&str; 6] = ["id", "kind", "folder", "name", "modseq", "link"];
 
 /// Details a field filter may name (the names of `Entry` in the API and in `ls --json`).
-pub const FIELDS: [&str; 15] = [
+pub const FIELDS: [&str; 14] = [
     "content_type",
     "size",
     "hash",
@@ -27,7 +27,6 @@ pub const FIELDS: [&str; 15] = [
     "message_id",
     "conversation_id",
     "attachments",
-    "path",
 ];
 
 /// Details a `download` device keeps whatever its field filter: it checks content against them.

@@ -35,10 +35,12 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
     pub modseq: i64,
-    #[schema(value_type = String, format = DateTime)]
-    pub created: Timestamp,
-    #[schema(value_type = String, format = DateTime)]
-    pub modified: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub created: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub modified: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,6 +232,17 @@ pub struct SetFlagsRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
+}
+
+/// A device's sync profile as the server keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProfileState {
+    #[schema(value_type = Object)]
+    pub profile: cpm_core::profile::SyncProfile,
+    /// Bumped at every change: a device that sees a new revision re-scopes its local storage.
+    pub revision: i64,
+    /// One line for people, e.g. `partial, stub; include /content/**; fields name,size`.
+    pub summary: String,
 }
 
 /// The answer to a blob upload.

@@ -16,8 +16,8 @@ pub fn entry(state: &AppState, item: &Item, path: Option<String>) -> Entry {
             path,
             parent_id: folder.parent_id.clone(),
             modseq: folder.modseq,
-            created: folder.created,
-            modified: folder.modified,
+            created: Some(folder.created),
+            modified: Some(folder.modified),
             size: None,
             content_type: None,
             hash: None,
@@ -42,8 +42,8 @@ pub fn entry(state: &AppState, item: &Item, path: Option<String>) -> Entry {
                 path,
                 parent_id: Some(object.folder_id.clone()),
                 modseq: object.modseq,
-                created: object.created,
-                modified: object.modified,
+                created: Some(object.created),
+                modified: Some(object.modified),
                 size: Some(object.size),
                 content_type: Some(object.content_type.clone()),
                 hash: Some(object.hash.clone()),
@@ -78,7 +78,12 @@ pub fn change(state: &AppState, row: &ChangedRow) -> Change {
 }
 
 pub fn child_path(folder: &StorePath, name: &str) -> String {
-    if folder.is_root() { format!("/{name}") } else { format!("{folder}/{name}") }
+    child_path_text(&folder.to_string(), name)
+}
+
+/// The path of `name` in the folder whose path is `folder`.
+pub fn child_path_text(folder: &str, name: &str) -> String {
+    if folder == "/" { format!("/{name}") } else { format!("{folder}/{name}") }
 }
 
 /// Paths of items from anywhere in the tree; each folder's path is looked up once.

@@ -28,8 +28,9 @@ impl Server {
     pub async fn bind(data: &Path, config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
         let settings = config.store_settings();
         let data = data.to_owned();
+        let store_clock = Arc::clone(&clock);
         let store = tokio::task::spawn_blocking(move || {
-            let store = SqliteStore::open(&data, clock, settings)?;
+            let store = SqliteStore::open(&data, store_clock, settings)?;
             store.blob_writer_dir().remove_partial_uploads()?;
             Ok::<_, cpm_store::StoreError>(store)
         })
@@ -41,7 +42,8 @@ impl Server {
             .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-        let state = Arc::new(AppState { store: Arc::new(store), config, public_url, metrics: Default::default() });
+        let state =
+            Arc::new(AppState { store: Arc::new(store), config, public_url, metrics: Default::default(), clock });
         Ok(Self { state, listener })
     }
 

@@ -3,6 +3,7 @@
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use cpm_core::Clock;
 use cpm_store::{Principal, Store, StoreError, secret};
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ pub struct AppState {
     /// Base of object links, without a trailing slash.
     pub public_url: String,
     pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -27,6 +29,17 @@ impl AppState {
             .await
             .map_err(|error| ApiError::from(StoreError::Internal(format!("store task failed: {error}"))))?
             .map_err(ApiError::from)
+    }
+
+    /// The device a request comes from; profiles and the sync feed belong to a device.
+    pub fn device_of(principal: &Principal) -> Result<String, ApiError> {
+        principal.device_id.clone().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "device_required",
+                "this needs a device token: register a device (cpm device register)",
+            )
+        })
     }
 
     pub fn link(&self, object_id: &str) -> String {

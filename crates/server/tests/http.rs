@@ -434,3 +434,74 @@ async fn changes_page_in_order_and_old_cursors_get_410() -> TestResult {
     assert!(fresh.changes.iter().all(|change| !change.deleted));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_partial_device_sees_only_its_records_and_details() -> TestResult {
+    use cpm_core::profile::{ContentPolicy, Mode, SyncProfile};
+    let server = TestServer::start().await;
+    let pda = server.device("alice", "pda").await;
+    let phone = server.device("alice", "phone").await;
+    let song = put(&pda, "/content", "song.mp3", b"la la").await;
+    let photo = {
+        let scratch = tempfile::tempdir()?;
+        let uploaded = pda.upload_file(&file(scratch.path(), "photo.jpg", b"jpeg")).await?;
+        let content = pda.resolve("/content").await?;
+        pda.create_object(&CreateObjectRequest {
+            folder_id: content.id,
+            name: "photo.jpg".into(),
+            kind: ObjectKind::File,
+            hash: uploaded.hash,
+            content_type: Some("image/jpeg".into()),
+            replace: false,
+            modified: None,
+        })
+        .await?
+    };
+    put(&pda, "/music", "elsewhere.mp3", b"elsewhere").await;
+
+    assert_eq!(phone.profile().await?.revision, 0, "the default profile until one is set");
+    let profile = SyncProfile {
+        mode: Mode::Partial,
+        include: vec!["/content/**".into()],
+        filter: Some(r#"type ~ "audio/*""#.into()),
+        fields: Some(vec!["name".into(), "size".into(), "content_type".into()]),
+        content: ContentPolicy::Stub,
+        ..SyncProfile::default()
+    };
+    let state = phone.set_profile(&profile).await?;
+    assert_eq!(state.revision, 1);
+    assert!(state.summary.starts_with("partial, stub"), "{}", state.summary);
+    let bad = SyncProfile { filter: Some("size < lots".into()), ..profile.clone() };
+    assert_eq!(api_error(phone.set_profile(&bad).await).1, "invalid_profile");
+    assert_eq!(phone.profile().await?.revision, 1, "a refused profile changes nothing");
+    let session = Client::new(&server.url, Some(Client::new(&server.url, None)?.login("alice", "pw").await?.token))?;
+    assert_eq!(api_error(session.sync_changes(0, 100).await).1, "device_required");
+
+    let view = phone.sync_changes(0, 1000).await?;
+    let held: Vec<&Entry> = view.changes.iter().filter_map(|change| change.entry.as_ref()).collect();
+    let names: Vec<&str> = held.iter().map(|entry| entry.name.as_str()).collect();
+    assert!(names.contains(&"song.mp3") && names.contains(&"content"), "{names:?}");
+    assert!(
+        !names.contains(&"photo.jpg") && !names.contains(&"elsewhere.mp3") && !names.contains(&"music"),
+        "{names:?}"
+    );
+    let song_view = held.iter().find(|entry| entry.id == song.id).expect("song held");
+    assert_eq!((song_view.size, song_view.content_type.as_deref()), (Some(5), Some("audio/mpeg")));
+    assert!(song_view.hash.is_none() && song_view.modified.is_none() && song_view.flags.is_none(), "{song_view:?}");
+    assert!(song_view.link.is_some() && song_view.parent_id.is_some());
+    assert!(view.changes.iter().any(|change| change.id == photo.id && change.deleted), "outside the filter: a removal");
+
+    // Moving /content under /music carries the song out of the subtree: it comes back as a removal.
+    let cursor = view.cursor;
+    let content = pda.resolve("/content").await?;
+    let music = pda.resolve("/music").await?;
+    pda.move_entries(&MoveRequest { ids: vec![content.id.clone()], to: Some(music.id.clone()), name: None }).await?;
+    let moved = phone.sync_changes(cursor, 1000).await?;
+    assert!(moved.changes.iter().any(|change| change.id == song.id && change.deleted), "{:?}", moved.changes);
+    // And moving it back brings the song back, with nothing uploaded or downloaded.
+    let root = pda.resolve("/").await?;
+    pda.move_entries(&MoveRequest { ids: vec![content.id], to: Some(root.id), name: None }).await?;
+    let back = phone.sync_changes(moved.cursor, 1000).await?;
+    assert!(back.changes.iter().any(|change| change.id == song.id && !change.deleted), "{:?}", back.changes);
+    Ok(())
+}

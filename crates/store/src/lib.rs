@@ -120,10 +120,17 @@ pub trait Store: Send + Sync + 'static {
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
     fn revoke_device(&self, user: UserId, name: &str) -> Result<DeviceRecord>;
 
+    /// A device's sync profile (JSON, `None` until first set) and its revision.
+    fn device_profile(&self, user: UserId, device_id: &str) -> Result<(Option<String>, i64)>;
+    /// Sets a device's profile; returns the new revision.
+    fn set_device_profile(&self, user: UserId, device_id: &str, profile: &str) -> Result<i64>;
+
     // The tree.
     fn resolve(&self, user: UserId, path: &StorePath) -> Result<Item>;
     fn item(&self, user: UserId, id: &str) -> Result<Item>;
     fn folder_path(&self, user: UserId, folder_id: &str) -> Result<StorePath>;
+    /// Every live folder and object below a folder, at any depth.
+    fn descendants(&self, user: UserId, folder_id: &str) -> Result<Vec<Item>>;
     fn list(&self, user: UserId, folder_id: &str, after: Option<&str>, limit: usize) -> Result<ListBatch>;
     fn create_folder(&self, user: UserId, path: &StorePath, parents: bool) -> Result<Folder>;
     fn create_object(&self, user: UserId, object: NewObject) -> Result<Object>;

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod changes;
 pub mod content;
+pub mod sync;
 pub mod tree;
 
 use crate::error::ApiError;
@@ -29,7 +30,7 @@ const JSON_BODY_LIMIT: usize = 16 << 20;
         tree::resolve, tree::get_entry, tree::children, tree::create_folder, tree::delete_folder,
         tree::create_object, tree::set_flags, tree::delete_object, tree::move_entries,
         content::has_blob, content::upload_blob, content::download,
-        changes::changes, health
+        changes::changes, sync::get_profile, sync::set_profile, sync::sync_changes, health
     ),
     components(schemas(Entry, ErrorBody)),
     modifiers(&BearerAuth)
@@ -66,6 +67,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/move", post(tree::move_entries))
         .route("/v1/blobs/{hash}", put(content::upload_blob).head(content::has_blob))
         .route("/v1/changes", get(changes::changes))
+        .route("/v1/profile", get(sync::get_profile).put(sync::set_profile))
+        .route("/v1/sync", get(sync::sync_changes))
         .route("/v1/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 1;
+/// Each step takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: [&str; 2] = [include_str!("schema.sql"), include_str!("v2.sql")];
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const FOLDER_COLUMNS: &str = "id, parent_id, name, created_ms, modified_ms, modseq";
 const OBJECT_COLUMNS: &str =
     "id, folder_id, name, kind, content_type, size, hash, flags, attributes, created_ms, modified_ms, modseq";
@@ -100,19 +101,18 @@ fn open_connection(path: &Path) -> Result<Connection> {
 
 fn migrate(connection: &mut Connection) -> Result<()> {
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    match version {
-        0 => {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            tx.execute_batch(SCHEMA)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-            tx.commit()?;
-            Ok(())
-        }
-        SCHEMA_VERSION => Ok(()),
-        newer => Err(StoreError::Internal(format!(
-            "the database has schema version {newer}, newer than this cpm understands ({SCHEMA_VERSION})"
-        ))),
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Internal(format!(
+            "the database has schema version {version}, newer than this cpm understands ({SCHEMA_VERSION})"
+        )));
     }
+    for (step, statements) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(statements)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", step + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 fn timestamp(ms: i64) -> Timestamp {
@@ -582,6 +582,56 @@ impl Store for SqliteStore {
                 params![now, id],
             )?;
             Ok(tx.query_row(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"), params![id], device_row)?)
+        })
+    }
+
+    fn device_profile(&self, user: UserId, device_id: &str) -> Result<(Option<String>, i64)> {
+        self.read(|tx| {
+            tx.query_row(
+                "SELECT profile, profile_revision FROM devices WHERE id = ?1 AND user_id = ?2 AND revoked_ms IS NULL",
+                params![device_id, user],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no registered device with id {device_id}")))
+        })
+    }
+
+    fn set_device_profile(&self, user: UserId, device_id: &str, profile: &str) -> Result<i64> {
+        self.write(|tx, _now| {
+            tx.query_row(
+                "UPDATE devices SET profile = ?1, profile_revision = profile_revision + 1
+                 WHERE id = ?2 AND user_id = ?3 AND revoked_ms IS NULL RETURNING profile_revision",
+                params![profile, device_id, user],
+                |row| row.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no registered device with id {device_id}")))
+        })
+    }
+
+    fn descendants(&self, user: UserId, folder_id: &str) -> Result<Vec<Item>> {
+        self.read(|tx| {
+            live_folder(tx, user, folder_id)?;
+            let mut items = Vec::new();
+            let mut folders = vec![folder_id.to_owned()];
+            while let Some(folder) = folders.pop() {
+                let mut statement = tx.prepare_cached(&format!(
+                    "SELECT {FOLDER_COLUMNS} FROM folders WHERE parent_id = ?1 AND deleted_ms IS NULL"
+                ))?;
+                for child in statement.query_map(params![folder], folder_row)? {
+                    let child = child?;
+                    folders.push(child.id.clone());
+                    items.push(Item::Folder(child));
+                }
+                let mut statement = tx.prepare_cached(&format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE folder_id = ?1 AND deleted_ms IS NULL"
+                ))?;
+                for object in statement.query_map(params![folder], object_row)? {
+                    items.push(Item::Object(object?));
+                }
+            }
+            Ok(items)
         })
     }
 

@@ -1,0 +1,215 @@
+//! A device's sync: its profile, and its view of the change journal.
+
+use crate::convert;
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::state::{AppState, Auth, SharedState};
+use axum::Json;
+use axum::extract::State;
+use cpm_core::filter::ObjectFacts;
+use cpm_core::profile::{CompiledProfile, SyncProfile};
+use cpm_core::{ChangedRow, EntryKind, Item, Object};
+use cpm_proto::{Change, ChangesPage, ChangesQuery, Entry, ErrorBody, ProfileState};
+use cpm_store::{Store, StoreError, UserId};
+use jiff::Timestamp;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const DEFAULT_PAGE: u32 = 1000;
+
+/// The profile a device syncs by: its own, or the default (full, with content) until it sets one.
+pub fn effective_profile(store: &dyn Store, user: UserId, device: &str) -> Result<(SyncProfile, i64), StoreError> {
+    let (stored, revision) = store.device_profile(user, device)?;
+    let profile = match stored {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|error| StoreError::Internal(format!("stored profile of {device} does not parse: {error}")))?,
+        None => SyncProfile::default(),
+    };
+    Ok((profile, revision))
+}
+
+fn state_of(profile: SyncProfile, revision: i64) -> ProfileState {
+    ProfileState { summary: profile.to_string(), profile, revision }
+}
+
+#[utoipa::path(get, path = "/v1/profile", tag = "sync", security(("bearer" = [])),
+    responses((status = 200, body = ProfileState), (status = 403, body = ErrorBody)))]
+pub async fn get_profile(
+    State(state): State<SharedState>,
+    Auth(principal): Auth,
+) -> Result<Json<ProfileState>, ApiError> {
+    let device = AppState::device_of(&principal)?;
+    let (profile, revision) = state.run(move |store| effective_profile(store, principal.user_id, &device)).await?;
+    Ok(Json(state_of(profile, revision)))
+}
+
+#[utoipa::path(put, path = "/v1/profile", tag = "sync", security(("bearer" = [])),
+    request_body(content = Object, description = "a SyncProfile: mode, include, exclude, filter, fields, content"),
+    responses((status = 200, body = ProfileState), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_profile(
+    State(state): State<SharedState>,
+    Auth(principal): Auth,
+    ApiJson(profile): ApiJson<SyncProfile>,
+) -> Result<Json<ProfileState>, ApiError> {
+    let device = AppState::device_of(&principal)?;
+    profile.compile().map_err(|error| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_profile", error))?;
+    let json = serde_json::to_string(&profile).map_err(|error| StoreError::Internal(error.to_string()))?;
+    let revision = state.run(move |store| store.set_device_profile(principal.user_id, &device, &json)).await?;
+    Ok(Json(state_of(profile, revision)))
+}
+
+#[utoipa::path(get, path = "/v1/sync", tag = "sync", security(("bearer" = [])), params(ChangesQuery),
+    responses((status = 200, body = ChangesPage, description = "the journal as this device's profile sees it: \
+        upserts of records it holds (with only the details it keeps), removals of records it must not hold"),
+        (status = 403, body = ErrorBody), (status = 410, body = ErrorBody)))]
+pub async fn sync_changes(
+    State(state): State<SharedState>,
+    Auth(principal): Auth,
+    ApiQuery(query): ApiQuery<ChangesQuery>,
+) -> Result<Json<ChangesPage>, ApiError> {
+    let device = AppState::device_of(&principal)?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE) as usize;
+    let now = state.clock.now();
+    let shared = Arc::clone(&state);
+    let page = state
+        .run(move |store| {
+            let user = principal.user_id;
+            let (profile, _) = effective_profile(store, user, &device)?;
+            let profile = profile.compile().map_err(StoreError::Internal)?;
+            let batch = store.changes(user, query.since, limit)?;
+            let mut view = DeviceView {
+                state: &shared,
+                store,
+                user,
+                profile: &profile,
+                now,
+                folder_paths: HashMap::new(),
+                changes: Vec::new(),
+            };
+            for row in &batch.rows {
+                view.push(row)?;
+            }
+            Ok(ChangesPage { changes: view.changes, cursor: batch.cursor, has_more: batch.has_more })
+        })
+        .await?;
+    Ok(Json(page))
+}
+
+/// The journal seen through one device's profile.
+///
+/// Invariant: a device never receives a record outside its record filter, nor a detail outside
+/// its field filter; each changed row reaches it as an upsert of what it may hold or a removal.
+struct DeviceView<'a> {
+    state: &'a AppState,
+    store: &'a dyn Store,
+    user: UserId,
+    profile: &'a CompiledProfile,
+    now: Timestamp,
+    folder_paths: HashMap<String, String>,
+    changes: Vec<Change>,
+}
+
+impl DeviceView<'_> {
+    fn push(&mut self, row: &ChangedRow) -> Result<(), StoreError> {
+        match row {
+            ChangedRow::Deleted { kind, id, modseq } => self.remove(*kind, id, *modseq),
+            ChangedRow::Live(item) => {
+                self.evaluate(item)?;
+                // A moved folder can carry objects into or out of a path-based profile.
+                if let Item::Folder(folder) = item
+                    && self.profile.depends_on_paths()
+                {
+                    for below in self.store.descendants(self.user, &folder.id)? {
+                        self.evaluate(&below)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, item: &Item) -> Result<(), StoreError> {
+        let wanted = match item {
+            Item::Folder(folder) => match &folder.parent_id {
+                None => true,
+                Some(parent) => {
+                    let path = convert::child_path_text(&self.folder_path(parent)?, &folder.name);
+                    self.profile.wants_folder(&path)
+                }
+            },
+            Item::Object(object) => {
+                let path = convert::child_path_text(&self.folder_path(&object.folder_id)?, &object.name);
+                self.profile.wants_object(&facts(object, &path), self.now)
+            }
+        };
+        if wanted {
+            let entry = project(convert::entry(self.state, item, None), self.profile);
+            self.changes.push(Change {
+                modseq: item.modseq(),
+                kind: item.kind(),
+                id: item.id().to_owned(),
+                deleted: false,
+                entry: Some(entry),
+            });
+        } else {
+            self.remove(item.kind(), item.id(), item.modseq());
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, kind: EntryKind, id: &str, modseq: i64) {
+        self.changes.push(Change { modseq, kind, id: id.to_owned(), deleted: true, entry: None });
+    }
+
+    fn folder_path(&mut self, folder_id: &str) -> Result<String, StoreError> {
+        if let Some(path) = self.folder_paths.get(folder_id) {
+            return Ok(path.clone());
+        }
+        let path = self.store.folder_path(self.user, folder_id)?.to_string();
+        self.folder_paths.insert(folder_id.to_owned(), path.clone());
+        Ok(path)
+    }
+}
+
+fn facts<'a>(object: &'a Object, path: &'a str) -> ObjectFacts<'a> {
+    let message = object.message.as_deref();
+    ObjectFacts {
+        path,
+        name: &object.name,
+        kind: object.kind,
+        content_type: &object.content_type,
+        size: object.size,
+        created: object.created,
+        modified: object.modified,
+        date: message.and_then(|message| message.date),
+        flags: &object.flags,
+        from: message.and_then(|message| message.from.as_deref()),
+        to: message.map_or(&[], |message| message.to.as_slice()),
+        subject: message.and_then(|message| message.subject.as_deref()),
+    }
+}
+
+/// Drops the details the device does not keep.
+fn project(mut entry: Entry, profile: &CompiledProfile) -> Entry {
+    macro_rules! keep {
+        ($($field:ident),*) => {
+            $(if !profile.keeps(stringify!($field)) { entry.$field = None; })*
+        };
+    }
+    keep!(
+        content_type,
+        size,
+        hash,
+        created,
+        modified,
+        flags,
+        from,
+        to,
+        cc,
+        subject,
+        date,
+        message_id,
+        conversation_id,
+        attachments
+    );
+    entry
+}
