@@ -141,6 +141,7 @@ async fn measure(args: &StoreArgs, cpm: &Path, work: &Path) -> Result<()> {
                     hash: hashes[i % hashes.len()].clone(),
                     content_type: Some("application/octet-stream".into()),
                     replace: false,
+                    base_modseq: None,
                     modified: None,
                 };
                 client.create_object(&request).await?;
@@ -297,6 +298,7 @@ async fn streams(
                 hash,
                 content_type: None,
                 replace: false,
+                base_modseq: None,
                 modified: None,
             })
             .await?;

@@ -262,6 +262,7 @@ pub async fn put(here: &Path, args: PutArgs) -> Result<()> {
             hash: uploaded.hash.clone(),
             content_type,
             replace: args.replace,
+            base_modseq: None,
             modified,
         };
         let entry = client.create_object(&request).await.map_err(|error| match error.code() {

@@ -197,6 +197,14 @@ impl Client {
         self.send(self.request(Method::DELETE, &format!("/v1/objects/{}", encode_segment(id)))).await.map(drop)
     }
 
+    /// Deletes an object only if it is still at `base_modseq` (else an API error `conflict`).
+    pub async fn delete_object_at(&self, id: &str, base_modseq: i64) -> Result<()> {
+        let request = self
+            .request(Method::DELETE, &format!("/v1/objects/{}", encode_segment(id)))
+            .query(&[("base_modseq", base_modseq)]);
+        self.send(request).await.map(drop)
+    }
+
     pub async fn set_flags(&self, id: &str, flags: Vec<String>) -> Result<Entry> {
         let body = SetFlagsRequest { flags };
         self.json(self.request(Method::PUT, &format!("/v1/objects/{}/flags", encode_segment(id))).json(&body)).await

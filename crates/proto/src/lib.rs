@@ -95,6 +95,12 @@ pub struct PathQuery {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct DeleteObjectQuery {
+    /// Refuse with 409 `conflict` unless the object is still at this modseq.
+    pub base_modseq: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 pub struct DeleteFolderQuery {
     /// Delete a non-empty folder with everything below it.
     #[serde(default)]
@@ -199,6 +205,10 @@ pub struct CreateObjectRequest {
     /// refusing the name clash.
     #[serde(default)]
     pub replace: bool,
+    /// With `replace`: refuse with 409 `conflict` unless the object is still at this modseq, so a
+    /// device never overwrites a version it has not seen.
+    #[serde(default)]
+    pub base_modseq: Option<i64>,
     /// When the content was last modified on the device; the server's time when absent.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]

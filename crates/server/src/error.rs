@@ -38,7 +38,10 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         let status = match &error {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::AlreadyExists(_) | StoreError::NotEmpty(_) | StoreError::BlobMissing(_) => StatusCode::CONFLICT,
+            StoreError::AlreadyExists(_)
+            | StoreError::NotEmpty(_)
+            | StoreError::BlobMissing(_)
+            | StoreError::Conflict(_) => StatusCode::CONFLICT,
             StoreError::Invalid(_) | StoreError::MoveIntoItself(_) | StoreError::HashMismatch(_) => {
                 StatusCode::BAD_REQUEST
             }

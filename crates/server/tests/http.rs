@@ -81,6 +81,7 @@ async fn put(client: &Client, folder: &str, name: &str, bytes: &[u8]) -> Entry {
             hash: uploaded.hash,
             content_type: Some("audio/mpeg".into()),
             replace: false,
+            base_modseq: None,
             modified: None,
         })
         .await
@@ -194,6 +195,7 @@ async fn one_user_cannot_reach_anothers_entries_links_or_content() -> TestResult
         hash,
         content_type: None,
         replace: false,
+        base_modseq: None,
         modified: None,
     };
     assert_eq!(api_error(bob.create_object(&claim).await).1, "blob_missing");
@@ -379,6 +381,7 @@ Date: Wed, 25 Nov 2026 12:00:00 +0000\r\nMessage-ID: <m1@example.com>\r\nConvers
         hash: uploaded.hash,
         content_type: None,
         replace: false,
+        base_modseq: None,
         modified: None,
     };
     let entry = alice.create_object(&request).await?;
@@ -453,6 +456,7 @@ async fn a_partial_device_sees_only_its_records_and_details() -> TestResult {
             hash: uploaded.hash,
             content_type: Some("image/jpeg".into()),
             replace: false,
+            base_modseq: None,
             modified: None,
         })
         .await?

@@ -14,6 +14,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("{0}")]
     NotEmpty(String),
+    /// The entry changed since the modseq the caller based its change on.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     MoveIntoItself(String),
     #[error("the token is missing, unknown or revoked")]
@@ -42,6 +45,7 @@ impl StoreError {
             StoreError::AlreadyExists(_) => "already_exists",
             StoreError::Invalid(_) => "invalid_input",
             StoreError::NotEmpty(_) => "folder_not_empty",
+            StoreError::Conflict(_) => "conflict",
             StoreError::MoveIntoItself(_) => "move_into_itself",
             StoreError::Unauthorized => "unauthorized",
             StoreError::BadCredentials => "bad_credentials",

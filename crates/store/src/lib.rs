@@ -62,6 +62,8 @@ pub struct NewObject {
     pub message: Option<Box<MessageInfo>>,
     pub modified: Option<Timestamp>,
     pub replace: bool,
+    /// With `replace`: refuse (conflict) unless the object is still at this modseq.
+    pub base_modseq: Option<i64>,
 }
 
 /// One page of a folder: folders first, then objects, each in byte order of their names.
@@ -137,7 +139,8 @@ pub trait Store: Send + Sync + 'static {
     /// Moves (and with `name`, renames) entries in one transaction: all of them or none.
     fn move_items(&self, user: UserId, ids: &[String], to: Option<&str>, name: Option<&Name>) -> Result<Vec<Item>>;
     fn set_flags(&self, user: UserId, id: &str, flags: &[String]) -> Result<Object>;
-    fn delete(&self, user: UserId, id: &str, recursive: bool) -> Result<()>;
+    /// Deletes an entry; with `base_modseq`, only if it has not changed since (else conflict).
+    fn delete(&self, user: UserId, id: &str, recursive: bool, base_modseq: Option<i64>) -> Result<()>;
 
     // The change journal.
     fn changes(&self, user: UserId, since: i64, limit: usize) -> Result<ChangeBatch>;

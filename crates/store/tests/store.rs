@@ -62,6 +62,7 @@ fn put(store: &SqliteStore, user: UserId, folder: &str, file: &str, bytes: &[u8]
                 message: None,
                 modified: None,
                 replace: false,
+                base_modseq: None,
             },
         )
         .expect("object")
@@ -124,6 +125,7 @@ fn folders_objects_and_name_rules() -> TestResult {
         message: None,
         modified: None,
         replace: false,
+        base_modseq: None,
     };
     assert!(matches!(f.store.create_object(f.alice, again.clone()), Err(StoreError::AlreadyExists(_))));
     let replaced = f.store.create_object(f.alice, NewObject { replace: true, ..again.clone() })?;
@@ -179,7 +181,7 @@ fn bulk_move_is_atomic_metadata_only_and_checked() -> TestResult {
     assert_eq!(listing(&f.store, f.alice, "/content").len(), 7);
 
     let Item::Object(other) = f.store.resolve(f.alice, &path("/content/favourite song/song4.mp3"))? else { panic!() };
-    f.store.delete(f.alice, &other.id, false)?;
+    f.store.delete(f.alice, &other.id, false, None)?;
     let moved = f.store.move_items(f.alice, &ids, Some(&favourite.id), None)?;
     assert_eq!(moved.len(), 5);
     assert_eq!(listing(&f.store, f.alice, "/content"), ["favourite song", "photo.jpg"]);
@@ -209,7 +211,7 @@ fn changes_are_current_state_in_modseq_order_with_tombstones_and_pages() -> Test
     let music = f.store.create_folder(f.alice, &path("/music"), false)?;
     f.store.move_items(f.alice, std::slice::from_ref(&a.id), Some(&music.id), None)?;
     f.store.move_items(f.alice, std::slice::from_ref(&a.id), None, Some(&name("renamed.mp3")))?;
-    f.store.delete(f.alice, &b.id, false)?;
+    f.store.delete(f.alice, &b.id, false, None)?;
 
     let all = f.store.changes(f.alice, 0, 100)?;
     assert!(!all.has_more);
@@ -249,9 +251,9 @@ fn folder_delete_needs_recursive_and_tombstones_contents_first() -> TestResult {
     let f = fixture();
     put(&f.store, f.alice, "/old stuff/deep", "x.txt", b"x");
     let old = f.store.resolve(f.alice, &path("/old stuff"))?;
-    assert!(matches!(f.store.delete(f.alice, old.id(), false), Err(StoreError::NotEmpty(_))));
+    assert!(matches!(f.store.delete(f.alice, old.id(), false, None), Err(StoreError::NotEmpty(_))));
     let since = f.store.changes(f.alice, 0, 100)?.cursor;
-    f.store.delete(f.alice, old.id(), true)?;
+    f.store.delete(f.alice, old.id(), true, None)?;
     let kinds: Vec<EntryKind> = f
         .store
         .changes(f.alice, since, 100)?
@@ -265,7 +267,7 @@ fn folder_delete_needs_recursive_and_tombstones_contents_first() -> TestResult {
     assert_eq!(kinds, [EntryKind::File, EntryKind::Folder, EntryKind::Folder]);
     assert!(matches!(f.store.resolve(f.alice, &path("/old stuff")), Err(StoreError::NotFound(_))));
     let root = f.store.resolve(f.alice, &StorePath::root())?;
-    assert!(matches!(f.store.delete(f.alice, root.id(), true), Err(StoreError::Invalid(_))));
+    assert!(matches!(f.store.delete(f.alice, root.id(), true, None), Err(StoreError::Invalid(_))));
     Ok(())
 }
 
@@ -274,7 +276,7 @@ fn cursors_older_than_the_tombstone_window_must_resync() -> TestResult {
     let f = fixture_with(StoreSettings { tombstone_retention: Duration::from_secs(3600), ..StoreSettings::default() });
     let doomed = put(&f.store, f.alice, "/", "doomed.txt", b"bye");
     let early = f.store.changes(f.alice, 0, 100)?.cursor;
-    f.store.delete(f.alice, &doomed.id, false)?;
+    f.store.delete(f.alice, &doomed.id, false, None)?;
     put(&f.store, f.alice, "/", "kept.txt", b"kept");
     f.clock.advance(SignedDuration::from_hours(2));
     let report = f.store.collect_garbage()?;
@@ -315,7 +317,7 @@ fn blobs_are_verified_deduplicated_per_user_and_collected() -> TestResult {
     assert!(f.store.has_blob(f.alice, &object.hash)?);
     assert!(!f.store.has_blob(bob, &object.hash)?, "another user's content is invisible");
 
-    f.store.delete(f.alice, &object.id, false)?;
+    f.store.delete(f.alice, &object.id, false, None)?;
     f.clock.advance(SignedDuration::from_mins(2));
     upload(&f.store, bob, b"same bytes");
     assert!(f.store.has_blob(bob, &object.hash)?);
@@ -337,7 +339,7 @@ fn one_users_ids_are_unreachable_for_another() -> TestResult {
     let bob_folder = f.store.create_folder(bob, &path("/inbox"), false)?;
     assert!(matches!(f.store.item(bob, &secret_file.id), Err(StoreError::NotFound(_))));
     assert!(matches!(f.store.item(bob, &secret_file.folder_id), Err(StoreError::NotFound(_))));
-    assert!(matches!(f.store.delete(bob, &secret_file.id, false), Err(StoreError::NotFound(_))));
+    assert!(matches!(f.store.delete(bob, &secret_file.id, false, None), Err(StoreError::NotFound(_))));
     assert!(matches!(
         f.store.move_items(bob, std::slice::from_ref(&secret_file.id), Some(&bob_folder.id), None),
         Err(StoreError::NotFound(_))
@@ -350,5 +352,34 @@ fn one_users_ids_are_unreachable_for_another() -> TestResult {
         ChangedRow::Live(item) => item.id() != secret_file.id,
         ChangedRow::Deleted { id, .. } => *id != secret_file.id,
     }));
+    Ok(())
+}
+
+#[test]
+fn changes_based_on_a_stale_version_are_refused() -> TestResult {
+    let f = fixture();
+    let song = put(&f.store, f.alice, "/content", "song.mp3", b"v1");
+    let stale = song.modseq;
+    f.store.set_flags(f.alice, &song.id, &["seen".to_owned()])?;
+    let replace = NewObject {
+        folder_id: song.folder_id.clone(),
+        name: name("song.mp3"),
+        kind: ObjectKind::File,
+        hash: upload(&f.store, f.alice, b"v2"),
+        content_type: "audio/mpeg".into(),
+        message: None,
+        modified: None,
+        replace: true,
+        base_modseq: Some(stale),
+    };
+    assert!(matches!(f.store.create_object(f.alice, replace.clone()), Err(StoreError::Conflict(_))));
+    assert!(matches!(f.store.delete(f.alice, &song.id, false, Some(stale)), Err(StoreError::Conflict(_))));
+    let current = match f.store.item(f.alice, &song.id)? {
+        Item::Object(object) => object.modseq,
+        Item::Folder(_) => panic!("an object"),
+    };
+    let replaced = f.store.create_object(f.alice, NewObject { base_modseq: Some(current), ..replace })?;
+    assert_eq!(replaced.id, song.id);
+    f.store.delete(f.alice, &song.id, false, Some(replaced.modseq))?;
     Ok(())
 }

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use cpm_core::message::parse_message;
 use cpm_core::{Item, Name, ObjectKind, StorePath};
 use cpm_proto::{
-    CreateFolderRequest, CreateObjectRequest, DeleteFolderQuery, Entry, ErrorBody, ListPage, ListQuery, MoveRequest,
-    MoveResult, PathQuery, SetFlagsRequest,
+    CreateFolderRequest, CreateObjectRequest, DeleteFolderQuery, DeleteObjectQuery, Entry, ErrorBody, ListPage,
+    ListQuery, MoveRequest, MoveResult, PathQuery, SetFlagsRequest,
 };
 use cpm_store::{NewObject, StoreError, is_valid_hash};
 
@@ -121,7 +121,7 @@ pub async fn delete_folder(
     ApiQuery(query): ApiQuery<DeleteFolderQuery>,
 ) -> Result<StatusCode, ApiError> {
     expect_kind(&id, 'f', "folder")?;
-    state.run(move |store| store.delete(principal.user_id, &id, query.recursive)).await?;
+    state.run(move |store| store.delete(principal.user_id, &id, query.recursive, None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -177,6 +177,7 @@ pub async fn create_object(
                 message,
                 modified: request.modified,
                 replace: request.replace,
+                base_modseq: request.base_modseq,
             };
             store.create_object(user, new)
         })
@@ -199,14 +200,16 @@ pub async fn set_flags(
 }
 
 #[utoipa::path(delete, path = "/v1/objects/{id}", tag = "tree", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path), DeleteObjectQuery),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_object(
     State(state): State<SharedState>,
     Auth(principal): Auth,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DeleteObjectQuery>,
 ) -> Result<StatusCode, ApiError> {
     expect_kind(&id, 'o', "object")?;
-    state.run(move |store| store.delete(principal.user_id, &id, false)).await?;
+    state.run(move |store| store.delete(principal.user_id, &id, false, query.base_modseq)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -285,6 +285,16 @@ fn insert_folder(conn: &Connection, user: UserId, parent_id: &str, name: &str, n
     })
 }
 
+/// Refuses a change based on a modseq the entry has moved past.
+fn ensure_unchanged(id: &str, modseq: i64, base: Option<i64>) -> Result<()> {
+    match base {
+        Some(base) if base != modseq => Err(StoreError::Conflict(format!(
+            "{id} changed in the store (modseq {modseq}) since the version this change was based on ({base})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn tombstone_object(conn: &Connection, user: UserId, id: &str, now: i64) -> Result<()> {
     let modseq = next_modseq(conn, user)?;
     conn.prepare_cached("UPDATE objects SET deleted_ms = ?1, modseq = ?2 WHERE id = ?3")?
@@ -721,6 +731,7 @@ impl Store for SqliteStore {
             let modified = new.modified.map_or(now, |modified| modified.as_millisecond());
             let id = match child_object(tx, &folder.id, name)? {
                 Some(existing) if new.replace => {
+                    ensure_unchanged(&existing.id, existing.modseq, new.base_modseq)?;
                     let modseq = next_modseq(tx, user)?;
                     tx.prepare_cached(
                         "UPDATE objects SET kind = ?1, content_type = ?2, size = ?3, hash = ?4, attributes = ?5,
@@ -846,9 +857,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn delete(&self, user: UserId, id: &str, recursive: bool) -> Result<()> {
+    fn delete(&self, user: UserId, id: &str, recursive: bool, base_modseq: Option<i64>) -> Result<()> {
         self.write(|tx, now| match live_item(tx, user, id)? {
-            Item::Object(object) => tombstone_object(tx, user, &object.id, now),
+            Item::Object(object) => {
+                ensure_unchanged(&object.id, object.modseq, base_modseq)?;
+                tombstone_object(tx, user, &object.id, now)
+            }
             Item::Folder(folder) => {
                 let Some(parent) = folder.parent_id.as_deref() else {
                     return Err(StoreError::Invalid("the root folder cannot be deleted".into()));
