@@ -1,0 +1,8 @@
+//! The device sync agent: keeps a device's directory in sync with its store, by the device's
+//! profile.
+//!
+//! [`plan`] decides (pure); `sync` gathers the inputs (index, scan, the store's changes) and
+//! executes the plans.
+
+pub mod naming;
+pub mod plan;

@@ -1,0 +1,350 @@
+use super::*;
+use jiff::Timestamp;
+
+const ROOT: &str = "froot";
+
+fn entry(id: &str, kind: EntryKind, parent: &str, name: &str, hash: Option<&str>, modseq: i64) -> Entry {
+    Entry {
+        kind,
+        id: id.into(),
+        name: name.into(),
+        path: None,
+        parent_id: Some(parent.into()),
+        modseq,
+        created: Some(Timestamp::UNIX_EPOCH),
+        modified: Some(Timestamp::UNIX_EPOCH),
+        size: hash.map(|_| 3),
+        content_type: None,
+        hash: hash.map(str::to_owned),
+        link: (kind != EntryKind::Folder).then(|| format!("http://store/v1/objects/{id}/content")),
+        flags: None,
+        from: None,
+        to: None,
+        cc: None,
+        subject: None,
+        date: None,
+        message_id: None,
+        conversation_id: None,
+        attachments: None,
+    }
+}
+
+fn record(entry: Entry, state: LocalState) -> Record {
+    let local = (state == LocalState::File).then_some(FileStamp { size: 3, mtime_ns: entry.modseq });
+    Record {
+        id: entry.id.clone(),
+        kind: entry.kind,
+        parent_id: entry.parent_id.clone(),
+        name: entry.name.clone(),
+        modseq: entry.modseq,
+        hash: entry.hash.clone(),
+        state,
+        local,
+        entry,
+    }
+}
+
+fn upsert(entry: Entry) -> Change {
+    Change { modseq: entry.modseq, kind: entry.kind, id: entry.id.clone(), deleted: false, entry: Some(entry) }
+}
+
+fn removal(id: &str, kind: EntryKind, modseq: i64) -> Change {
+    Change { modseq, kind, id: id.into(), deleted: true, entry: None }
+}
+
+/// A PC with /music/a.mp3 (hash "A") and /photos/p.jpg (hash "P"), in sync.
+fn pc() -> (Tree, Scan) {
+    let mut tree = Tree { root_id: ROOT.into(), records: HashMap::new() };
+    for record in [
+        record(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1), LocalState::Folder),
+        record(entry("fphotos", EntryKind::Folder, ROOT, "photos", None, 2), LocalState::Folder),
+        record(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 3), LocalState::File),
+        record(entry("op", EntryKind::File, "fphotos", "p.jpg", Some("P"), 4), LocalState::File),
+    ] {
+        tree.records.insert(record.id.clone(), record);
+    }
+    let mut scan = Scan::default();
+    scan.dirs.extend(["music".to_owned(), "photos".to_owned()]);
+    scan.files.insert("music/a.mp3".into(), LocalFile { stamp: FileStamp { size: 3, mtime_ns: 3 }, hash: None });
+    scan.files.insert("photos/p.jpg".into(), LocalFile { stamp: FileStamp { size: 3, mtime_ns: 4 }, hash: None });
+    (tree, scan)
+}
+
+fn today() -> jiff::civil::Date {
+    jiff::civil::date(2026, 11, 25)
+}
+
+fn pull_plan(tree: &Tree, scan: &Scan, remote: &[Change]) -> PullPlan {
+    plan_pull(tree, scan, remote, ContentPolicy::Download, "pc", today(), false)
+}
+
+fn edited(scan: &mut Scan, path: &str, hash: &str) {
+    scan.files.insert(path.into(), LocalFile { stamp: FileStamp { size: 9, mtime_ns: 99 }, hash: Some(hash.into()) });
+}
+
+#[test]
+fn nothing_changed_means_nothing_to_do() {
+    let (tree, scan) = pc();
+    assert!(plan_push(&tree, &scan, &[], ContentPolicy::Download).is_empty());
+    assert!(pull_plan(&tree, &scan, &[]).actions.is_empty());
+}
+
+#[test]
+fn a_move_in_the_store_is_a_local_rename_without_download() {
+    let (tree, scan) = pc();
+    let remote = [
+        upsert(entry("ffav", EntryKind::Folder, "fmusic", "favourite song", None, 10)),
+        upsert(entry("oa", EntryKind::File, "ffav", "a.mp3", Some("A"), 11)),
+    ];
+    let plan = pull_plan(&tree, &scan, &remote);
+    assert_eq!(
+        plan.actions,
+        [
+            Pull::MakeDir { path: "music/favourite song".into() },
+            Pull::Rename { from: "music/a.mp3".into(), to: "music/favourite song/a.mp3".into() },
+        ]
+    );
+    assert_eq!(plan.tree.path_of("oa").as_deref(), Some("music/favourite song/a.mp3"));
+    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty());
+}
+
+#[test]
+fn a_folder_moved_in_the_store_moves_with_its_contents() {
+    let (tree, scan) = pc();
+    let remote = [upsert(entry("fphotos", EntryKind::Folder, "fmusic", "pictures", None, 10))];
+    let plan = pull_plan(&tree, &scan, &remote);
+    assert_eq!(plan.actions, [Pull::Rename { from: "photos".into(), to: "music/pictures".into() }]);
+    assert_eq!(plan.tree.path_of("op").as_deref(), Some("music/pictures/p.jpg"));
+}
+
+#[test]
+fn new_content_in_the_store_is_downloaded() {
+    let (tree, scan) = pc();
+    let plan = pull_plan(&tree, &scan, &[upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A2"), 10))]);
+    assert_eq!(plan.actions, [Pull::Download { id: "oa".into(), path: "music/a.mp3".into() }]);
+}
+
+#[test]
+fn when_both_sides_edit_the_store_keeps_the_name_and_the_device_keeps_a_conflict_copy() {
+    let (tree, mut scan) = pc();
+    edited(&mut scan, "music/a.mp3", "A-local");
+    let remote = [upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A-store"), 10))];
+    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty(), "the pull decides");
+    let plan = pull_plan(&tree, &scan, &remote);
+    assert_eq!(
+        plan.actions,
+        [
+            Pull::SetAside { from: "music/a.mp3".into(), to: "music/a (conflict pc 2026-11-25).mp3".into() },
+            Pull::Download { id: "oa".into(), path: "music/a.mp3".into() },
+        ]
+    );
+}
+
+#[test]
+fn local_edits_go_up_as_new_versions_based_on_what_was_seen() {
+    let (tree, mut scan) = pc();
+    edited(&mut scan, "music/a.mp3", "A2");
+    assert_eq!(
+        plan_push(&tree, &scan, &[], ContentPolicy::Download),
+        [Push::Upload {
+            path: "music/a.mp3".into(),
+            hash: "A2".into(),
+            kind: ObjectKind::File,
+            replace: Some(("oa".into(), 3))
+        }]
+    );
+}
+
+#[test]
+fn a_local_rename_or_move_goes_up_as_a_move() {
+    let (tree, mut scan) = pc();
+    scan.files.remove("music/a.mp3");
+    scan.files.insert(
+        "photos/renamed.mp3".into(),
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50 }, hash: Some("A".into()) },
+    );
+    assert_eq!(
+        plan_push(&tree, &scan, &[], ContentPolicy::Download),
+        [Push::Move { id: "oa".into(), path: "photos/renamed.mp3".into() }]
+    );
+}
+
+#[test]
+fn local_creations_and_deletions_go_up_folders_first() {
+    let (tree, mut scan) = pc();
+    scan.files.remove("photos/p.jpg");
+    scan.dirs.insert("new".into());
+    scan.files
+        .insert("new/n.txt".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: Some("N".into()) });
+    scan.files
+        .insert("note.eml".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: Some("M".into()) });
+    assert_eq!(
+        plan_push(&tree, &scan, &[], ContentPolicy::Download),
+        [
+            Push::CreateFolder { path: "new".into() },
+            Push::Upload { path: "new/n.txt".into(), hash: "N".into(), kind: ObjectKind::File, replace: None },
+            Push::Upload { path: "note.eml".into(), hash: "M".into(), kind: ObjectKind::Message, replace: None },
+            Push::Delete { id: "op".into(), base_modseq: 4 },
+        ]
+    );
+}
+
+#[test]
+fn a_modification_beats_a_deletion_on_either_side() {
+    // Deleted here, changed in the store: it comes back.
+    let (tree, mut scan) = pc();
+    scan.files.remove("music/a.mp3");
+    let remote = [upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A2"), 10))];
+    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty());
+    assert_eq!(
+        pull_plan(&tree, &scan, &remote).actions,
+        [Pull::Download { id: "oa".into(), path: "music/a.mp3".into() }]
+    );
+    // Changed here, deleted in the store: the file stays, unlinked, and goes up as new.
+    let (tree, mut scan) = pc();
+    edited(&mut scan, "music/a.mp3", "A-local");
+    let plan = pull_plan(&tree, &scan, &[removal("oa", EntryKind::File, 10)]);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(plan.dropped.contains("oa"));
+    assert_eq!(
+        plan_push(&plan.tree, &scan, &[], ContentPolicy::Download),
+        [Push::Upload { path: "music/a.mp3".into(), hash: "A-local".into(), kind: ObjectKind::File, replace: None }]
+    );
+}
+
+#[test]
+fn a_deletion_in_the_store_removes_unchanged_files_and_empty_folders_last() {
+    let (tree, scan) = pc();
+    let remote = [removal("oa", EntryKind::File, 10), removal("fmusic", EntryKind::Folder, 11)];
+    let plan = pull_plan(&tree, &scan, &remote);
+    assert_eq!(
+        plan.actions,
+        [Pull::RemoveFile { path: "music/a.mp3".into() }, Pull::RemoveDir { path: "music".into() }]
+    );
+    // A folder leaving a partial view takes what is below it along.
+    let plan = pull_plan(&tree, &scan, &[removal("fphotos", EntryKind::Folder, 10)]);
+    assert_eq!(
+        plan.actions,
+        [Pull::RemoveFile { path: "photos/p.jpg".into() }, Pull::RemoveDir { path: "photos".into() }]
+    );
+    assert!(plan.dropped.contains("op"));
+}
+
+#[test]
+fn replaying_an_interrupted_pull_adopts_what_arrived() {
+    let (tree, mut scan) = pc();
+    let remote = [
+        upsert(entry("on", EntryKind::File, "fmusic", "new.mp3", Some("NEW"), 10)),
+        upsert(entry("op", EntryKind::File, "fmusic", "p.jpg", Some("P"), 11)),
+    ];
+    // The first run downloaded new.mp3 and moved p.jpg, then died before saving its index.
+    scan.files.insert(
+        "music/new.mp3".into(),
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 70 }, hash: Some("NEW".into()) },
+    );
+    let moved = scan.files.remove("photos/p.jpg").expect("present");
+    scan.files.insert("music/p.jpg".into(), LocalFile { hash: Some("P".into()), ..moved });
+    assert!(
+        plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty(),
+        "nothing is taken for a local change"
+    );
+    let plan = pull_plan(&tree, &scan, &remote);
+    assert_eq!(plan.actions, [Pull::Rename { from: "photos/p.jpg".into(), to: "music/p.jpg".into() }]);
+    assert_eq!(plan.tree.records["on"].local.map(|stamp| stamp.mtime_ns), Some(70));
+}
+
+#[test]
+fn a_local_file_in_the_way_of_an_incoming_one_is_set_aside() {
+    let (tree, mut scan) = pc();
+    scan.files.insert(
+        "music/b.mp3".into(),
+        LocalFile { stamp: FileStamp { size: 5, mtime_ns: 5 }, hash: Some("MINE".into()) },
+    );
+    let plan = pull_plan(&tree, &scan, &[upsert(entry("ob", EntryKind::File, "fmusic", "b.mp3", Some("THEIRS"), 10))]);
+    assert_eq!(
+        plan.actions,
+        [
+            Pull::SetAside { from: "music/b.mp3".into(), to: "music/b (conflict pc 2026-11-25).mp3".into() },
+            Pull::Download { id: "ob".into(), path: "music/b.mp3".into() },
+        ]
+    );
+}
+
+#[test]
+fn a_case_only_rename_is_a_rename() {
+    let (tree, scan) = pc();
+    let plan = pull_plan(&tree, &scan, &[upsert(entry("oa", EntryKind::File, "fmusic", "A.mp3", Some("A"), 10))]);
+    assert_eq!(plan.actions, [Pull::Rename { from: "music/a.mp3".into(), to: "music/A.mp3".into() }]);
+}
+
+#[test]
+fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted() {
+    let tree = Tree { root_id: ROOT.into(), records: HashMap::new() };
+    let remote = [
+        upsert(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1)),
+        upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", None, 2)),
+        upsert(entry("om", EntryKind::Message, ROOT, "hello", None, 3)),
+    ];
+    let plan = plan_pull(&tree, &Scan::default(), &remote, ContentPolicy::Stub, "phone", today(), true);
+    assert_eq!(
+        plan.actions,
+        [
+            Pull::MakeDir { path: "music".into() },
+            Pull::WriteStub { id: "oa".into(), path: "music/a.mp3.cpmlink".into() },
+            Pull::WriteStub { id: "om".into(), path: "hello.eml.cpmlink".into() },
+        ]
+    );
+    let mut scan = Scan::default();
+    scan.dirs.insert("music".into());
+    scan.files
+        .insert("music/a.mp3.cpmlink".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: None });
+    let moved = plan_pull(
+        &plan.tree,
+        &scan,
+        &[upsert(entry("oa", EntryKind::File, ROOT, "a.mp3", None, 4))],
+        ContentPolicy::Stub,
+        "phone",
+        today(),
+        false,
+    );
+    assert_eq!(
+        moved.actions,
+        [
+            Pull::Rename { from: "music/a.mp3.cpmlink".into(), to: "a.mp3.cpmlink".into() },
+            Pull::WriteStub { id: "oa".into(), path: "a.mp3.cpmlink".into() },
+            Pull::WriteStub { id: "om".into(), path: "hello.eml.cpmlink".into() },
+        ],
+        "the stub follows the move with a fresh link, and the missing message stub is restored"
+    );
+    assert!(plan_push(&moved.tree, &scan, &[], ContentPolicy::Stub).is_empty(), "stubs never go up");
+}
+
+#[test]
+fn a_full_listing_drops_what_it_no_longer_mentions() {
+    let (tree, scan) = pc();
+    let remote = [
+        upsert(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1)),
+        upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 3)),
+    ];
+    let plan = plan_pull(&tree, &scan, &remote, ContentPolicy::Download, "pc", today(), true);
+    assert_eq!(
+        plan.actions,
+        [Pull::RemoveFile { path: "photos/p.jpg".into() }, Pull::RemoveDir { path: "photos".into() }]
+    );
+}
+
+#[test]
+fn a_record_whose_folder_arrives_later_in_the_batch_waits_for_it() {
+    let (tree, scan) = pc();
+    let remote = [
+        upsert(entry("ox", EntryKind::File, "fnew", "x.txt", Some("X"), 11)),
+        upsert(entry("fnew", EntryKind::Folder, ROOT, "new", None, 12)),
+    ];
+    let plan = pull_plan(&tree, &scan, &remote);
+    assert_eq!(
+        plan.actions,
+        [Pull::MakeDir { path: "new".into() }, Pull::Download { id: "ox".into(), path: "new/x.txt".into() }]
+    );
+    let orphan = pull_plan(&tree, &scan, &[upsert(entry("oy", EntryKind::File, "fnowhere", "y", Some("Y"), 13))]);
+    assert_eq!(orphan.orphans, ["oy"]);
+}
