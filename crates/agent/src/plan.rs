@@ -449,7 +449,7 @@ impl Puller<'_> {
     fn update(&mut self, old: Record, mut record: Record, target: String) {
         let current = self.plan.tree.path_of(&old.id).unwrap_or_default();
         // An interrupted run may have moved the file already: then it is found at the target.
-        let already_moved = self.scan.files.get(&current).is_none()
+        let already_moved = !self.scan.files.contains_key(&current)
             && current != target
             && self.scan.files.get(&target).is_some_and(|file| file.hash.is_some() && file.hash == old.hash);
         let local = if already_moved { self.scan.files.get(&target) } else { self.scan.files.get(&current) };
