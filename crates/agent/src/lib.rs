@@ -4,5 +4,10 @@
 //! [`plan`] decides (pure); `sync` gathers the inputs (index, scan, the store's changes) and
 //! executes the plans.
 
+pub mod index;
 pub mod naming;
 pub mod plan;
+pub mod scan;
+mod sync;
+
+pub use sync::{Device, Report};

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const META_DIR: &str = ".cpm";
 const CONFIG_FILE: &str = "config.toml";
@@ -19,6 +19,7 @@ pub struct DeviceConfig {
 }
 
 pub struct DeviceDir {
+    pub root: PathBuf,
     pub config: DeviceConfig,
     pub token: String,
 }
@@ -50,7 +51,7 @@ impl DeviceDir {
             .with_context(|| format!("cannot read the device token in {}", meta.display()))?
             .trim()
             .to_owned();
-        Ok(Self { config, token })
+        Ok(Self { root: root.to_owned(), config, token })
     }
 
     /// Writes a new device directory's settings; the token file is readable by its owner only.
@@ -62,7 +63,7 @@ impl DeviceDir {
         let text = toml::to_string(&config).context("cannot encode the device settings")?;
         std::fs::write(meta.join(CONFIG_FILE), text)
             .with_context(|| format!("cannot write {}", meta.join(CONFIG_FILE).display()))?;
-        Ok(Self { config, token: token.to_owned() })
+        Ok(Self { root: root.to_owned(), config, token: token.to_owned() })
     }
 
     pub fn is_registered(root: &Path) -> bool {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod device_dir;
+mod device_sync;
 mod remote;
 mod serve;
 mod show;
@@ -42,6 +43,16 @@ enum Command {
     Rm(remote::RmArgs),
     /// List the user's devices, or revoke one.
     Devices(remote::DevicesArgs),
+    /// Sync this device with the store, by its profile.
+    Sync(device_sync::SyncArgs),
+    /// This device: cursor, last sync, pending local changes, conflicts, profile.
+    Status(device_sync::StatusArgs),
+    /// Show or change this device's sync profile.
+    Prefs(device_sync::PrefsArgs),
+    /// Fetch a stub's content through its link.
+    Fetch { path: String },
+    /// Drop a fetched file's content, keeping its stub.
+    Evict { path: String },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +77,11 @@ fn main() -> ExitCode {
             Command::Get(args) => remote::get(&here, args).await,
             Command::Rm(args) => remote::rm(&here, args).await,
             Command::Devices(args) => remote::devices(&here, args).await,
+            Command::Sync(args) => device_sync::sync(&here, args).await,
+            Command::Status(args) => device_sync::status(&here, args),
+            Command::Prefs(args) => device_sync::prefs(&here, args).await,
+            Command::Fetch { path } => device_sync::fetch(&here, &path).await,
+            Command::Evict { path } => device_sync::evict(&here, &path),
         }
     });
     match result {

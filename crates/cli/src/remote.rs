@@ -75,6 +75,9 @@ pub struct LsArgs {
     /// Print a JSON array of entries.
     #[arg(long)]
     json: bool,
+    /// The device's own storage as it is now (from its index; works offline).
+    #[arg(long)]
+    local: bool,
     #[arg(default_value = "/")]
     path: String,
 }
@@ -278,6 +281,9 @@ pub async fn put(here: &Path, args: PutArgs) -> Result<()> {
 }
 
 pub async fn ls(here: &Path, args: LsArgs) -> Result<()> {
+    if args.local {
+        return crate::device_sync::ls_local(here, &args.path, args.long, args.json);
+    }
     let (_, client) = connect(here)?;
     store_path(&args.path)?;
     let entry = client.resolve(&args.path).await?;

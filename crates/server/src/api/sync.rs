@@ -11,7 +11,7 @@ use cpm_core::{ChangedRow, EntryKind, Item, Object};
 use cpm_proto::{Change, ChangesPage, ChangesQuery, Entry, ErrorBody, ProfileState};
 use cpm_store::{Store, StoreError, UserId};
 use jiff::Timestamp;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 const DEFAULT_PAGE: u32 = 1000;
@@ -84,6 +84,7 @@ pub async fn sync_changes(
                 now,
                 folder_paths: HashMap::new(),
                 changes: Vec::new(),
+                sent: HashSet::new(),
             };
             for row in &batch.rows {
                 view.push(row)?;
@@ -106,6 +107,8 @@ struct DeviceView<'a> {
     now: Timestamp,
     folder_paths: HashMap<String, String>,
     changes: Vec<Change>,
+    /// Each record goes out once per page: rows and a moved folder's descendants overlap.
+    sent: HashSet<String>,
 }
 
 impl DeviceView<'_> {
@@ -128,6 +131,9 @@ impl DeviceView<'_> {
     }
 
     fn evaluate(&mut self, item: &Item) -> Result<(), StoreError> {
+        if !self.sent.insert(item.id().to_owned()) {
+            return Ok(());
+        }
         let wanted = match item {
             Item::Folder(folder) => match &folder.parent_id {
                 None => true,
@@ -157,6 +163,7 @@ impl DeviceView<'_> {
     }
 
     fn remove(&mut self, kind: EntryKind, id: &str, modseq: i64) {
+        self.sent.insert(id.to_owned());
         self.changes.push(Change { modseq, kind, id: id.to_owned(), deleted: true, entry: None });
     }
 

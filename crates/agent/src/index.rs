@@ -1,0 +1,163 @@
+//! The device's index, `.cpm/index.db`: every record it holds (id, folder, name, kept details,
+//! link, content hash, local state and stamp) and the cursor it has applied.
+//!
+//! Invariant: the records and the cursor change in one transaction, so the index never claims
+//! a journal position whose changes it has not recorded.
+
+use crate::plan::{FileStamp, LocalState, Record, Tree};
+use anyhow::{Context, Result};
+use cpm_core::EntryKind;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    parent_id   TEXT,
+    name        TEXT NOT NULL,
+    modseq      INTEGER NOT NULL,
+    hash        TEXT,
+    state       TEXT NOT NULL,
+    local_size  INTEGER,
+    local_mtime INTEGER,
+    entry       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+pub struct Index {
+    connection: Connection,
+}
+
+fn state_name(state: LocalState) -> &'static str {
+    match state {
+        LocalState::Folder => "folder",
+        LocalState::File => "file",
+        LocalState::Stub => "stub",
+    }
+}
+
+impl Index {
+    pub fn open(meta_dir: &Path) -> Result<Self> {
+        let path = meta_dir.join("index.db");
+        let connection = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let _mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        connection.execute_batch("PRAGMA synchronous = FULL;")?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Self { connection })
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .connection
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |row| row.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.commit(&Tree::default(), &BTreeSet::new(), &BTreeSet::new(), &[(key, value.to_owned())])
+    }
+
+    pub fn cursor(&self) -> Result<Option<i64>> {
+        Ok(self.meta("cursor")?.and_then(|cursor| cursor.parse().ok()))
+    }
+
+    pub fn load(&self) -> Result<Tree> {
+        let mut statement = self.connection.prepare(
+            "SELECT id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry FROM records",
+        )?;
+        let mut records = HashMap::new();
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, String>(6)?,
+                row.get::<_, Option<i64>>(7)?,
+                row.get::<_, Option<i64>>(8)?,
+                row.get::<_, String>(9)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, kind, parent_id, name, modseq, hash, state, size, mtime, entry) = row?;
+            let kind = match kind.as_str() {
+                "folder" => EntryKind::Folder,
+                "message" => EntryKind::Message,
+                _ => EntryKind::File,
+            };
+            let state = match state.as_str() {
+                "folder" => LocalState::Folder,
+                "stub" => LocalState::Stub,
+                _ => LocalState::File,
+            };
+            let local = match (size, mtime) {
+                (Some(size), Some(mtime_ns)) => Some(FileStamp { size: u64::try_from(size).unwrap_or(0), mtime_ns }),
+                _ => None,
+            };
+            let entry = serde_json::from_str(&entry).with_context(|| format!("the index entry of {id} is damaged"))?;
+            records.insert(id.clone(), Record { id, kind, parent_id, name, modseq, hash, state, local, entry });
+        }
+        Ok(Tree { root_id: self.meta("root_id")?.unwrap_or_default(), records })
+    }
+
+    /// Writes the named records of `tree`, deletes the dropped ones and sets `meta`, together.
+    pub fn commit(
+        &mut self,
+        tree: &Tree,
+        changed: &BTreeSet<String>,
+        dropped: &BTreeSet<String>,
+        meta: &[(&str, String)],
+    ) -> Result<()> {
+        let tx = self.connection.transaction()?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT INTO records (id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent_id = excluded.parent_id, name = excluded.name,
+                   modseq = excluded.modseq, hash = excluded.hash, state = excluded.state,
+                   local_size = excluded.local_size, local_mtime = excluded.local_mtime, entry = excluded.entry",
+            )?;
+            for id in changed {
+                let Some(record) = tree.records.get(id) else { continue };
+                put.execute(params![
+                    record.id,
+                    record.kind.to_string(),
+                    record.parent_id,
+                    record.name,
+                    record.modseq,
+                    record.hash,
+                    state_name(record.state),
+                    record.local.map(|stamp| i64::try_from(stamp.size).unwrap_or(i64::MAX)),
+                    record.local.map(|stamp| stamp.mtime_ns),
+                    serde_json::to_string(&record.entry)?,
+                ])?;
+            }
+            let mut remove = tx.prepare_cached("DELETE FROM records WHERE id = ?1")?;
+            for id in dropped {
+                remove.execute(params![id])?;
+            }
+            let mut set = tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (key, value) in meta {
+                set.execute(params![key, value])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records one record right away (a change the device just made in the store).
+    pub fn put(&mut self, tree: &Tree, id: &str) -> Result<()> {
+        self.commit(tree, &BTreeSet::from([id.to_owned()]), &BTreeSet::new(), &[])
+    }
+
+    pub fn drop_record(&mut self, id: &str) -> Result<()> {
+        self.commit(&Tree::default(), &BTreeSet::new(), &BTreeSet::from([id.to_owned()]), &[])
+    }
+}

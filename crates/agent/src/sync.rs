@@ -1,0 +1,478 @@
+//! One sync of a device with its store: gather the inputs, run the planner, execute its plans.
+//!
+//! Order: read the store's changes (changing nothing), push the device's own changes, pull the
+//! store's, then push what the pull set aside. The pull's index updates and the new cursor
+//! commit in one transaction after its files are in place; every step can be replayed.
+
+use crate::index::Index;
+use crate::naming::{META_DIR, STUB_SUFFIX, conflict_name, join, split, store_path};
+use crate::plan::{LocalState, Pull, Push, Record, Tree, plan_pull, plan_push};
+use crate::scan::{scan, stamp};
+use anyhow::{Context, Result, anyhow, bail};
+use cpm_client::{Client, ClientError};
+use cpm_core::profile::ContentPolicy;
+use cpm_core::{EntryKind, ObjectKind};
+use cpm_proto::{Change, CreateObjectRequest, Entry, MoveRequest};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+const PAGE: u32 = 1000;
+
+/// A device directory and the client that speaks for it.
+pub struct Device {
+    pub root: PathBuf,
+    pub name: String,
+    pub client: Client,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub cursor: i64,
+    /// The device re-read its whole view (first sync, new profile, or an expired cursor).
+    pub full: bool,
+    pub uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub moved_up: u64,
+    pub deleted_up: u64,
+    pub folders_up: u64,
+    pub downloaded: u64,
+    pub bytes_downloaded: u64,
+    pub stubs_written: u64,
+    pub renamed: u64,
+    pub removed: u64,
+    pub conflicts: Vec<String>,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        let mut say = |count: u64, what: &str| {
+            if count > 0 {
+                parts.push(format!("{count} {what}"));
+            }
+        };
+        say(self.uploaded, "uploaded");
+        say(self.moved_up, "moved in the store");
+        say(self.deleted_up, "deleted in the store");
+        say(self.folders_up, "folders created in the store");
+        say(self.downloaded, "downloaded");
+        say(self.stubs_written, "stubs written");
+        say(self.renamed, "moved here");
+        say(self.removed, "removed here");
+        let what = if parts.is_empty() { "up to date".to_owned() } else { parts.join(", ") };
+        let conflicts = if self.conflicts.is_empty() {
+            String::new()
+        } else {
+            format!("; {} conflict copies: {}", self.conflicts.len(), self.conflicts.join(", "))
+        };
+        format!(
+            "{what} (cursor {}, {} bytes up, {} bytes down{}){conflicts}",
+            self.cursor,
+            self.bytes_uploaded,
+            self.bytes_downloaded,
+            if self.full { ", full reconcile" } else { "" }
+        )
+    }
+}
+
+fn is_code(error: &ClientError, code: &str) -> bool {
+    error.code() == Some(code)
+}
+
+impl Device {
+    fn meta_dir(&self) -> PathBuf {
+        self.root.join(META_DIR)
+    }
+
+    fn local(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// The store's changes since `since`, every page; `None` when the cursor has expired.
+    async fn changes_since(&self, since: i64) -> Result<Option<(Vec<Change>, i64)>> {
+        let mut changes = Vec::new();
+        let mut cursor = since;
+        loop {
+            let page = match self.client.sync_changes(cursor, PAGE).await {
+                Ok(page) => page,
+                Err(error) if is_code(&error, "resync_required") => return Ok(None),
+                Err(error) => return Err(error.into()),
+            };
+            changes.extend(page.changes);
+            cursor = page.cursor;
+            if !page.has_more {
+                return Ok(Some((changes, cursor)));
+            }
+        }
+    }
+
+    pub async fn sync(&self) -> Result<Report> {
+        let mut index = Index::open(&self.meta_dir())?;
+        let mut tree = index.load()?;
+        if tree.root_id.is_empty() {
+            tree.root_id = self.client.resolve("/").await?.id;
+            index.set_meta("root_id", &tree.root_id)?;
+        }
+        let profile = self.client.profile().await?;
+        let content = profile.profile.content;
+        let revision = profile.revision.to_string();
+        // A new profile re-scopes the device: it reads its whole view again.
+        let rescoped = index.meta("profile_revision")?.as_deref() != Some(revision.as_str());
+        let cursor = index.cursor()?.filter(|_| !rescoped);
+        let (changes, new_cursor, full) = match cursor {
+            Some(since) => match self.changes_since(since).await? {
+                Some((changes, cursor)) => (changes, cursor, false),
+                None => {
+                    let (changes, cursor) =
+                        self.changes_since(0).await?.ok_or_else(|| anyhow!("the store refused cursor 0"))?;
+                    (changes, cursor, true)
+                }
+            },
+            None => {
+                let (changes, cursor) =
+                    self.changes_since(0).await?.ok_or_else(|| anyhow!("the store refused cursor 0"))?;
+                (changes, cursor, true)
+            }
+        };
+        let mut report = Report { full, ..Report::default() };
+
+        let local = scan(&self.root, &tree)?;
+        let pushes = plan_push(&tree, &local, &changes, content);
+        let pushed = !pushes.is_empty();
+        self.push(pushes, &mut index, &mut tree, &mut report).await?;
+
+        let local = if pushed { scan(&self.root, &tree)? } else { local };
+        let today = jiff::Zoned::now().date();
+        let mut plan = plan_pull(&tree, &local, &changes, content, &self.name, today, full);
+        if !plan.orphans.is_empty() {
+            bail!(
+                "the store's changes name {} entries whose folders this device does not hold; nothing was applied",
+                plan.orphans.len()
+            );
+        }
+        let set_aside =
+            plan.actions.iter().any(|action| matches!(action, Pull::SetAside { .. })) || !plan.dropped.is_empty();
+        self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
+        let meta = [
+            ("cursor", new_cursor.to_string()),
+            ("profile_revision", revision),
+            ("profile_summary", profile.summary.clone()),
+            ("content", if content == ContentPolicy::Stub { "stub" } else { "download" }.to_owned()),
+            ("last_sync", jiff::Timestamp::now().to_string()),
+        ];
+        index.commit(&plan.tree, &plan.changed, &plan.dropped, &meta)?;
+        tree = plan.tree;
+        report.cursor = new_cursor;
+
+        if set_aside {
+            let local = scan(&self.root, &tree)?;
+            let pushes = plan_push(&tree, &local, &[], content);
+            self.push(pushes, &mut index, &mut tree, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// The store folder holding a relative path's parent, created when missing.
+    async fn folder_for(&self, relative: &str, index: &mut Index, tree: &mut Tree) -> Result<String> {
+        let (folder, _) = split(relative);
+        if folder.is_empty() {
+            return Ok(tree.root_id.clone());
+        }
+        if let Some((id, _)) = tree.paths().into_iter().find(|(id, path)| {
+            path == folder && tree.records.get(id).is_some_and(|record| record.state == LocalState::Folder)
+        }) {
+            return Ok(id);
+        }
+        let entry = self.client.create_folder(&store_path(folder), true).await?;
+        let id = entry.id.clone();
+        self.remember(index, tree, entry, LocalState::Folder, None)?;
+        Ok(id)
+    }
+
+    fn remember(
+        &self,
+        index: &mut Index,
+        tree: &mut Tree,
+        entry: Entry,
+        state: LocalState,
+        relative: Option<&str>,
+    ) -> Result<()> {
+        let local = relative.and_then(|path| std::fs::metadata(self.local(path)).ok()).map(|metadata| stamp(&metadata));
+        let record = Record {
+            id: entry.id.clone(),
+            kind: entry.kind,
+            parent_id: entry.parent_id.clone(),
+            name: entry.name.clone(),
+            modseq: entry.modseq,
+            hash: entry.hash.clone(),
+            state,
+            local,
+            entry,
+        };
+        let id = record.id.clone();
+        tree.records.insert(id.clone(), record);
+        index.put(tree, &id)
+    }
+
+    async fn upload(
+        &self,
+        relative: &str,
+        kind: ObjectKind,
+        replace: Option<(String, i64)>,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> Result<()> {
+        let folder_id = self.folder_for(relative, index, tree).await?;
+        let path = self.local(relative);
+        let uploaded = self.client.upload_file(&path).await.with_context(|| format!("cannot upload {relative}"))?;
+        if uploaded.sent {
+            report.bytes_uploaded += uploaded.size;
+        }
+        let (_, name) = split(relative);
+        let content_type = match kind {
+            ObjectKind::Message => None,
+            ObjectKind::File => mime_guess::from_path(&path).first().map(|mime| mime.essence_str().to_owned()),
+        };
+        let request = CreateObjectRequest {
+            folder_id: folder_id.clone(),
+            name: name.to_owned(),
+            kind,
+            hash: uploaded.hash.clone(),
+            content_type: content_type.clone(),
+            replace: replace.is_some(),
+            base_modseq: replace.as_ref().map(|(_, base)| *base),
+            modified: std::fs::metadata(&path)
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| jiff::Timestamp::try_from(t).ok()),
+        };
+        match self.client.create_object(&request).await {
+            Ok(entry) => {
+                report.uploaded += 1;
+                self.remember(index, tree, entry, LocalState::File, Some(relative))
+            }
+            // Changed in the store meanwhile, or its name taken: this version is kept beside it.
+            Err(error) if is_code(&error, "conflict") || is_code(&error, "already_exists") => {
+                let (folder, name) = split(relative);
+                let aside = join(folder, &conflict_name(name, &self.name, jiff::Zoned::now().date()));
+                std::fs::rename(&path, self.local(&aside)).with_context(|| format!("cannot set {relative} aside"))?;
+                let request = CreateObjectRequest {
+                    name: split(&aside).1.to_owned(),
+                    replace: false,
+                    base_modseq: None,
+                    ..request
+                };
+                let entry = self.client.create_object(&request).await?;
+                report.uploaded += 1;
+                report.conflicts.push(store_path(&aside));
+                self.remember(index, tree, entry, LocalState::File, Some(&aside))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn push(&self, actions: Vec<Push>, index: &mut Index, tree: &mut Tree, report: &mut Report) -> Result<()> {
+        for action in actions {
+            match action {
+                Push::CreateFolder { path } => {
+                    let entry = self.client.create_folder(&store_path(&path), true).await?;
+                    self.remember(index, tree, entry, LocalState::Folder, None)?;
+                    report.folders_up += 1;
+                }
+                Push::Upload { path, kind, replace, .. } => {
+                    self.upload(&path, kind, replace, index, tree, report).await?
+                }
+                Push::Move { id, path } => {
+                    let folder_id = self.folder_for(&path, index, tree).await?;
+                    let request = MoveRequest {
+                        ids: vec![id.clone()],
+                        to: Some(folder_id),
+                        name: Some(split(&path).1.to_owned()),
+                    };
+                    match self.client.move_entries(&request).await {
+                        Ok(mut moved) => {
+                            if let Some(entry) = moved.entries.pop() {
+                                self.remember(index, tree, entry, LocalState::File, Some(&path))?;
+                                report.moved_up += 1;
+                            }
+                        }
+                        // The name is taken in the store: upload it as a copy beside the other.
+                        Err(error) if is_code(&error, "already_exists") => {
+                            let kind = tree.records.get(&id).map_or(ObjectKind::File, |record| {
+                                if record.kind == EntryKind::Message { ObjectKind::Message } else { ObjectKind::File }
+                            });
+                            self.upload(&path, kind, None, index, tree, report).await?;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                Push::Delete { id, base_modseq } => match self.client.delete_object_at(&id, base_modseq).await {
+                    Ok(()) => {
+                        tree.records.remove(&id);
+                        index.drop_record(&id)?;
+                        report.deleted_up += 1;
+                    }
+                    Err(error) if is_code(&error, "not_found") => {
+                        tree.records.remove(&id);
+                        index.drop_record(&id)?;
+                    }
+                    // Changed in the store since: the modification wins; the next pull brings it back.
+                    Err(error) if is_code(&error, "conflict") => {}
+                    Err(error) => return Err(error.into()),
+                },
+                Push::DeleteFolder { id } => match self.client.delete_folder(&id, false).await {
+                    Ok(()) => {
+                        tree.records.remove(&id);
+                        index.drop_record(&id)?;
+                    }
+                    Err(error) if is_code(&error, "not_found") => {
+                        tree.records.remove(&id);
+                        index.drop_record(&id)?;
+                    }
+                    Err(error) if is_code(&error, "folder_not_empty") => {}
+                    Err(error) => return Err(error.into()),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn pull(
+        &self,
+        actions: &[Pull],
+        tree: &mut Tree,
+        changed: &mut BTreeSet<String>,
+        report: &mut Report,
+    ) -> Result<()> {
+        for action in actions {
+            match action {
+                Pull::MakeDir { path } => std::fs::create_dir_all(self.local(path))?,
+                Pull::Rename { from, to } => {
+                    let (source, target) = (self.local(from), self.local(to));
+                    if source.exists() {
+                        if let Some(parent) = target.parent() {
+                            std::fs::create_dir_all(parent)?;
+                        }
+                        std::fs::rename(&source, &target).with_context(|| format!("cannot move {from} to {to}"))?;
+                        report.renamed += 1;
+                    }
+                }
+                Pull::Download { id, path } => {
+                    let entry = tree
+                        .records
+                        .get(id)
+                        .map(|record| record.entry.clone())
+                        .context("download of an unknown record")?;
+                    let target = self.local(path);
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    let bytes = self
+                        .client
+                        .download(&entry, &target)
+                        .await
+                        .with_context(|| format!("cannot download {path}"))?;
+                    report.downloaded += 1;
+                    report.bytes_downloaded += bytes;
+                    if let Some(record) = tree.records.get_mut(id) {
+                        record.local = std::fs::metadata(&target).ok().map(|metadata| stamp(&metadata));
+                    }
+                    changed.insert(id.clone());
+                }
+                Pull::WriteStub { id, path } => {
+                    let entry =
+                        tree.records.get(id).map(|record| &record.entry).context("stub of an unknown record")?;
+                    write_stub(&self.local(path), entry)?;
+                    report.stubs_written += 1;
+                }
+                Pull::SetAside { from, to } => {
+                    if self.local(from).exists() {
+                        std::fs::rename(self.local(from), self.local(to))?;
+                        report.conflicts.push(store_path(to));
+                    }
+                }
+                Pull::RemoveFile { path } => match std::fs::remove_file(self.local(path)) {
+                    Ok(()) => report.removed += 1,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(error).with_context(|| format!("cannot remove {path}")),
+                },
+                // Left in place when not empty: what remains is the user's, and goes up next.
+                Pull::RemoveDir { path } => {
+                    let _ = std::fs::remove_dir(self.local(path));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches a stub's content through its link: the stub becomes the file.
+    pub async fn fetch(&self, path: &str) -> Result<u64> {
+        let (mut index, mut tree, id) = self.record_at(path)?;
+        let record = tree.records.get(&id).cloned().context("no such record")?;
+        let relative = tree.path_of(&id).unwrap_or_default();
+        match record.state {
+            LocalState::Stub => {}
+            LocalState::File => bail!("{path} is already here"),
+            LocalState::Folder => bail!("{path} is a folder"),
+        }
+        let file = relative.trim_end_matches(STUB_SUFFIX).to_owned();
+        let bytes = self.client.download(&record.entry, &self.local(&file)).await?;
+        let hash = crate::scan::hash_file(&self.local(&file))?;
+        std::fs::remove_file(self.local(&relative))?;
+        let local = std::fs::metadata(self.local(&file)).ok().map(|metadata| stamp(&metadata));
+        tree.records.insert(id.clone(), Record { state: LocalState::File, hash: Some(hash), local, ..record });
+        index.put(&tree, &id)?;
+        Ok(bytes)
+    }
+
+    /// Drops a fetched file's content, leaving its stub.
+    pub fn evict(&self, path: &str) -> Result<()> {
+        let (mut index, mut tree, id) = self.record_at(path)?;
+        if index.meta("content")?.as_deref() != Some("stub") {
+            bail!("this device keeps content (its profile says content = download); evict is for stub devices");
+        }
+        let record = tree.records.get(&id).cloned().context("no such record")?;
+        if record.state != LocalState::File {
+            bail!("{path} holds no content here");
+        }
+        let relative = tree.path_of(&id).unwrap_or_default();
+        let metadata = std::fs::metadata(self.local(&relative)).with_context(|| format!("cannot read {relative}"))?;
+        let unchanged = record.local == Some(stamp(&metadata))
+            || record.hash.as_deref() == Some(crate::scan::hash_file(&self.local(&relative))?.as_str());
+        if !unchanged {
+            bail!("{path} was changed here; sync it first, so the change is not lost");
+        }
+        write_stub(&self.local(&format!("{relative}{STUB_SUFFIX}")), &record.entry)?;
+        std::fs::remove_file(self.local(&relative))?;
+        tree.records.insert(id.clone(), Record { state: LocalState::Stub, local: None, ..record });
+        index.put(&tree, &id)
+    }
+
+    /// The index, and the id of the record at a store path (`/a/b.mp3`, with or without `.cpmlink`).
+    fn record_at(&self, path: &str) -> Result<(Index, Tree, String)> {
+        let index = Index::open(&self.meta_dir())?;
+        let tree = index.load()?;
+        let wanted = path.trim_start_matches('/').trim_end_matches(STUB_SUFFIX);
+        let id = tree
+            .paths()
+            .into_iter()
+            .find(|(_, local)| local.trim_end_matches(STUB_SUFFIX) == wanted)
+            .map(|(id, _)| id)
+            .ok_or_else(|| anyhow!("{path} is not on this device (sync first, or check its profile)"))?;
+        Ok((index, tree, id))
+    }
+}
+
+/// A stub: the object's id, link and exactly the details the device keeps, as JSON.
+fn write_stub(path: &Path, entry: &Entry) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temp = path.with_extension("cpm-partial");
+    std::fs::write(&temp, serde_json::to_vec_pretty(entry)?)?;
+    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! Commands that sync a device: `sync`, `status`, `prefs`, `fetch`, `evict`, and `ls --local`.
+
+use crate::device_dir::DeviceDir;
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use cpm_agent::index::Index;
+use cpm_agent::naming::META_DIR;
+use cpm_agent::plan::{LocalState, plan_push};
+use cpm_agent::{Device, scan};
+use cpm_client::Client;
+use cpm_core::profile::{ContentPolicy, Mode, SyncProfile};
+use std::path::Path;
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print a JSON summary of what was done.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct PrefsArgs {
+    #[command(subcommand)]
+    command: PrefsCommand,
+}
+
+#[derive(Subcommand)]
+enum PrefsCommand {
+    /// Change this device's sync profile. Record filter options (--kind, --type, sizes, ages,
+    /// dates, --flag, --filter) together replace the profile's filter expression.
+    Set(Box<PrefsSet>),
+    /// Show this device's sync profile.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct PrefsSet {
+    /// full (every object) or partial (only those the record filter selects).
+    #[arg(long, value_parser = ["full", "partial"])]
+    mode: Option<String>,
+    /// Folder subtree to hold (a store path glob, e.g. '/content/**'); repeatable.
+    #[arg(long)]
+    include: Vec<String>,
+    /// Folder subtree never to hold; repeatable.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Only objects of this kind: file or message.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only these content types (globs such as 'audio/*'); repeatable.
+    #[arg(long = "type")]
+    types: Vec<String>,
+    /// Only objects at least this large (e.g. 10KB).
+    #[arg(long)]
+    min_size: Option<String>,
+    /// Only objects at most this large (e.g. 20MB).
+    #[arg(long)]
+    max_size: Option<String>,
+    /// Only objects modified within this age (e.g. 30d: the last 30 days).
+    #[arg(long)]
+    newer_than: Option<String>,
+    /// Only objects last modified longer ago than this.
+    #[arg(long)]
+    older_than: Option<String>,
+    /// Only objects dated on or after this day (messages by their Date), e.g. 2026-01-01.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only objects dated before this day.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only objects with this flag (e.g. flagged); repeatable.
+    #[arg(long)]
+    flag: Vec<String>,
+    /// A filter expression, e.g. 'kind = file and type ~ "audio/*" and size < 20MB'.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Remove the record filter (subtrees and expression).
+    #[arg(long, conflicts_with_all = ["include", "exclude", "filter"])]
+    no_filter: bool,
+    /// The details to keep, e.g. name,size,content_type,modified ('all' for every one).
+    #[arg(long, value_delimiter = ',')]
+    fields: Option<Vec<String>>,
+    /// download (keep the content) or stub (keep the details and a link).
+    #[arg(long, value_parser = ["download", "stub"])]
+    content: Option<String>,
+}
+
+fn device(here: &Path) -> Result<Device> {
+    let dir = DeviceDir::find(here)?;
+    let client = Client::new(&dir.config.server, Some(dir.token.clone()))?;
+    Ok(Device { root: dir.root, name: dir.config.device, client })
+}
+
+pub async fn sync(here: &Path, args: SyncArgs) -> Result<()> {
+    let device = device(here)?;
+    let report = device.sync().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !args.quiet {
+        println!("synced: {}", report.summary());
+    }
+    Ok(())
+}
+
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The filter expression the record filter options stand for.
+fn filter_expression(set: &PrefsSet) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(kind) = &set.kind {
+        parts.push(format!("kind = {kind}"));
+    }
+    if !set.types.is_empty() {
+        let types: Vec<String> = set.types.iter().map(|glob| format!("type ~ {}", quoted(glob))).collect();
+        parts.push(if types.len() == 1 { types.join("") } else { format!("({})", types.join(" or ")) });
+    }
+    for (option, op) in [(&set.min_size, ">="), (&set.max_size, "<=")] {
+        if let Some(size) = option {
+            parts.push(format!("size {op} {size}"));
+        }
+    }
+    for (option, op) in [(&set.newer_than, "<="), (&set.older_than, ">")] {
+        if let Some(age) = option {
+            parts.push(format!("age {op} {age}"));
+        }
+    }
+    for (option, op) in [(&set.since, ">="), (&set.until, "<")] {
+        if let Some(day) = option {
+            parts.push(format!("date {op} {day}"));
+        }
+    }
+    parts.extend(set.flag.iter().map(|flag| format!("flag = {flag}")));
+    if let Some(filter) = &set.filter {
+        parts.push(if parts.is_empty() { filter.clone() } else { format!("({filter})") });
+    }
+    (!parts.is_empty()).then(|| parts.join(" and "))
+}
+
+pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
+    let device = device(here)?;
+    match args.command {
+        PrefsCommand::Show { json } => {
+            let state = device.client.profile().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&state)?);
+            } else {
+                println!("{} (revision {})", state.summary, state.revision);
+            }
+        }
+        PrefsCommand::Set(set) => {
+            let mut profile: SyncProfile = device.client.profile().await?.profile;
+            let expression = filter_expression(&set);
+            let filtering = expression.is_some() || !set.include.is_empty() || !set.exclude.is_empty();
+            if set.no_filter {
+                (profile.include, profile.exclude, profile.filter) = (Vec::new(), Vec::new(), None);
+            }
+            if !set.include.is_empty() {
+                profile.include = set.include.clone();
+            }
+            if !set.exclude.is_empty() {
+                profile.exclude = set.exclude.clone();
+            }
+            if expression.is_some() {
+                profile.filter = expression;
+            }
+            profile.mode = match set.mode.as_deref() {
+                Some("full") => Mode::Full,
+                Some(_) => Mode::Partial,
+                // Filtering records is what a partial profile is.
+                None if filtering => Mode::Partial,
+                None => profile.mode,
+            };
+            if let Some(fields) = &set.fields {
+                profile.fields = if fields.iter().any(|field| field == "all") { None } else { Some(fields.clone()) };
+            }
+            if let Some(content) = &set.content {
+                profile.content = if content == "stub" { ContentPolicy::Stub } else { ContentPolicy::Download };
+            }
+            profile.compile().map_err(|error| anyhow!(error))?;
+            let state = device.client.set_profile(&profile).await?;
+            println!("profile: {} (revision {}); the next sync applies it", state.summary, state.revision);
+        }
+    }
+    Ok(())
+}
+
+pub fn status(here: &Path, args: StatusArgs) -> Result<()> {
+    let dir = DeviceDir::find(here)?;
+    let index = Index::open(&dir.root.join(META_DIR))?;
+    let tree = index.load()?;
+    let content =
+        if index.meta("content")?.as_deref() == Some("stub") { ContentPolicy::Stub } else { ContentPolicy::Download };
+    let local = scan::scan(&dir.root, &tree)?;
+    let pending = plan_push(&tree, &local, &[], content);
+    let conflicts: Vec<&String> = local.files.keys().filter(|path| path.contains(" (conflict ")).collect();
+    let stubs = tree.records.values().filter(|record| record.state == LocalState::Stub).count();
+    let files = tree.records.values().filter(|record| record.state == LocalState::File).count();
+    let cursor = index.cursor()?;
+    let last_sync = index.meta("last_sync")?;
+    let profile = index.meta("profile_summary")?;
+    if args.json {
+        let value = serde_json::json!({
+            "device": dir.config.device, "server": dir.config.server, "cursor": cursor, "last_sync": last_sync,
+            "profile": profile, "files": files, "stubs": stubs,
+            "pending": pending.iter().map(|action| format!("{action:?}")).collect::<Vec<_>>(),
+            "conflicts": conflicts,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("device:    {} at {}", dir.config.device, dir.config.server);
+    println!("cursor:    {}", cursor.map_or_else(|| "never synced".to_owned(), |cursor| cursor.to_string()));
+    println!("last sync: {}", last_sync.as_deref().unwrap_or("never"));
+    println!("profile:   {}", profile.as_deref().unwrap_or("(not yet synced)"));
+    println!("holds:     {files} files, {stubs} stubs");
+    println!("pending:   {} local changes", pending.len());
+    for action in &pending {
+        println!("  {}", describe(action));
+    }
+    println!("conflicts: {}", conflicts.len());
+    for path in conflicts {
+        println!("  /{path}");
+    }
+    Ok(())
+}
+
+fn describe(action: &cpm_agent::plan::Push) -> String {
+    use cpm_agent::plan::Push;
+    match action {
+        Push::CreateFolder { path } => format!("new folder /{path}"),
+        Push::Upload { path, replace: Some(_), .. } => format!("changed /{path}"),
+        Push::Upload { path, .. } => format!("new /{path}"),
+        Push::Move { path, .. } => format!("moved to /{path}"),
+        Push::Delete { id, .. } => format!("deleted {id}"),
+        Push::DeleteFolder { id } => format!("deleted folder {id}"),
+    }
+}
+
+pub async fn fetch(here: &Path, path: &str) -> Result<()> {
+    let bytes = device(here)?.fetch(path).await?;
+    println!("fetched {path} ({bytes} bytes)");
+    Ok(())
+}
+
+pub fn evict(here: &Path, path: &str) -> Result<()> {
+    device(here)?.evict(path)?;
+    println!("evicted {path}: only its stub is kept here");
+    Ok(())
+}
+
+/// `ls --local`: the device's own storage, from its index; works offline.
+pub fn ls_local(here: &Path, path: &str, long: bool, json: bool) -> Result<()> {
+    let dir = DeviceDir::find(here)?;
+    let index = Index::open(&dir.root.join(META_DIR))?;
+    let tree = index.load()?;
+    if tree.root_id.is_empty() {
+        bail!("this device has never synced (run cpm sync)");
+    }
+    let wanted = path.trim_matches('/');
+    let paths = tree.paths();
+    let folder_id = if wanted.is_empty() {
+        tree.root_id.clone()
+    } else {
+        paths
+            .iter()
+            .find(|(id, local)| {
+                local.as_str() == wanted && tree.records.get(*id).is_some_and(|r| r.state == LocalState::Folder)
+            })
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| anyhow!("no folder {path} on this device"))?
+    };
+    let mut children: Vec<_> =
+        tree.records.values().filter(|record| record.parent_id.as_deref() == Some(folder_id.as_str())).collect();
+    children.sort_by(|a, b| (a.state != LocalState::Folder, &a.name).cmp(&(b.state != LocalState::Folder, &b.name)));
+    if json {
+        let entries: Vec<serde_json::Value> = children
+            .iter()
+            .map(|record| {
+                let mut value = serde_json::to_value(&record.entry).unwrap_or_default();
+                value["local"] = serde_json::json!(match record.state {
+                    LocalState::Folder => "folder",
+                    LocalState::File => "file",
+                    LocalState::Stub => "stub",
+                });
+                value["local_path"] = serde_json::json!(paths.get(&record.id));
+                value
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    for record in children {
+        let local = paths.get(&record.id).map(String::as_str).unwrap_or_default();
+        let shown = local.rsplit('/').next().unwrap_or(local);
+        if !long {
+            let slash = if record.state == LocalState::Folder { "/" } else { "" };
+            println!("{shown}{slash}");
+            continue;
+        }
+        let state = match record.state {
+            LocalState::Folder => "folder",
+            LocalState::File => "file",
+            LocalState::Stub => "stub",
+        };
+        let size = record.entry.size.map_or_else(|| "-".to_owned(), |size| size.to_string());
+        let kind = record.entry.content_type.clone().unwrap_or_else(|| "-".to_owned());
+        let link = record.entry.link.clone().unwrap_or_else(|| "-".to_owned());
+        println!("{state:<6}  {shown:<40}  {kind:<24}  {size:>10}  {link}");
+    }
+    Ok(())
+}

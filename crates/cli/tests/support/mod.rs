@@ -1,0 +1,142 @@
+//! What the scenario tests share: a `cpm serve` process and a temp world to run `cpm` in.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const CPM: &str = env!("CARGO_BIN_EXE_cpm");
+pub const PASSWORD: &str = "correct horse";
+
+/// A `cpm serve` process, stopped when dropped.
+pub struct ServeProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ServeProcess {
+    pub fn start(data: &Path) -> Self {
+        let mut child = Command::new(CPM)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("CPM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cpm serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reads the serving line");
+        let url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub server: ServeProcess,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("cpm-data");
+        let server = ServeProcess::start(&data);
+        let world = Self { dir, server };
+        world.ok(&["admin", "--data", data.to_str().expect("utf-8"), "user", "add", "alice"]);
+        world
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(CPM)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("CPM_PASSWORD", PASSWORD)
+            .output()
+            .expect("cpm runs")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "cpm {args:?} failed: {}{stdout}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    }
+
+    /// Runs a command that must fail with one clear line on stderr; returns that line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(!output.status.success(), "cpm {args:?} should have failed");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "cpm {args:?} printed {stderr:?}");
+        assert!(lines[0].starts_with("cpm: "), "{stderr:?}");
+        lines[0].to_owned()
+    }
+
+    pub fn register(&self, name: &str, extra: &[&str]) -> String {
+        let url = self.server.url.clone();
+        let base = [
+            "device", "register", "--server", &url, "--user", "alice", "--name", name, "--class", "pda", "--dir", name,
+        ];
+        self.ok(&[&base[..], extra].concat())
+    }
+
+    /// Runs `cpm -C DEVICE ARGS…`.
+    pub fn on(&self, device: &str, args: &[&str]) -> String {
+        self.ok(&[&["-C", device], args].concat())
+    }
+
+    /// `cpm -C DEVICE sync --json`, parsed.
+    pub fn sync(&self, device: &str) -> Value {
+        serde_json::from_str(&self.on(device, &["sync", "--json"])).expect("sync --json prints JSON")
+    }
+
+    pub fn read(&self, path: &str) -> Vec<u8> {
+        std::fs::read(self.path(path)).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
+    }
+
+    pub fn pda(&self, args: &[&str]) -> String {
+        self.ok(&[&["-C", "pda"], args].concat())
+    }
+
+    pub fn pda_fails(&self, args: &[&str]) -> String {
+        self.fails(&[&["-C", "pda"], args].concat())
+    }
+
+    pub fn listing(&self, folder: &str) -> Vec<Value> {
+        let json = self.pda(&["ls", "--json", folder]);
+        match serde_json::from_str(&json).expect("ls --json prints JSON") {
+            Value::Array(entries) => entries,
+            other => panic!("expected an array, got {other}"),
+        }
+    }
+
+    pub fn names(&self, folder: &str) -> Vec<String> {
+        self.listing(folder).iter().map(|entry| entry["name"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.path(name), bytes).expect("writes");
+    }
+}
+
+pub fn entry<'a>(entries: &'a [Value], name: &str) -> &'a Value {
+    entries.iter().find(|entry| entry["name"] == name).unwrap_or_else(|| panic!("no {name} in {entries:?}"))
+}

@@ -1,0 +1,220 @@
+//! The sync agent with the real `cpm` binary: a PC (full, with content), a phone (partial,
+//! stubs, field-filtered) and a PDA, following use case 7.1 and then the harder cases.
+
+mod support;
+
+use serde_json::Value;
+use std::path::Path;
+use support::{World, entry};
+
+fn files_under(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut queue = vec![root.to_owned()];
+    while let Some(dir) = queue.pop() {
+        for item in std::fs::read_dir(&dir).expect("readable") {
+            let path = item.expect("entry").path();
+            let relative = path.strip_prefix(root).expect("inside").to_string_lossy().into_owned();
+            if relative.starts_with(".cpm") {
+                continue;
+            }
+            if path.is_dir() {
+                queue.push(path);
+            } else {
+                found.push(relative);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn stub(world: &World, path: &str) -> Value {
+    serde_json::from_slice(&world.read(path)).expect("a stub is JSON")
+}
+
+fn world_with_three_devices() -> (World, Vec<u8>) {
+    let world = World::new();
+    world.register("pda", &[]);
+    for (name, class) in [("pc", "pc"), ("phone", "phone")] {
+        let url = world.server.url.clone();
+        world.ok(&[
+            "device", "register", "--server", &url, "--user", "alice", "--name", name, "--class", class, "--dir", name,
+        ]);
+    }
+    let song1: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    world.write("song1.mp3", &song1);
+    world.write("song2.mp3", b"the second song");
+    world.write("photo.jpg", b"a picture");
+    world.write("clip.mp4", b"a video");
+    world.pda(&["put", "song1.mp3", "song2.mp3", "photo.jpg", "clip.mp4", "/content/"]);
+    world.on(
+        "phone",
+        &[
+            "prefs",
+            "set",
+            "--include",
+            "/content/**",
+            "--type",
+            "audio/*",
+            "--fields",
+            "name,size,content_type,modified",
+            "--content",
+            "stub",
+        ],
+    );
+    (world, song1)
+}
+
+#[test]
+fn use_case_7_1_the_phone_follows_the_move_with_stubs_and_the_pc_without_downloading_again() {
+    let (world, song1) = world_with_three_devices();
+    let first = world.sync("pc");
+    assert_eq!(first["downloaded"], 4);
+    assert_eq!(
+        files_under(&world.path("pc")),
+        ["content/clip.mp4", "content/photo.jpg", "content/song1.mp3", "content/song2.mp3"]
+    );
+    assert_eq!(world.read("pc/content/song1.mp3"), song1);
+    world.sync("phone");
+    assert_eq!(files_under(&world.path("phone")), ["content/song1.mp3.cpmlink", "content/song2.mp3.cpmlink"]);
+    let before = stub(&world, "phone/content/song1.mp3.cpmlink");
+    let mut keys: Vec<&str> = before.as_object().expect("object").keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["content_type", "id", "kind", "link", "modified", "modseq", "name", "parent_id", "size"],
+        "exactly the kept details"
+    );
+
+    // Steps 4-6: a new folder and a move on the PDA; the phone follows.
+    world.pda(&["mkdir", "/content/favourite song"]);
+    world.pda(&["mv", "/content/*.mp3", "/content/favourite song/"]);
+    let phone = world.sync("phone");
+    assert_eq!(phone["bytes_downloaded"], 0);
+    assert_eq!(
+        files_under(&world.path("phone")),
+        ["content/favourite song/song1.mp3.cpmlink", "content/favourite song/song2.mp3.cpmlink"]
+    );
+    let after = stub(&world, "phone/content/favourite song/song1.mp3.cpmlink");
+    assert_eq!((&after["id"], &after["link"]), (&before["id"], &before["link"]));
+    assert_ne!(after["parent_id"], before["parent_id"]);
+    let listing = world.on("phone", &["ls", "--local", "-l", "/content/favourite song"]);
+    assert!(listing.contains("stub") && listing.contains("song1.mp3.cpmlink"), "{listing}");
+    // The link still works: fetch hydrates the stub through it.
+    world.on("phone", &["fetch", "/content/favourite song/song1.mp3"]);
+    assert_eq!(world.read("phone/content/favourite song/song1.mp3"), song1);
+    world.on("phone", &["evict", "/content/favourite song/song1.mp3"]);
+    assert!(world.path("phone/content/favourite song/song1.mp3.cpmlink").is_file());
+    assert!(!world.path("phone/content/favourite song/song1.mp3").exists());
+
+    // Step 7: the PC moves its files; no content crosses the wire.
+    let pc = world.sync("pc");
+    assert_eq!((pc["bytes_downloaded"].as_u64(), pc["renamed"].as_u64()), (Some(0), Some(2)), "{pc}");
+    assert_eq!(
+        files_under(&world.path("pc")),
+        [
+            "content/clip.mp4",
+            "content/favourite song/song1.mp3",
+            "content/favourite song/song2.mp3",
+            "content/photo.jpg"
+        ]
+    );
+    assert_eq!(world.read("pc/content/favourite song/song1.mp3"), song1);
+    let quiet = world.sync("pc");
+    assert_eq!(
+        (quiet["downloaded"].as_u64(), quiet["uploaded"].as_u64(), quiet["renamed"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
+}
+
+#[test]
+fn the_pc_sends_its_own_changes_as_uploads_moves_and_deletes() {
+    let (world, _) = world_with_three_devices();
+    world.sync("pc");
+    let clip_id = entry(&world.listing("/content"), "clip.mp4")["id"].clone();
+    std::fs::write(world.path("pc/content/photo.jpg"), b"a better picture").expect("edit");
+    std::fs::write(world.path("pc/content/new.txt"), b"written on the pc").expect("create");
+    std::fs::rename(world.path("pc/content/clip.mp4"), world.path("pc/content/movie.mp4")).expect("rename");
+    std::fs::remove_file(world.path("pc/content/song2.mp3")).expect("delete");
+    std::fs::create_dir_all(world.path("pc/notes/2026")).expect("mkdir");
+    std::fs::write(world.path("pc/notes/2026/todo.txt"), b"buy milk").expect("create");
+    let status = world.on("pc", &["status"]);
+    assert!(status.contains("pending:   7 local changes"), "{status}");
+
+    let report = world.sync("pc");
+    assert_eq!(
+        (report["uploaded"].as_u64(), report["moved_up"].as_u64(), report["deleted_up"].as_u64()),
+        (Some(3), Some(1), Some(1)),
+        "{report}"
+    );
+    assert_eq!(report["bytes_uploaded"], 16 + 17 + 8);
+    let content = world.listing("/content");
+    assert_eq!(world.names("/content"), ["movie.mp4", "new.txt", "photo.jpg", "song1.mp3"]);
+    assert_eq!(entry(&content, "movie.mp4")["id"], clip_id, "a rename goes up as a move");
+    assert_eq!(world.names("/notes/2026"), ["todo.txt"]);
+    world.pda(&["get", "/content/photo.jpg", "photo-now.jpg"]);
+    assert_eq!(world.read("photo-now.jpg"), b"a better picture");
+    assert!(world.on("pc", &["status"]).contains("pending:   0 local changes"));
+}
+
+#[test]
+fn when_both_sides_change_a_file_the_store_keeps_the_name_and_the_pc_a_conflict_copy() {
+    let (world, _) = world_with_three_devices();
+    world.sync("pc");
+    world.write("photo.jpg", b"edited on the pda");
+    world.pda(&["put", "--replace", "photo.jpg", "/content/"]);
+    std::fs::write(world.path("pc/content/photo.jpg"), b"edited on the pc").expect("edit");
+    let report = world.sync("pc");
+    let conflicts = report["conflicts"].as_array().expect("list");
+    assert_eq!(conflicts.len(), 1, "{report}");
+    let copy = conflicts[0].as_str().expect("path");
+    assert!(copy.starts_with("/content/photo (conflict pc ") && copy.ends_with(").jpg"), "{copy}");
+    assert_eq!(world.read("pc/content/photo.jpg"), b"edited on the pda", "the store's version keeps the name");
+    assert_eq!(world.read(&format!("pc{copy}")), b"edited on the pc");
+    world.pda(&["get", copy, "copy.jpg"]);
+    assert_eq!(world.read("copy.jpg"), b"edited on the pc", "the device's version is in the store too");
+}
+
+#[test]
+fn a_partial_device_follows_objects_into_and_out_of_its_subset() {
+    let (world, _) = world_with_three_devices();
+    world.sync("phone");
+    world.pda(&["mkdir", "/music"]);
+    world.pda(&["mv", "/content/song2.mp3", "/music/"]);
+    world.sync("phone");
+    assert_eq!(files_under(&world.path("phone")), ["content/song1.mp3.cpmlink"]);
+    world.pda(&["mv", "/music/song2.mp3", "/content/"]);
+    world.sync("phone");
+    assert_eq!(files_under(&world.path("phone")), ["content/song1.mp3.cpmlink", "content/song2.mp3.cpmlink"]);
+    // A new profile re-scopes the device: now the pictures, with content.
+    world.on("phone", &["prefs", "set", "--type", "image/*", "--content", "download", "--fields", "all"]);
+    let report = world.sync("phone");
+    assert_eq!(report["full"], true);
+    assert_eq!(files_under(&world.path("phone")), ["content/photo.jpg"]);
+    assert_eq!(world.read("phone/content/photo.jpg"), b"a picture");
+}
+
+#[test]
+fn a_device_that_lost_its_index_reuses_every_file_it_has() {
+    let (world, _) = world_with_three_devices();
+    world.sync("pc");
+    for name in ["index.db", "index.db-wal", "index.db-shm"] {
+        let _ = std::fs::remove_file(world.path(&format!("pc/.cpm/{name}")));
+    }
+    let report = world.sync("pc");
+    assert_eq!(report["full"], true);
+    assert_eq!((report["downloaded"].as_u64(), report["uploaded"].as_u64()), (Some(0), Some(0)), "{report}");
+    assert_eq!(world.names("/content"), ["clip.mp4", "photo.jpg", "song1.mp3", "song2.mp3"], "nothing duplicated");
+}
+
+#[test]
+fn the_local_listing_works_with_the_store_down() {
+    let (mut world, _) = world_with_three_devices();
+    world.sync("phone");
+    let _ = world.server.child.kill();
+    let _ = world.server.child.wait();
+    let listing = world.on("phone", &["ls", "--local", "/content"]);
+    assert_eq!(listing.lines().collect::<Vec<_>>(), ["song1.mp3.cpmlink", "song2.mp3.cpmlink"]);
+    let line = world.fails(&["-C", "phone", "sync"]);
+    assert!(line.contains("cannot reach the server"), "{line}");
+}
