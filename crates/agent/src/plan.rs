@@ -286,6 +286,9 @@ pub struct PullPlan {
     pub dropped: BTreeSet<String>,
     /// Changes whose folder the device does not hold (a broken view); the sync stops on them.
     pub orphans: Vec<String>,
+    /// Local changes survive this pull (a conflict copy, an edit that followed a move, a file
+    /// whose record was dropped): they must go up after it.
+    pub push_after: bool,
 }
 
 /// Applies the store's changes to the device. With `full`, `remote` is a complete listing:
@@ -481,6 +484,9 @@ impl Puller<'_> {
             self.plan.actions.push(Pull::Rename { from: current.clone(), to: target.clone() });
             at = target.clone();
         }
+        if modified_here {
+            self.plan.push_after = true;
+        }
         match record.state {
             LocalState::File if content_changed => {
                 let arrived = local.is_some_and(|file| file.hash.is_some() && file.hash == record.hash);
@@ -523,7 +529,7 @@ impl Puller<'_> {
                 LocalState::Stub => self.plan.actions.push(Pull::RemoveFile { path }),
                 // A file edited here outlives its record: it stays, and is uploaded as new.
                 LocalState::File => match self.scan.files.get(&path) {
-                    Some(file) if !same(&record, file) => {}
+                    Some(file) if !same(&record, file) => self.plan.push_after = true,
                     Some(_) => self.plan.actions.push(Pull::RemoveFile { path }),
                     None => {}
                 },
@@ -537,6 +543,7 @@ impl Puller<'_> {
     }
 
     fn set_aside(&mut self, path: &str) {
+        self.plan.push_after = true;
         let (folder, name) = split(path);
         let aside = join(folder, &conflict_name(name, self.device, self.today));
         self.plan.actions.push(Pull::SetAside { from: path.to_owned(), to: aside.clone() });

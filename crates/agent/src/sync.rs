@@ -19,6 +19,31 @@ use std::path::{Path, PathBuf};
 
 const PAGE: u32 = 1000;
 
+/// Fault injection for crash tests: with `CPM_FAULT_AFTER_ACTIONS=N`, the process aborts right
+/// after applying its N-th action (push or pull), as a kill -9 at that point would leave it.
+struct Faults {
+    remaining: std::sync::atomic::AtomicI64,
+}
+
+impl Faults {
+    fn from_env() -> Self {
+        let after = std::env::var("CPM_FAULT_AFTER_ACTIONS").ok().and_then(|raw| raw.parse().ok()).unwrap_or(-1);
+        Self { remaining: std::sync::atomic::AtomicI64::new(after) }
+    }
+
+    fn applied(&self) {
+        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            eprintln!("cpm: fault injected (CPM_FAULT_AFTER_ACTIONS): aborting");
+            std::process::abort();
+        }
+    }
+}
+
+fn faults() -> &'static Faults {
+    static FAULTS: std::sync::OnceLock<Faults> = std::sync::OnceLock::new();
+    FAULTS.get_or_init(Faults::from_env)
+}
+
 /// A device directory and the client that speaks for it.
 pub struct Device {
     pub root: PathBuf,
@@ -163,10 +188,11 @@ impl Device {
             ("last_sync", jiff::Timestamp::now().to_string()),
         ];
         index.commit(&plan.tree, &plan.changed, &plan.dropped, &meta)?;
+        let plan_push_after = plan.push_after;
         tree = plan.tree;
         report.cursor = new_cursor;
 
-        if set_aside {
+        if plan_push_after {
             let local = scan(&self.root, &tree)?;
             let pushes = plan_push(&tree, &local, &[], content);
             self.push(pushes, &mut index, &mut tree, &mut report).await?;
@@ -276,6 +302,14 @@ impl Device {
 
     async fn push(&self, actions: Vec<Push>, index: &mut Index, tree: &mut Tree, report: &mut Report) -> Result<()> {
         for action in actions {
+            self.push_one(action, index, tree, report).await?;
+            faults().applied();
+        }
+        Ok(())
+    }
+
+    async fn push_one(&self, action: Push, index: &mut Index, tree: &mut Tree, report: &mut Report) -> Result<()> {
+        {
             match action {
                 Push::CreateFolder { path } => {
                     let entry = self.client.create_folder(&store_path(&path), true).await?;

@@ -348,3 +348,16 @@ fn a_record_whose_folder_arrives_later_in_the_batch_waits_for_it() {
     let orphan = pull_plan(&tree, &scan, &[upsert(entry("oy", EntryKind::File, "fnowhere", "y", Some("Y"), 13))]);
     assert_eq!(orphan.orphans, ["oy"]);
 }
+
+#[test]
+fn an_edit_that_follows_a_store_move_is_flagged_to_go_up_in_the_same_sync() {
+    let (tree, mut scan) = pc();
+    edited(&mut scan, "music/a.mp3", "A-local");
+    let plan = pull_plan(&tree, &scan, &[upsert(entry("oa", EntryKind::File, "fphotos", "a.mp3", Some("A"), 10))]);
+    assert_eq!(plan.actions, [Pull::Rename { from: "music/a.mp3".into(), to: "photos/a.mp3".into() }]);
+    assert!(plan.push_after);
+    assert!(
+        !pull_plan(&tree, &pc().1, &[upsert(entry("oa", EntryKind::File, "fphotos", "a.mp3", Some("A"), 10))])
+            .push_after
+    );
+}

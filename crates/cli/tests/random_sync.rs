@@ -1,0 +1,294 @@
+//! Deterministic randomized sync: random changes in the store and in devices' directories,
+//! syncs killed at random points, then syncs until quiet. Afterwards every device holds exactly
+//! the store seen through its profile, no content is duplicated, and every content a device wrote
+//! and synced is in the store (under its name or in a conflict copy).
+//!
+//! `CPM_SEED=N` replays a run (the seed is printed); `CPM_RANDOM_STEPS=N` makes it longer
+//! (CI runs a short one; e.g. `CPM_RANDOM_STEPS=2000 cargo test -p cpm --test random_sync`).
+
+mod support;
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use support::{CPM, PASSWORD, World};
+
+/// xorshift64*: small, seedable, and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        if items.is_empty() { None } else { items.get(self.below(items.len())) }
+    }
+}
+
+const FOLDERS: [&str; 4] = ["docs", "docs/old", "media", "media/best"];
+/// The tablet holds only small objects: its filter is `size < 40`.
+const SMALL: usize = 40;
+
+fn hash(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Files (relative path → content hash) and folders under a device directory.
+fn local_tree(root: &Path) -> (BTreeMap<String, String>, BTreeSet<String>) {
+    let (mut files, mut dirs) = (BTreeMap::new(), BTreeSet::new());
+    let mut queue = vec![root.to_owned()];
+    while let Some(dir) = queue.pop() {
+        for item in std::fs::read_dir(&dir).expect("readable") {
+            let path = item.expect("entry").path();
+            let relative = path.strip_prefix(root).expect("inside").to_string_lossy().into_owned();
+            if relative == ".cpm" || relative.ends_with(".cpm-partial") {
+                continue;
+            }
+            if path.is_dir() {
+                dirs.insert(relative);
+                queue.push(path);
+            } else {
+                files.insert(relative, hash(&std::fs::read(&path).expect("readable")));
+            }
+        }
+    }
+    (files, dirs)
+}
+
+/// The store's objects (path → (hash, size)) and folders, walked with `cpm ls --json`.
+fn store_tree(world: &World) -> (BTreeMap<String, (String, u64)>, BTreeSet<String>) {
+    let (mut objects, mut folders) = (BTreeMap::new(), BTreeSet::new());
+    let mut queue = vec!["/".to_owned()];
+    while let Some(folder) = queue.pop() {
+        for entry in world.listing(&folder) {
+            let path = entry["path"].as_str().expect("path").trim_start_matches('/').to_owned();
+            if entry["kind"] == "folder" {
+                folders.insert(path.clone());
+                queue.push(format!("/{path}"));
+            } else {
+                let content = entry["hash"].as_str().expect("hash").to_owned();
+                objects.insert(path, (content, entry["size"].as_u64().expect("size")));
+            }
+        }
+    }
+    (objects, folders)
+}
+
+struct Run {
+    world: World,
+    rng: Rng,
+    serial: u64,
+    /// Per device, the files written since its last successful sync: path → content.
+    pending: BTreeMap<&'static str, BTreeMap<String, String>>,
+    log: Vec<String>,
+}
+
+impl Run {
+    fn content(&mut self) -> Vec<u8> {
+        self.serial += 1;
+        let size = if self.rng.below(3) == 0 { 60 } else { 12 };
+        let mut text = format!("content {} ", self.serial);
+        while text.len() < size {
+            text.push('x');
+        }
+        text.into_bytes()
+    }
+
+    fn device_files(&self, device: &str) -> Vec<String> {
+        local_tree(&self.world.path(device)).0.into_keys().filter(|path| !path.ends_with(".cpmlink")).collect()
+    }
+
+    /// One random change, on the PDA (through the store) or in the PC's or tablet's directory.
+    fn change(&mut self) {
+        let roll = self.rng.below(10);
+        let device: &'static str = if self.rng.below(2) == 0 { "pc" } else { "tablet" };
+        let folder = *self.rng.pick(&FOLDERS).expect("folders");
+        match roll {
+            0..=2 => {
+                let bytes = self.content();
+                let name = format!("s{}.txt", self.serial);
+                self.world.write(&name, &bytes);
+                self.world.pda(&["put", &name, &format!("/{folder}/")]);
+                self.log.push(format!("store: put /{folder}/{name}"));
+            }
+            3 => {
+                let (objects, _) = store_tree(&self.world);
+                let paths: Vec<String> = objects.into_keys().collect();
+                if let Some(path) = self.rng.pick(&paths).cloned() {
+                    let target = *self.rng.pick(&FOLDERS).expect("folders");
+                    let output = self.world.run(&["-C", "pda", "mv", &format!("/{path}"), &format!("/{target}/")]);
+                    self.log.push(format!("store: mv /{path} /{target}/ ({})", output.status));
+                }
+            }
+            4 => {
+                let (objects, _) = store_tree(&self.world);
+                let paths: Vec<String> = objects.into_keys().collect();
+                if let Some(path) = self.rng.pick(&paths).cloned() {
+                    if self.rng.below(2) == 0 {
+                        self.world.pda(&["rm", &format!("/{path}")]);
+                        self.log.push(format!("store: rm /{path}"));
+                    } else {
+                        let bytes = self.content();
+                        let name = path.rsplit('/').next().expect("name").to_owned();
+                        self.world.write(&name, &bytes);
+                        let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
+                        self.world.pda(&["put", "--replace", &name, &format!("/{folder}/")]);
+                        self.log.push(format!("store: replace /{path}"));
+                    }
+                }
+            }
+            5 | 6 => {
+                let bytes = self.content();
+                let dir = self.world.path(&format!("{device}/{folder}"));
+                std::fs::create_dir_all(&dir).expect("mkdir");
+                let name = format!("d{}.txt", self.serial);
+                std::fs::write(dir.join(&name), &bytes).expect("write");
+                self.pending.entry(device).or_default().insert(format!("{folder}/{name}"), hash(&bytes));
+                self.log.push(format!("{device}: create {folder}/{name}"));
+            }
+            7 => {
+                let files = self.device_files(device);
+                if let Some(path) = self.rng.pick(&files).cloned() {
+                    let bytes = self.content();
+                    std::fs::write(self.world.path(&format!("{device}/{path}")), &bytes).expect("edit");
+                    self.pending.entry(device).or_default().insert(path.clone(), hash(&bytes));
+                    self.log.push(format!("{device}: edit {path}"));
+                }
+            }
+            8 => {
+                let files = self.device_files(device);
+                if let Some(path) = self.rng.pick(&files).cloned() {
+                    let dir = self.world.path(&format!("{device}/{folder}"));
+                    std::fs::create_dir_all(&dir).expect("mkdir");
+                    let name = path.rsplit('/').next().expect("name");
+                    let moved = format!("{folder}/m{}-{name}", self.serial);
+                    let target = self.world.path(&format!("{device}/{moved}"));
+                    self.serial += 1;
+                    std::fs::rename(self.world.path(&format!("{device}/{path}")), &target).expect("move");
+                    let pending = self.pending.entry(device).or_default();
+                    if let Some(content) = pending.remove(&path) {
+                        pending.insert(moved, content);
+                    }
+                    self.log.push(format!("{device}: move {path} → {}", target.display()));
+                }
+            }
+            _ => {
+                let files = self.device_files(device);
+                if let Some(path) = self.rng.pick(&files).cloned() {
+                    std::fs::remove_file(self.world.path(&format!("{device}/{path}"))).expect("delete");
+                    // Deleted before it was synced: nobody can miss it.
+                    self.pending.entry(device).or_default().remove(&path);
+                    self.log.push(format!("{device}: delete {path}"));
+                }
+            }
+        }
+    }
+
+    /// Syncs a device, sometimes killed after a few actions; on success, checks that what the
+    /// device wrote reached the store.
+    fn sync(&mut self, device: &'static str, fault: Option<usize>) -> bool {
+        let mut command = std::process::Command::new(CPM);
+        command.args(["-C", device, "sync", "--json"]).current_dir(self.world.dir.path()).env("CPM_PASSWORD", PASSWORD);
+        if let Some(after) = fault {
+            command.env("CPM_FAULT_AFTER_ACTIONS", after.to_string());
+        }
+        let output = command.output().expect("cpm runs");
+        self.log.push(format!("sync {device} (fault {fault:?}): {}", output.status));
+        if !output.status.success() {
+            assert!(
+                fault.is_some(),
+                "sync of {device} failed: {}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                self.log.join("\n")
+            );
+            return false;
+        }
+        let (objects, _) = store_tree(&self.world);
+        let stored: BTreeSet<&String> = objects.values().map(|(content, _)| content).collect();
+        for (path, content) in self.pending.remove(device).unwrap_or_default() {
+            assert!(
+                stored.contains(&content),
+                "{path} written on {device} ({content}) is not in the store\n{}",
+                self.log.join("\n")
+            );
+        }
+        serde_json::from_slice::<Value>(&output.stdout).is_ok_and(|report| {
+            ["uploaded", "moved_up", "deleted_up", "folders_up", "downloaded", "stubs_written", "renamed", "removed"]
+                .iter()
+                .all(|key| report[key] == 0)
+        })
+    }
+}
+
+#[test]
+fn random_changes_and_crashes_converge_without_loss_or_duplicates() {
+    let seed: u64 = std::env::var("CPM_SEED").ok().and_then(|raw| raw.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |since| since.as_nanos() as u64)
+            | 1
+    });
+    let steps: usize = std::env::var("CPM_RANDOM_STEPS").ok().and_then(|raw| raw.parse().ok()).unwrap_or(40);
+    println!("random sync: CPM_SEED={seed} CPM_RANDOM_STEPS={steps}");
+    let world = World::new();
+    world.register("pda", &[]);
+    for (name, class) in [("pc", "pc"), ("tablet", "tablet"), ("phone", "phone")] {
+        let url = world.server.url.clone();
+        world.ok(&[
+            "device", "register", "--server", &url, "--user", "alice", "--name", name, "--class", class, "--dir", name,
+        ]);
+    }
+    world.on("tablet", &["prefs", "set", "--filter", &format!("size < {SMALL}")]);
+    world.on("phone", &["prefs", "set", "--include", "/docs/**", "--content", "stub", "--fields", "name,size"]);
+    let mut run = Run { world, rng: Rng(seed), serial: 0, pending: BTreeMap::new(), log: Vec::new() };
+    for _ in 0..steps {
+        if run.rng.below(3) == 0 {
+            let device = *run.rng.pick(&["pc", "tablet", "phone"]).expect("devices");
+            let fault = (run.rng.below(3) == 0).then(|| run.rng.below(4));
+            run.sync(device, fault);
+        } else {
+            run.change();
+        }
+    }
+    // Syncs until a whole round changes nothing.
+    let mut quiet = false;
+    for _ in 0..6 {
+        quiet = ["pc", "tablet", "phone"].iter().fold(true, |all, device| run.sync(device, None) && all);
+        if quiet {
+            break;
+        }
+    }
+    let log = run.log.join("\n");
+    assert!(quiet, "no quiet round after 6 (seed {seed})\n{log}");
+
+    let (objects, folders) = store_tree(&run.world);
+    let contents: Vec<&String> = objects.values().map(|(content, _)| content).collect();
+    let unique: BTreeSet<&String> = contents.iter().copied().collect();
+    assert_eq!(contents.len(), unique.len(), "a content is stored twice (seed {seed})\n{objects:#?}\n{log}");
+
+    let (pc_files, pc_dirs) = local_tree(&run.world.path("pc"));
+    let expected: BTreeMap<String, String> =
+        objects.iter().map(|(path, (content, _))| (path.clone(), content.clone())).collect();
+    assert_eq!(pc_files, expected, "the PC holds the whole store (seed {seed})\n{log}");
+    assert_eq!(pc_dirs, folders, "the PC holds every folder (seed {seed})\n{log}");
+
+    let (tablet_files, _) = local_tree(&run.world.path("tablet"));
+    let small: BTreeMap<String, String> = objects
+        .iter()
+        .filter(|(_, (_, size))| (*size as usize) < SMALL)
+        .map(|(path, (content, _))| (path.clone(), content.clone()))
+        .collect();
+    assert_eq!(tablet_files, small, "the tablet holds the small objects (seed {seed})\n{log}");
+
+    let (phone_files, _) = local_tree(&run.world.path("phone"));
+    let stubs: BTreeSet<String> = phone_files.into_keys().collect();
+    let docs: BTreeSet<String> =
+        objects.keys().filter(|path| path.starts_with("docs/")).map(|path| format!("{path}.cpmlink")).collect();
+    assert_eq!(stubs, docs, "the phone holds stubs of /docs (seed {seed})\n{log}");
+}
