@@ -174,11 +174,22 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
         .collect();
 
     let (mut moves, mut uploads, mut deletes, mut folder_deletes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut records: Vec<&Record> =
-        tree.records.values().filter(|record| !touched.contains(record.id.as_str())).collect();
+    let mut records: Vec<&Record> = tree.records.values().collect();
     records.sort_by(|a, b| paths.get(&a.id).cmp(&paths.get(&b.id)));
     for record in &records {
         let Some(path) = paths.get(&record.id) else { continue };
+        if touched.contains(record.id.as_str()) {
+            // The store's change decides this record, but a move made here still goes up as a
+            // move: its file must not look like a new one.
+            if record.state == LocalState::File
+                && !scan.files.contains_key(path)
+                && let Some(new_path) = moved_here(&untracked, record, path)
+            {
+                untracked.remove(new_path.as_str());
+                moves.push(Push::Move { id: record.id.clone(), path: new_path });
+            }
+            continue;
+        }
         match record.state {
             LocalState::File => match scan.files.get(path) {
                 Some(file) if same(record, file) => {}
@@ -193,22 +204,13 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
                         });
                     }
                 }
-                None => {
-                    // Renamed or moved here? The same content under a new name is a move.
-                    let (_, name) = split(path);
-                    let moved_to = untracked
-                        .iter()
-                        .filter(|(_, file)| file.hash.is_some() && file.hash == record.hash)
-                        .map(|(candidate, _)| *candidate)
-                        .min_by_key(|candidate| split(candidate).1 != name);
-                    match moved_to {
-                        Some(new_path) => {
-                            untracked.remove(new_path);
-                            moves.push(Push::Move { id: record.id.clone(), path: new_path.to_owned() });
-                        }
-                        None => deletes.push(Push::Delete { id: record.id.clone(), base_modseq: record.modseq }),
+                None => match moved_here(&untracked, record, path) {
+                    Some(new_path) => {
+                        untracked.remove(new_path.as_str());
+                        moves.push(Push::Move { id: record.id.clone(), path: new_path });
                     }
-                }
+                    None => deletes.push(Push::Delete { id: record.id.clone(), base_modseq: record.modseq }),
+                },
             },
             LocalState::Folder if !scan.dirs.contains(path) => {
                 folder_deletes.push((path.matches('/').count(), Push::DeleteFolder { id: record.id.clone() }));
@@ -240,6 +242,18 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
     folder_deletes.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
     actions.extend(folder_deletes.into_iter().map(|(_, action)| action));
     actions
+}
+
+/// Where a record's vanished file went, if anywhere: an untracked file with its content,
+/// preferably under the same name.
+fn moved_here(untracked: &BTreeMap<&str, &LocalFile>, record: &Record, path: &str) -> Option<String> {
+    let (_, name) = split(path);
+    untracked
+        .iter()
+        .filter(|(_, file)| file.hash.is_some() && file.hash == record.hash)
+        .map(|(candidate, _)| *candidate)
+        .min_by_key(|candidate| split(candidate).1 != name)
+        .map(str::to_owned)
 }
 
 /// A change the device makes to its own directory.

@@ -167,6 +167,16 @@ impl Device {
         let pushes = plan_push(&tree, &local, &changes, content);
         let pushed = !pushes.is_empty();
         self.push(pushes, &mut index, &mut tree, &mut report).await?;
+        // A record moved here is pulled in its state after that move, not the one read before.
+        let mut changes = changes;
+        for change in changes.iter_mut().filter(|change| !change.deleted) {
+            if let Some(record) = tree.records.get(&change.id)
+                && record.modseq > change.modseq
+            {
+                change.modseq = record.modseq;
+                change.entry = Some(record.entry.clone());
+            }
+        }
 
         let local = if pushed { scan(&self.root, &tree)? } else { local };
         let today = jiff::Zoned::now().date();

@@ -361,3 +361,22 @@ fn an_edit_that_follows_a_store_move_is_flagged_to_go_up_in_the_same_sync() {
             .push_after
     );
 }
+
+#[test]
+fn a_file_moved_here_goes_up_as_a_move_even_when_the_store_changed_its_record() {
+    let (tree, mut scan) = pc();
+    scan.files.remove("music/a.mp3");
+    scan.files.insert(
+        "photos/a2.mp3".into(),
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50 }, hash: Some("A".into()) },
+    );
+    for remote in
+        [removal("oa", EntryKind::File, 10), upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 10))]
+    {
+        assert_eq!(
+            plan_push(&tree, &scan, &[remote], ContentPolicy::Download),
+            [Push::Move { id: "oa".into(), path: "photos/a2.mp3".into() }],
+            "never an upload of a second copy"
+        );
+    }
+}
