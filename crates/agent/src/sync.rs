@@ -187,8 +187,6 @@ impl Device {
                 plan.orphans.len()
             );
         }
-        let set_aside =
-            plan.actions.iter().any(|action| matches!(action, Pull::SetAside { .. })) || !plan.dropped.is_empty();
         self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
         let meta = [
             ("cursor", new_cursor.to_string()),
@@ -339,15 +337,27 @@ impl Device {
                     match self.client.move_entries(&request).await {
                         Ok(mut moved) => {
                             if let Some(entry) = moved.entries.pop() {
+                                // The record describes the file here: if the store holds a newer
+                                // version by now, the pull must still see this one as older.
+                                let here = tree.records.get(&id).and_then(|record| record.hash.clone());
                                 self.remember(index, tree, entry, LocalState::File, Some(&path))?;
+                                if let Some(record) = tree.records.get_mut(&id) {
+                                    record.hash = here;
+                                }
+                                index.put(tree, &id)?;
                                 report.moved_up += 1;
                             }
                         }
-                        // The name is taken in the store: upload it as a copy beside the other.
-                        Err(error) if is_code(&error, "already_exists") => {
+                        // The name is taken in the store, or the object was deleted there while it
+                        // moved here: the file is kept, uploaded as a new object where it now is.
+                        Err(error) if is_code(&error, "already_exists") || is_code(&error, "not_found") => {
                             let kind = tree.records.get(&id).map_or(ObjectKind::File, |record| {
                                 if record.kind == EntryKind::Message { ObjectKind::Message } else { ObjectKind::File }
                             });
+                            if is_code(&error, "not_found") {
+                                tree.records.remove(&id);
+                                index.drop_record(&id)?;
+                            }
                             self.upload(&path, kind, None, index, tree, report).await?;
                         }
                         Err(error) => return Err(error.into()),

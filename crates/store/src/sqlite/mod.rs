@@ -285,7 +285,8 @@ fn insert_folder(conn: &Connection, user: UserId, parent_id: &str, name: &str, n
     })
 }
 
-/// Refuses a change based on a modseq the entry has moved past.
+/// Invariant: a change based on a modseq the entry has moved past is refused, so a device never
+/// overwrites or deletes a version it has not seen.
 fn ensure_unchanged(id: &str, modseq: i64, base: Option<i64>) -> Result<()> {
     match base {
         Some(base) if base != modseq => Err(StoreError::Conflict(format!(
