@@ -259,7 +259,9 @@ fn random_changes_and_crashes_converge_without_loss_or_duplicates() {
     // Syncs until a whole round changes nothing.
     let mut quiet = false;
     for _ in 0..6 {
-        quiet = ["pc", "tablet", "phone"].iter().fold(true, |all, device| run.sync(device, None) && all);
+        // Every device syncs in each round, whatever the others reported.
+        let rounds: Vec<bool> = ["pc", "tablet", "phone"].iter().map(|device| run.sync(device, None)).collect();
+        quiet = rounds.iter().all(|was_quiet| *was_quiet);
         if quiet {
             break;
         }
