@@ -218,3 +218,28 @@ fn the_local_listing_works_with_the_store_down() {
     let line = world.fails(&["-C", "phone", "sync"]);
     assert!(line.contains("cannot reach the server"), "{line}");
 }
+
+#[test]
+fn an_expired_cursor_leads_to_a_full_reconcile_that_reuses_local_files() {
+    let world =
+        World::with_operator_settings(Some("[server]\ntombstone_retention = \"1s\"\ngc_interval = \"200ms\"\n"));
+    world.register("pda", &[]);
+    let url = world.server.url.clone();
+    world.ok(&[
+        "device", "register", "--server", &url, "--user", "alice", "--name", "pc", "--class", "pc", "--dir", "pc",
+    ]);
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        world.write(name, name.as_bytes());
+    }
+    world.pda(&["put", "a.txt", "b.txt", "c.txt", "/docs/"]);
+    world.sync("pc");
+    world.pda(&["rm", "/docs/a.txt"]);
+    world.write("d.txt", b"new while the pc was away");
+    world.pda(&["put", "d.txt", "/docs/"]);
+    // Long enough for the tombstone of a.txt to expire and be collected.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let report = world.sync("pc");
+    assert_eq!(report["full"], true, "{report}");
+    assert_eq!(report["downloaded"], 1, "only the new file is fetched: {report}");
+    assert_eq!(files_under(&world.path("pc")), ["docs/b.txt", "docs/c.txt", "docs/d.txt"]);
+}

@@ -17,9 +17,17 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn start(data: &Path) -> Self {
-        let mut child = Command::new(CPM)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
+        Self::start_with(data, None)
+    }
+
+    /// Starts `cpm serve`, with operator settings when given.
+    pub fn start_with(data: &Path, config: Option<&Path>) -> Self {
+        let mut command = Command::new(CPM);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(data);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .env("CPM_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -51,9 +59,19 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
+        Self::with_operator_settings(None)
+    }
+
+    /// A world whose server runs with these operator settings (TOML).
+    pub fn with_operator_settings(settings: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("cpm-data");
-        let server = ServeProcess::start(&data);
+        let config = settings.map(|text| {
+            let path = dir.path().join("operator.toml");
+            std::fs::write(&path, text).expect("writes the settings");
+            path
+        });
+        let server = ServeProcess::start_with(&data, config.as_deref());
         let world = Self { dir, server };
         world.ok(&["admin", "--data", data.to_str().expect("utf-8"), "user", "add", "alice"]);
         world
