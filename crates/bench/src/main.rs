@@ -6,6 +6,7 @@
 
 mod procs;
 mod store;
+mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// The network store: listing, change feed, bulk move, journal throughput, 1 GiB streams.
     Store(store::StoreArgs),
+    /// The sync agent: initial sync vs cp -r, sync after a move, stub devices, no-op syncs.
+    Sync(sync::SyncArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Store(args) => store::run(args).await,
+            Command::Sync(args) => sync::run(args).await,
         }
     })
 }

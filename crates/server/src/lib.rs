@@ -9,6 +9,7 @@ pub mod state;
 
 pub use config::ServerConfig;
 
+use axum::serve::ListenerExt;
 use cpm_core::Clock;
 use cpm_store::{SqliteStore, Store};
 use state::{AppState, SharedState};
@@ -59,7 +60,14 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let collector = tokio::spawn(collect_garbage(Arc::clone(&self.state)));
         let app = api::router(self.state);
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        // Headers and body go out as separate writes: without NODELAY, Nagle's algorithm holds
+        // the body until the client's delayed ACK, some 40 ms per small response.
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         collector.abort();
         served
     }
