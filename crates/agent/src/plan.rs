@@ -148,8 +148,12 @@ pub enum Push {
 pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPolicy) -> Vec<Push> {
     let touched: HashSet<&str> = remote.iter().map(|change| change.id.as_str()).collect();
     // Where the store's changes will put files, with their content: a file already there is
-    // the work of an interrupted pull, not the user's.
-    let future = pull(tree, &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree;
+    // the work of an interrupted pull, not the user's. (No changes: nothing arrives.)
+    let future = if remote.is_empty() {
+        Tree::default()
+    } else {
+        pull(tree, &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree
+    };
     let arriving: HashSet<(String, Option<String>)> = remote
         .iter()
         .filter(|change| !change.deleted && change.kind != EntryKind::Folder)

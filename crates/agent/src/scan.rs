@@ -62,14 +62,13 @@ pub fn scan(root: &Path, tree: &Tree) -> Result<Scan> {
             if file_type.is_dir() {
                 found.dirs.insert(path.clone());
                 queue.push(path);
+            } else if file_type.is_file() && is_stub(&path) {
+                // A stub is a view of the store: only its presence matters, so no stat.
+                found.files.insert(path, LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });
             } else if file_type.is_file() {
                 let metadata = entry.metadata()?;
                 let stamp = stamp(&metadata);
-                let hash = if is_stub(&path) || known.get(&path) == Some(&stamp) {
-                    None
-                } else {
-                    Some(hash_file(&entry.path())?)
-                };
+                let hash = if known.get(&path) == Some(&stamp) { None } else { Some(hash_file(&entry.path())?) };
                 found.files.insert(path, LocalFile { stamp, hash });
             }
         }

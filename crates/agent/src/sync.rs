@@ -13,11 +13,14 @@ use cpm_client::{Client, ClientError};
 use cpm_core::profile::ContentPolicy;
 use cpm_core::{EntryKind, ObjectKind};
 use cpm_proto::{Change, CreateObjectRequest, Entry, MoveRequest};
+use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const PAGE: u32 = 1000;
+/// Downloads in flight at once: enough to hide round trips, few enough to stay gentle.
+const CONCURRENT_DOWNLOADS: usize = 8;
 
 /// Fault injection for crash tests: with `CPM_FAULT_AFTER_ACTIONS=N`, the process aborts right
 /// after applying its N-th action (push or pull), as a kill -9 at that point would leave it.
@@ -401,62 +404,117 @@ impl Device {
         changed: &mut BTreeSet<String>,
         report: &mut Report,
     ) -> Result<()> {
-        for action in actions {
-            match action {
-                Pull::MakeDir { path } => std::fs::create_dir_all(self.local(path))?,
-                Pull::Rename { from, to } => {
-                    let (source, target) = (self.local(from), self.local(to));
-                    if source.exists() {
-                        if let Some(parent) = target.parent() {
-                            std::fs::create_dir_all(parent)?;
-                        }
-                        std::fs::rename(&source, &target).with_context(|| format!("cannot move {from} to {to}"))?;
-                        report.renamed += 1;
-                    }
+        let mut next = 0;
+        while next < actions.len() {
+            // A run of downloads goes out together: each has its own target, and the folders
+            // they land in were made by the actions before them.
+            let run = actions[next..].iter().take_while(|action| matches!(action, Pull::Download { .. })).count();
+            if run > 1 {
+                self.download_all(&actions[next..next + run], tree, changed, report).await?;
+                next += run;
+                continue;
+            }
+            self.pull_one(&actions[next], tree, changed, report).await?;
+            faults().applied();
+            next += 1;
+        }
+        Ok(())
+    }
+
+    async fn download_all(
+        &self,
+        downloads: &[Pull],
+        tree: &mut Tree,
+        changed: &mut BTreeSet<String>,
+        report: &mut Report,
+    ) -> Result<()> {
+        let mut jobs = Vec::with_capacity(downloads.len());
+        for action in downloads {
+            if let Pull::Download { id, path } = action {
+                let entry =
+                    tree.records.get(id).map(|record| record.entry.clone()).context("download of an unknown record")?;
+                jobs.push((id.clone(), path.clone(), entry));
+            }
+        }
+        let mut done = futures_util::stream::iter(jobs)
+            .map(|(id, path, entry)| async move {
+                let target = self.local(&path);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
                 }
-                Pull::Download { id, path } => {
-                    let entry = tree
-                        .records
-                        .get(id)
-                        .map(|record| record.entry.clone())
-                        .context("download of an unknown record")?;
-                    let target = self.local(path);
+                let bytes =
+                    self.client.download(&entry, &target).await.with_context(|| format!("cannot download {path}"))?;
+                let local = std::fs::metadata(&target).ok().map(|metadata| stamp(&metadata));
+                Ok::<_, anyhow::Error>((id, bytes, local))
+            })
+            .buffer_unordered(CONCURRENT_DOWNLOADS);
+        while let Some(finished) = done.next().await {
+            let (id, bytes, local) = finished?;
+            report.downloaded += 1;
+            report.bytes_downloaded += bytes;
+            if let Some(record) = tree.records.get_mut(&id) {
+                record.local = local;
+            }
+            changed.insert(id);
+            faults().applied();
+        }
+        Ok(())
+    }
+
+    async fn pull_one(
+        &self,
+        action: &Pull,
+        tree: &mut Tree,
+        changed: &mut BTreeSet<String>,
+        report: &mut Report,
+    ) -> Result<()> {
+        match action {
+            Pull::MakeDir { path } => std::fs::create_dir_all(self.local(path))?,
+            Pull::Rename { from, to } => {
+                let (source, target) = (self.local(from), self.local(to));
+                if source.exists() {
                     if let Some(parent) = target.parent() {
                         std::fs::create_dir_all(parent)?;
                     }
-                    let bytes = self
-                        .client
-                        .download(&entry, &target)
-                        .await
-                        .with_context(|| format!("cannot download {path}"))?;
-                    report.downloaded += 1;
-                    report.bytes_downloaded += bytes;
-                    if let Some(record) = tree.records.get_mut(id) {
-                        record.local = std::fs::metadata(&target).ok().map(|metadata| stamp(&metadata));
-                    }
-                    changed.insert(id.clone());
+                    std::fs::rename(&source, &target).with_context(|| format!("cannot move {from} to {to}"))?;
+                    report.renamed += 1;
                 }
-                Pull::WriteStub { id, path } => {
-                    let entry =
-                        tree.records.get(id).map(|record| &record.entry).context("stub of an unknown record")?;
-                    write_stub(&self.local(path), entry)?;
-                    report.stubs_written += 1;
+            }
+            Pull::Download { id, path } => {
+                let entry =
+                    tree.records.get(id).map(|record| record.entry.clone()).context("download of an unknown record")?;
+                let target = self.local(path);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
                 }
-                Pull::SetAside { from, to } => {
-                    if self.local(from).exists() {
-                        std::fs::rename(self.local(from), self.local(to))?;
-                        report.conflicts.push(store_path(to));
-                    }
+                let bytes =
+                    self.client.download(&entry, &target).await.with_context(|| format!("cannot download {path}"))?;
+                report.downloaded += 1;
+                report.bytes_downloaded += bytes;
+                if let Some(record) = tree.records.get_mut(id) {
+                    record.local = std::fs::metadata(&target).ok().map(|metadata| stamp(&metadata));
                 }
-                Pull::RemoveFile { path } => match std::fs::remove_file(self.local(path)) {
-                    Ok(()) => report.removed += 1,
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(error).with_context(|| format!("cannot remove {path}")),
-                },
-                // Left in place when not empty: what remains is the user's, and goes up next.
-                Pull::RemoveDir { path } => {
-                    let _ = std::fs::remove_dir(self.local(path));
+                changed.insert(id.clone());
+            }
+            Pull::WriteStub { id, path } => {
+                let entry = tree.records.get(id).map(|record| &record.entry).context("stub of an unknown record")?;
+                write_stub(&self.local(path), entry)?;
+                report.stubs_written += 1;
+            }
+            Pull::SetAside { from, to } => {
+                if self.local(from).exists() {
+                    std::fs::rename(self.local(from), self.local(to))?;
+                    report.conflicts.push(store_path(to));
                 }
+            }
+            Pull::RemoveFile { path } => match std::fs::remove_file(self.local(path)) {
+                Ok(()) => report.removed += 1,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error).with_context(|| format!("cannot remove {path}")),
+            },
+            // Left in place when not empty: what remains is the user's, and goes up next.
+            Pull::RemoveDir { path } => {
+                let _ = std::fs::remove_dir(self.local(path));
             }
         }
         Ok(())
@@ -520,13 +578,23 @@ impl Device {
     }
 }
 
-/// A stub: the object's id, link and exactly the details the device keeps, as JSON.
+/// A stub: the object's id, link and exactly the details the device keeps, as JSON. A new stub
+/// is written in place; one that exists is replaced whole, so a reader never sees half of it.
 fn write_stub(path: &Path, entry: &Entry) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let temp = path.with_extension("cpm-partial");
-    std::fs::write(&temp, serde_json::to_vec_pretty(entry)?)?;
-    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    let json = serde_json::to_vec_pretty(entry)?;
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).open(path);
+    let written = match created {
+        Ok(mut file) => std::io::Write::write_all(&mut file, &json),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, &json)
+        }
+        Err(_) => {
+            let temp = path.with_extension("cpm-partial");
+            std::fs::write(&temp, &json).and_then(|()| std::fs::rename(&temp, path))
+        }
+    };
+    written.with_context(|| format!("cannot write {}", path.display()))
 }
