@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS records (
     entry       TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- What a pull is about to place (written before it starts, cleared with its cursor): after a
+-- crash, files found there holding this content are the agent's own work.
+CREATE TABLE IF NOT EXISTS inflight (path TEXT PRIMARY KEY, id TEXT NOT NULL, hash TEXT);
 ";
 
 pub struct Index {
@@ -105,7 +108,32 @@ impl Index {
         Ok(Tree { root_id: self.meta("root_id")?.unwrap_or_default(), records })
     }
 
-    /// Writes the named records of `tree`, deletes the dropped ones and sets `meta`, together.
+    /// What an unfinished pull was placing: (path, record id, content hash).
+    pub fn inflight(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        let mut statement = self.connection.prepare("SELECT path, id, hash FROM inflight")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records what a pull is about to place, before it places anything.
+    pub fn set_inflight(&mut self, placing: &[(String, String, Option<String>)]) -> Result<()> {
+        let tx = self.connection.transaction()?;
+        tx.execute("DELETE FROM inflight", [])?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO inflight (path, id, hash) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (path) DO UPDATE SET id = excluded.id, hash = excluded.hash",
+            )?;
+            for (path, id, hash) in placing {
+                insert.execute(params![path, id, hash])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes the named records of `tree`, deletes the dropped ones and sets `meta`, together;
+    /// when `meta` moves the cursor, the pull is over and its intent is cleared in the same step.
     pub fn commit(
         &mut self,
         tree: &Tree,
@@ -146,6 +174,9 @@ impl Index {
             )?;
             for (key, value) in meta {
                 set.execute(params![key, value])?;
+            }
+            if meta.iter().any(|(key, _)| *key == "cursor") {
+                tx.execute("DELETE FROM inflight", [])?;
             }
         }
         tx.commit()?;

@@ -69,6 +69,9 @@ pub struct LocalFile {
 pub struct Scan {
     pub files: BTreeMap<String, LocalFile>,
     pub dirs: BTreeSet<String>,
+    /// Files an interrupted pull placed (record id → path), found still holding what it put
+    /// there: the agent's own work, never the user's.
+    pub ours: BTreeMap<String, String>,
 }
 
 impl Tree {
@@ -145,35 +148,60 @@ pub enum Push {
 }
 
 /// The device's changes since its last sync, leaving out what the store's changes decide.
+/// The records the store's changes touch: removals, and upserts newer than what the device has
+/// (the echo of the device's own change, at the modseq it already holds, is no change).
+fn touched<'a>(tree: &Tree, remote: &'a [Change]) -> HashSet<&'a str> {
+    remote
+        .iter()
+        .filter(|change| {
+            change.deleted || tree.records.get(&change.id).is_none_or(|record| change.modseq > record.modseq)
+        })
+        .map(|change| change.id.as_str())
+        .collect()
+}
+
 pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPolicy) -> Vec<Push> {
-    let touched: HashSet<&str> = remote.iter().map(|change| change.id.as_str()).collect();
-    // Where the store's changes will put files, with their content: a file already there is
-    // the work of an interrupted pull, not the user's. (No changes: nothing arrives.)
-    let future = if remote.is_empty() {
-        Tree::default()
-    } else {
-        pull(tree, &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree
-    };
-    let arriving: HashSet<(String, Option<String>)> = remote
-        .iter()
-        .filter(|change| !change.deleted && change.kind != EntryKind::Folder)
-        .filter_map(|change| Some((future.path_of(&change.id)?, future.records.get(&change.id)?.hash.clone())))
-        .collect();
-    let arriving_dirs: HashSet<String> = remote
-        .iter()
-        .filter(|change| !change.deleted && change.kind == EntryKind::Folder)
-        .filter_map(|change| future.path_of(&change.id))
-        .collect();
+    let touched = touched(tree, remote);
     let paths = tree.paths();
     let tracked: HashSet<&str> = paths.values().map(String::as_str).collect();
-    let mut untracked: BTreeMap<&str, &LocalFile> = scan
+    let tracked_dirs: HashSet<&str> = tree
+        .records
+        .values()
+        .filter(|record| record.state == LocalState::Folder)
+        .filter_map(|record| paths.get(&record.id).map(String::as_str))
+        .collect();
+    let leftovers: HashSet<&str> = scan.ours.values().map(String::as_str).collect();
+    let new_files: Vec<(&String, &LocalFile)> = scan
         .files
         .iter()
-        .filter(|(path, file)| {
-            !tracked.contains(path.as_str())
-                && !is_stub(path)
-                && !arriving.contains(&((*path).clone(), file.hash.clone()))
-        })
+        .filter(|(path, _)| !tracked.contains(path.as_str()) && !is_stub(path) && !leftovers.contains(path.as_str()))
+        .collect();
+    let new_dirs: Vec<&String> = scan
+        .dirs
+        .iter()
+        .filter(|dir| !tracked_dirs.contains(dir.as_str()) && !scan.ours.values().any(|placed| placed == *dir))
+        .collect();
+    // Where the store's changes will put files and folders: what is already there is the work of
+    // an interrupted pull, not the user's. Only worth working out when something is new here.
+    let (arriving, arriving_dirs) = if remote.is_empty() || (new_files.is_empty() && new_dirs.is_empty()) {
+        (HashSet::new(), HashSet::new())
+    } else {
+        let future = pull(tree, &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree;
+        let files: HashSet<(String, Option<String>)> = remote
+            .iter()
+            .filter(|change| !change.deleted && change.kind != EntryKind::Folder)
+            .filter_map(|change| Some((future.path_of(&change.id)?, future.records.get(&change.id)?.hash.clone())))
+            .collect();
+        let dirs: HashSet<String> = remote
+            .iter()
+            .filter(|change| !change.deleted && change.kind == EntryKind::Folder)
+            .filter_map(|change| future.path_of(&change.id))
+            .collect();
+        (files, dirs)
+    };
+    let mut untracked: BTreeMap<&str, &LocalFile> = new_files
+        .into_iter()
+        .filter(|(path, file)| !arriving.contains(&((*path).clone(), file.hash.clone())))
         .map(|(path, file)| (path.as_str(), file))
         .collect();
 
@@ -182,6 +210,10 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
     records.sort_by(|a, b| paths.get(&a.id).cmp(&paths.get(&b.id)));
     for record in &records {
         let Some(path) = paths.get(&record.id) else { continue };
+        // Moved by an interrupted pull, not by the user: the pull finishes the job.
+        if !scan.files.contains_key(path) && scan.ours.contains_key(&record.id) {
+            continue;
+        }
         if touched.contains(record.id.as_str()) {
             // The store's change decides this record, but a move made here still goes up as a
             // move: its file must not look like a new one.
@@ -222,16 +254,9 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
             LocalState::Folder | LocalState::Stub => {}
         }
     }
-    let tracked_dirs: HashSet<&str> = tree
-        .records
-        .values()
-        .filter(|record| record.state == LocalState::Folder)
-        .filter_map(|record| paths.get(&record.id).map(String::as_str))
-        .collect();
-    let mut actions: Vec<Push> = scan
-        .dirs
-        .iter()
-        .filter(|dir| !tracked_dirs.contains(dir.as_str()) && !arriving_dirs.contains(dir.as_str()))
+    let mut actions: Vec<Push> = new_dirs
+        .into_iter()
+        .filter(|dir| !arriving_dirs.contains(dir.as_str()))
         .map(|dir| Push::CreateFolder { path: dir.clone() })
         .collect();
     actions.extend(moves);
@@ -376,6 +401,31 @@ fn pull(
             puller.remove(&id);
         }
     }
+    // What an interrupted pull placed for records that are no longer here goes; so does any stub
+    // the index does not know (only the agent writes stubs).
+    let mut final_paths: HashSet<String> = puller.plan.tree.paths().into_values().collect();
+    // Paths this plan renames away are accounted for.
+    final_paths.extend(puller.plan.actions.iter().filter_map(|action| match action {
+        Pull::Rename { from, .. } | Pull::SetAside { from, .. } => Some(from.clone()),
+        _ => None,
+    }));
+    let mut strays: Vec<String> = scan
+        .ours
+        .iter()
+        .filter(|(id, path)| !puller.plan.tree.records.contains_key(*id) && !final_paths.contains(*path))
+        .map(|(_, path)| path.clone())
+        .chain(scan.files.keys().filter(|path| is_stub(path) && !final_paths.contains(*path)).cloned())
+        .filter(|path| scan.files.contains_key(path) && !puller.claimed.contains(path))
+        .collect();
+    strays.sort();
+    strays.dedup();
+    for path in strays {
+        puller.plan.actions.push(Pull::RemoveFile { path });
+    }
+    let stray_dirs = scan.ours.iter().filter(|(id, path)| {
+        !puller.plan.tree.records.contains_key(*id) && scan.dirs.contains(*path) && !final_paths.contains(*path)
+    });
+    puller.removed_dirs.extend(stray_dirs.map(|(_, path)| path.clone()));
     // Stubs the user deleted come back: they are views of the store, not copies to delete from.
     let touched: HashSet<&str> = remote.iter().map(|change| change.id.as_str()).collect();
     let mut restore: Vec<(String, String)> = puller
@@ -410,6 +460,7 @@ impl Puller<'_> {
         let parent = entry.parent_id.clone().unwrap_or_else(|| self.plan.tree.root_id.clone());
         let Some(parent_path) = self.plan.tree.path_of(&parent) else { return false };
         let existing = self.plan.tree.records.get(&change.id).cloned();
+
         let content_changed = |record: &Record| entry.hash.is_some() && entry.hash != record.hash;
         let state = match (entry.kind, &existing) {
             (EntryKind::Folder, _) => LocalState::Folder,
@@ -418,6 +469,18 @@ impl Puller<'_> {
             _ if self.content == ContentPolicy::Stub => LocalState::Stub,
             _ => LocalState::File,
         };
+        // The echo of the device's own change: it holds this version already, as it should.
+        let echo = existing.as_ref().is_some_and(|record| {
+            record.modseq >= entry.modseq
+                && record.state == state
+                && (entry.hash.is_none() || record.hash == entry.hash)
+                && record.parent_id == entry.parent_id
+                && record.name == entry.name
+                && (state != LocalState::Stub || record.entry == *entry)
+        });
+        if echo {
+            return true;
+        }
         let target = join(&parent_path, &local_name(entry.kind, &entry.name, state == LocalState::Stub));
         let record = Record {
             id: change.id.clone(),
@@ -442,6 +505,33 @@ impl Puller<'_> {
     }
 
     fn create(&mut self, mut record: Record, target: String) {
+        // An interrupted pull placed this record already, perhaps where it used to belong.
+        if let Some(placed) = self.scan.ours.get(&record.id).cloned()
+            && placed != target
+        {
+            if record.state == LocalState::Folder {
+                if self.scan.dirs.contains(&placed) {
+                    self.plan.actions.push(Pull::Rename { from: placed, to: target.clone() });
+                    self.claimed.insert(target);
+                    self.plan.tree.records.insert(record.id.clone(), record);
+                    return;
+                }
+            } else {
+                let file = self.scan.files.get(&placed);
+                let usable = record.state == LocalState::Stub
+                    || file.is_some_and(|file| file.hash.is_some() && file.hash == record.hash);
+                if usable {
+                    self.plan.actions.push(Pull::Rename { from: placed, to: target.clone() });
+                    record.local = if record.state == LocalState::File { file.map(|file| file.stamp) } else { None };
+                    if record.state == LocalState::Stub {
+                        self.plan.actions.push(Pull::WriteStub { id: record.id.clone(), path: target.clone() });
+                    }
+                    self.claimed.insert(target);
+                    self.plan.tree.records.insert(record.id.clone(), record);
+                    return;
+                }
+            }
+        }
         match record.state {
             LocalState::Folder => {
                 if !self.scan.dirs.contains(&target) {
@@ -468,7 +558,12 @@ impl Puller<'_> {
     }
 
     fn update(&mut self, old: Record, mut record: Record, target: String) {
-        let current = self.plan.tree.path_of(&old.id).unwrap_or_default();
+        let mut current = self.plan.tree.path_of(&old.id).unwrap_or_default();
+        if !self.scan.files.contains_key(&current)
+            && let Some(placed) = self.scan.ours.get(&old.id)
+        {
+            current = placed.clone();
+        }
         // An interrupted run may have moved the file already: then it is found at the target.
         let already_moved = !self.scan.files.contains_key(&current)
             && current != target

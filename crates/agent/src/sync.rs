@@ -71,6 +71,8 @@ pub struct Report {
     pub renamed: u64,
     pub removed: u64,
     pub conflicts: Vec<String>,
+    #[serde(skip)]
+    deleted_ids: std::collections::HashSet<String>,
 }
 
 impl Report {
@@ -166,12 +168,15 @@ impl Device {
         };
         let mut report = Report { full, ..Report::default() };
 
-        let local = scan(&self.root, &tree)?;
+        let inflight = index.inflight()?;
+        let local = self.scan(&tree, &inflight)?;
         let pushes = plan_push(&tree, &local, &changes, content);
         let pushed = !pushes.is_empty();
         self.push(pushes, &mut index, &mut tree, &mut report).await?;
-        // A record moved here is pulled in its state after that move, not the one read before.
+        // What the push changed is pulled in its state after the push, not the one read before:
+        // a record moved here in its moved state, one deleted here not at all.
         let mut changes = changes;
+        changes.retain(|change| change.deleted || !report.deleted_ids.contains(&change.id));
         for change in changes.iter_mut().filter(|change| !change.deleted) {
             if let Some(record) = tree.records.get(&change.id)
                 && record.modseq > change.modseq
@@ -181,7 +186,7 @@ impl Device {
             }
         }
 
-        let local = if pushed { scan(&self.root, &tree)? } else { local };
+        let local = if pushed { self.scan(&tree, &inflight)? } else { local };
         let today = jiff::Zoned::now().date();
         let mut plan = plan_pull(&tree, &local, &changes, content, &self.name, today, full);
         if !plan.orphans.is_empty() {
@@ -190,6 +195,7 @@ impl Device {
                 plan.orphans.len()
             );
         }
+        index.set_inflight(&placing(&plan.actions, &plan.tree))?;
         self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
         let meta = [
             ("cursor", new_cursor.to_string()),
@@ -204,28 +210,57 @@ impl Device {
         report.cursor = new_cursor;
 
         if plan_push_after {
-            let local = scan(&self.root, &tree)?;
+            let local = self.scan(&tree, &[])?;
             let pushes = plan_push(&tree, &local, &[], content);
             self.push(pushes, &mut index, &mut tree, &mut report).await?;
         }
         Ok(report)
     }
 
-    /// The store folder holding a relative path's parent, created when missing.
+    /// Reads the directory, marking what an unfinished pull placed and still holds its content.
+    fn scan(&self, tree: &Tree, inflight: &[(String, String, Option<String>)]) -> Result<crate::plan::Scan> {
+        let mut local = scan(&self.root, tree)?;
+        for (path, id, hash) in inflight {
+            let holds = local.dirs.contains(path)
+                || local
+                    .files
+                    .get(path)
+                    .is_some_and(|file| hash.is_none() || file.hash.is_none() || file.hash == *hash);
+            if holds {
+                local.ours.insert(id.clone(), path.clone());
+            }
+        }
+        Ok(local)
+    }
+
+    /// The store folder holding a relative path's parent, created (with every missing ancestor,
+    /// each recorded) when missing.
     async fn folder_for(&self, relative: &str, index: &mut Index, tree: &mut Tree) -> Result<String> {
         let (folder, _) = split(relative);
-        if folder.is_empty() {
-            return Ok(tree.root_id.clone());
+        let mut parent = tree.root_id.clone();
+        let mut walked = String::new();
+        for name in folder.split('/').filter(|name| !name.is_empty()) {
+            walked = join(&walked, name);
+            let known = tree
+                .records
+                .values()
+                .find(|record| {
+                    record.state == LocalState::Folder
+                        && record.parent_id.as_deref() == Some(parent.as_str())
+                        && record.name == name
+                })
+                .map(|record| record.id.clone());
+            parent = match known {
+                Some(id) => id,
+                None => {
+                    let entry = self.client.create_folder(&store_path(&walked), true).await?;
+                    let id = entry.id.clone();
+                    self.remember(index, tree, entry, LocalState::Folder, None)?;
+                    id
+                }
+            };
         }
-        if let Some((id, _)) = tree.paths().into_iter().find(|(id, path)| {
-            path == folder && tree.records.get(id).is_some_and(|record| record.state == LocalState::Folder)
-        }) {
-            return Ok(id);
-        }
-        let entry = self.client.create_folder(&store_path(folder), true).await?;
-        let id = entry.id.clone();
-        self.remember(index, tree, entry, LocalState::Folder, None)?;
-        Ok(id)
+        Ok(parent)
     }
 
     fn remember(
@@ -371,6 +406,7 @@ impl Device {
                         tree.records.remove(&id);
                         index.drop_record(&id)?;
                         report.deleted_up += 1;
+                        report.deleted_ids.insert(id);
                     }
                     Err(error) if is_code(&error, "not_found") => {
                         tree.records.remove(&id);
@@ -414,9 +450,40 @@ impl Device {
                 next += run;
                 continue;
             }
+            let stubs = actions[next..].iter().take_while(|action| matches!(action, Pull::WriteStub { .. })).count();
+            if stubs > 1 {
+                self.write_stubs(&actions[next..next + stubs], tree, report)?;
+                next += stubs;
+                continue;
+            }
             self.pull_one(&actions[next], tree, changed, report).await?;
             faults().applied();
             next += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes a run of stubs on a few threads: each is its own small file.
+    fn write_stubs(&self, writes: &[Pull], tree: &Tree, report: &mut Report) -> Result<()> {
+        let jobs: Vec<(PathBuf, &Entry)> = writes
+            .iter()
+            .filter_map(|action| match action {
+                Pull::WriteStub { id, path } => Some((self.local(path), &tree.records.get(id)?.entry)),
+                _ => None,
+            })
+            .collect();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+        let chunk = jobs.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = jobs
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().try_for_each(|(path, entry)| write_stub(path, entry))))
+                .collect();
+            workers.into_iter().try_for_each(|worker| worker.join().map_err(|_| anyhow!("a stub writer failed"))?)
+        })?;
+        for _ in &jobs {
+            report.stubs_written += 1;
+            faults().applied();
         }
         Ok(())
     }
@@ -576,6 +643,27 @@ impl Device {
             .ok_or_else(|| anyhow!("{path} is not on this device (sync first, or check its profile)"))?;
         Ok((index, tree, id))
     }
+}
+
+/// The files and folders a pull plan places, by path, with the record and content each holds.
+fn placing(actions: &[Pull], tree: &Tree) -> Vec<(String, String, Option<String>)> {
+    let owners: std::collections::HashMap<String, String> =
+        tree.paths().into_iter().map(|(id, path)| (path, id)).collect();
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Pull::MakeDir { path }
+            | Pull::Rename { to: path, .. }
+            | Pull::Download { path, .. }
+            | Pull::WriteStub { path, .. } => {
+                let id = owners.get(path)?;
+                let record = tree.records.get(id)?;
+                let hash = if record.state == LocalState::File { record.hash.clone() } else { None };
+                Some((path.clone(), id.clone(), hash))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A stub: the object's id, link and exactly the details the device keeps, as JSON. A new stub

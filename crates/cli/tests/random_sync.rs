@@ -201,7 +201,8 @@ impl Run {
             command.env("CPM_FAULT_AFTER_ACTIONS", after.to_string());
         }
         let output = command.output().expect("cpm runs");
-        self.log.push(format!("sync {device} (fault {fault:?}): {}", output.status));
+        let said = String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+        self.log.push(format!("sync {device} (fault {fault:?}): {} {said}", output.status));
         // Content that reached the store is delivered, even by a sync that died afterwards; from
         // then on, deleting it in the store is someone's choice, not a loss.
         let (objects, _) = store_tree(&self.world);

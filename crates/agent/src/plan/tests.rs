@@ -380,3 +380,44 @@ fn a_file_moved_here_goes_up_as_a_move_even_when_the_store_changed_its_record() 
         );
     }
 }
+
+#[test]
+fn what_an_interrupted_pull_placed_is_moved_on_not_uploaded() {
+    // The pull placed new.mp3 at music/ and died; since then the store moved it to photos/.
+    let (tree, mut scan) = pc();
+    scan.files.insert(
+        "music/new.mp3".into(),
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 70 }, hash: Some("NEW".into()) },
+    );
+    scan.ours.insert("on".into(), "music/new.mp3".into());
+    let remote = [upsert(entry("on", EntryKind::File, "fphotos", "new.mp3", Some("NEW"), 12))];
+    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty(), "not a new local file");
+    let plan = pull_plan(&tree, &scan, &remote);
+    assert_eq!(plan.actions, [Pull::Rename { from: "music/new.mp3".into(), to: "photos/new.mp3".into() }]);
+    // And when the record has left the view meanwhile, what was placed goes.
+    let gone = pull_plan(&tree, &scan, &[removal("on", EntryKind::File, 12)]);
+    assert_eq!(gone.actions, [Pull::RemoveFile { path: "music/new.mp3".into() }]);
+}
+
+#[test]
+fn a_stub_the_index_does_not_know_is_removed() {
+    let (tree, mut scan) = pc();
+    scan.files
+        .insert("music/old.mp3.cpmlink".into(), LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });
+    assert_eq!(pull_plan(&tree, &scan, &[]).actions, [Pull::RemoveFile { path: "music/old.mp3.cpmlink".into() }]);
+    assert!(plan_push(&tree, &scan, &[], ContentPolicy::Download).is_empty());
+}
+
+#[test]
+fn the_echo_of_the_devices_own_change_is_no_change() {
+    // a.mp3 was uploaded by this device at modseq 3, then deleted here; the journal echoes it.
+    let (tree, mut scan) = pc();
+    scan.files.remove("music/a.mp3");
+    let echo = [upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 3))];
+    assert_eq!(
+        plan_push(&tree, &scan, &echo, ContentPolicy::Download),
+        [Push::Delete { id: "oa".into(), base_modseq: 3 }],
+        "the deletion goes up; nothing in the store contradicts it"
+    );
+    assert!(pull_plan(&tree, &scan, &echo).actions.is_empty(), "and nothing comes back");
+}

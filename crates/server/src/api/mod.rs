@@ -15,6 +15,8 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
 use cpm_proto::{Entry, ErrorBody, Health};
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::Predicate;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -50,6 +52,20 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Compresses JSON answers only.
+#[derive(Clone, Copy)]
+struct JsonOnly;
+
+impl Predicate for JsonOnly {
+    fn should_compress<B: axum::body::HttpBody>(&self, response: &axum::http::Response<B>) -> bool {
+        response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|content_type| content_type.starts_with("application/json"))
+    }
+}
+
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/v1/login", post(account::login))
@@ -76,6 +92,9 @@ pub fn router(state: SharedState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        // JSON (listings, the change feed) shrinks several times over; payloads are left alone:
+        // they are mostly compressed media, and compression would break their ranges.
+        .layer(CompressionLayer::new().gzip(true).compress_when(JsonOnly))
         .with_state(state)
 }
 
