@@ -72,6 +72,9 @@ pub struct Scan {
     /// Files an interrupted pull placed (record id → path), found still holding what it put
     /// there: the agent's own work, never the user's.
     pub ours: BTreeMap<String, String>,
+    /// Files an interrupted pull placed that the user then moved (record id → where they are
+    /// now, found by their content): a move of that record.
+    pub ours_moved: BTreeMap<String, String>,
 }
 
 impl Tree {
@@ -170,7 +173,7 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
         .filter(|record| record.state == LocalState::Folder)
         .filter_map(|record| paths.get(&record.id).map(String::as_str))
         .collect();
-    let leftovers: HashSet<&str> = scan.ours.values().map(String::as_str).collect();
+    let leftovers: HashSet<&str> = scan.ours.values().chain(scan.ours_moved.values()).map(String::as_str).collect();
     let new_files: Vec<(&String, &LocalFile)> = scan
         .files
         .iter()
@@ -259,6 +262,12 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
         .filter(|dir| !arriving_dirs.contains(dir.as_str()))
         .map(|dir| Push::CreateFolder { path: dir.clone() })
         .collect();
+    // What a dead pull placed and the user moved since: the record goes where the user put it.
+    for (id, path) in &scan.ours_moved {
+        if !tree.records.contains_key(id) {
+            moves.push(Push::Move { id: id.clone(), path: path.clone() });
+        }
+    }
     actions.extend(moves);
     for (path, file) in untracked {
         if let Some(hash) = &file.hash {

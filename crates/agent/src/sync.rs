@@ -220,6 +220,7 @@ impl Device {
     /// Reads the directory, marking what an unfinished pull placed and still holds its content.
     fn scan(&self, tree: &Tree, inflight: &[(String, String, Option<String>)]) -> Result<crate::plan::Scan> {
         let mut local = scan(&self.root, tree)?;
+        let tracked: std::collections::HashSet<String> = tree.paths().into_values().collect();
         for (path, id, hash) in inflight {
             let holds = local.dirs.contains(path)
                 || local
@@ -228,6 +229,20 @@ impl Device {
                     .is_some_and(|file| hash.is_none() || file.hash.is_none() || file.hash == *hash);
             if holds {
                 local.ours.insert(id.clone(), path.clone());
+            } else if hash.is_some() && !tree.records.contains_key(id) {
+                // Gone from where it was placed: moved by the user, if its content is elsewhere.
+                let elsewhere = local
+                    .files
+                    .iter()
+                    .find(|(other, file)| {
+                        file.hash == *hash
+                            && !tracked.contains(*other)
+                            && !inflight.iter().any(|(placed, _, _)| placed == *other)
+                    })
+                    .map(|(other, _)| other.clone());
+                if let Some(other) = elsewhere {
+                    local.ours_moved.insert(id.clone(), other);
+                }
             }
         }
         Ok(local)
@@ -377,7 +392,10 @@ impl Device {
                             if let Some(entry) = moved.entries.pop() {
                                 // The record describes the file here: if the store holds a newer
                                 // version by now, the pull must still see this one as older.
-                                let here = tree.records.get(&id).and_then(|record| record.hash.clone());
+                                let here = match tree.records.get(&id) {
+                                    Some(record) => record.hash.clone(),
+                                    None => Some(crate::scan::hash_file(&self.local(&path))?),
+                                };
                                 self.remember(index, tree, entry, LocalState::File, Some(&path))?;
                                 if let Some(record) = tree.records.get_mut(&id) {
                                     record.hash = here;

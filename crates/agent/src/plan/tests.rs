@@ -421,3 +421,18 @@ fn the_echo_of_the_devices_own_change_is_no_change() {
     );
     assert!(pull_plan(&tree, &scan, &echo).actions.is_empty(), "and nothing comes back");
 }
+
+#[test]
+fn what_an_interrupted_pull_placed_and_the_user_then_moved_goes_up_as_a_move() {
+    let (tree, mut scan) = pc();
+    scan.files.insert(
+        "photos/mine.mp3".into(),
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 80 }, hash: Some("NEW".into()) },
+    );
+    scan.ours_moved.insert("on".into(), "photos/mine.mp3".into());
+    let remote = [upsert(entry("on", EntryKind::File, "fmusic", "new.mp3", Some("NEW"), 12))];
+    assert_eq!(
+        plan_push(&tree, &scan, &remote, ContentPolicy::Download),
+        [Push::Move { id: "on".into(), path: "photos/mine.mp3".into() }]
+    );
+}
