@@ -10,4 +10,4 @@ pub mod plan;
 pub mod scan;
 mod sync;
 
-pub use sync::{Device, Report};
+pub use sync::{Device, Progress, Report, Silent};

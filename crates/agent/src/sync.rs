@@ -47,11 +47,26 @@ fn faults() -> &'static Faults {
     FAULTS.get_or_init(Faults::from_env)
 }
 
+/// Hears how far a sync has got: what it plans, then each action done with its bytes.
+pub trait Progress: Send + Sync {
+    fn planned(&self, actions: u64, bytes: u64);
+    fn done(&self, bytes: u64);
+}
+
+/// Progress nobody watches.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn planned(&self, _actions: u64, _bytes: u64) {}
+    fn done(&self, _bytes: u64) {}
+}
+
 /// A device directory and the client that speaks for it.
 pub struct Device {
     pub root: PathBuf,
     pub name: String,
     pub client: Client,
+    pub progress: Box<dyn Progress>,
 }
 
 /// What a sync did.
@@ -172,6 +187,14 @@ impl Device {
         let local = self.scan(&tree, &inflight)?;
         let pushes = plan_push(&tree, &local, &changes, content);
         let pushed = !pushes.is_empty();
+        let upload_bytes: u64 = pushes
+            .iter()
+            .filter_map(|action| match action {
+                Push::Upload { path, .. } => local.files.get(path).map(|file| file.stamp.size),
+                _ => None,
+            })
+            .sum();
+        self.progress.planned(pushes.len() as u64, upload_bytes);
         self.push(pushes, &mut index, &mut tree, &mut report).await?;
         // What the push changed is pulled in its state after the push, not the one read before:
         // a record moved here in its moved state, one deleted here not at all.
@@ -195,6 +218,15 @@ impl Device {
                 plan.orphans.len()
             );
         }
+        let download_bytes: u64 = plan
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Pull::Download { id, .. } => plan.tree.records.get(id).and_then(|record| record.entry.size),
+                _ => None,
+            })
+            .sum();
+        self.progress.planned(plan.actions.len() as u64, download_bytes);
         index.set_inflight(&placing(&plan.actions, &plan.tree))?;
         self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
         let meta = [
@@ -363,7 +395,9 @@ impl Device {
 
     async fn push(&self, actions: Vec<Push>, index: &mut Index, tree: &mut Tree, report: &mut Report) -> Result<()> {
         for action in actions {
+            let before = report.bytes_uploaded;
             self.push_one(action, index, tree, report).await?;
+            self.progress.done(report.bytes_uploaded - before);
             faults().applied();
         }
         Ok(())
@@ -474,7 +508,9 @@ impl Device {
                 next += stubs;
                 continue;
             }
+            let before = report.bytes_downloaded;
             self.pull_one(&actions[next], tree, changed, report).await?;
+            self.progress.done(report.bytes_downloaded - before);
             faults().applied();
             next += 1;
         }
@@ -501,6 +537,7 @@ impl Device {
         })?;
         for _ in &jobs {
             report.stubs_written += 1;
+            self.progress.done(0);
             faults().applied();
         }
         Ok(())
@@ -541,6 +578,7 @@ impl Device {
                 record.local = local;
             }
             changed.insert(id);
+            self.progress.done(bytes);
             faults().applied();
         }
         Ok(())

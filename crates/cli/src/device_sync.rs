@@ -6,10 +6,13 @@ use clap::{Args, Subcommand};
 use cpm_agent::index::Index;
 use cpm_agent::naming::META_DIR;
 use cpm_agent::plan::{LocalState, plan_push};
-use cpm_agent::{Device, scan};
+use cpm_agent::{Device, Progress, Silent, scan};
 use cpm_client::Client;
 use cpm_core::profile::{ContentPolicy, Mode, SyncProfile};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Args)]
 pub struct SyncArgs {
@@ -98,13 +101,57 @@ struct PrefsSet {
 }
 
 fn device(here: &Path) -> Result<Device> {
+    device_with(here, Box::new(Silent))
+}
+
+fn device_with(here: &Path, progress: Box<dyn Progress>) -> Result<Device> {
     let dir = DeviceDir::find(here)?;
     let client = Client::new(&dir.config.server, Some(dir.token.clone()))?;
-    Ok(Device { root: dir.root, name: dir.config.device, client })
+    Ok(Device { root: dir.root, name: dir.config.device, client, progress })
+}
+
+/// A progress bar on stderr for syncs that last: it appears only after a second, so quick syncs
+/// print nothing but their summary.
+struct Bar {
+    bar: ProgressBar,
+    started: std::time::Instant,
+    bytes: AtomicU64,
+}
+
+impl Bar {
+    fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
+        let style = ProgressStyle::with_template("{bar:30} {pos}/{len} objects, {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        Self { bar, started: std::time::Instant::now(), bytes: AtomicU64::new(0) }
+    }
+}
+
+impl Progress for Bar {
+    fn planned(&self, actions: u64, _bytes: u64) {
+        self.bar.inc_length(actions);
+    }
+
+    fn done(&self, bytes: u64) {
+        if self.bar.is_hidden() && self.started.elapsed() > std::time::Duration::from_secs(1) {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        let moved = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.bar.set_message(format!("{} transferred", HumanBytes(moved)));
+        self.bar.inc(1);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 pub async fn sync(here: &Path, args: SyncArgs) -> Result<()> {
-    let device = device(here)?;
+    let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
+    let device = if show_bar { device_with(here, Box::new(Bar::new()))? } else { device(here)? };
     let report = device.sync().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
