@@ -153,6 +153,8 @@ pub async fn sync(here: &Path, args: SyncArgs) -> Result<()> {
     let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let device = if show_bar { device_with(here, Box::new(Bar::new()))? } else { device(here)? };
     let report = device.sync().await?;
+    // The bar leaves the screen before the summary takes its place.
+    drop(device);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !args.quiet {
