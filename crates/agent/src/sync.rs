@@ -229,6 +229,8 @@ impl Device {
         self.progress.planned(plan.actions.len() as u64, download_bytes);
         index.set_inflight(&placing(&plan.actions, &plan.tree))?;
         self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
+        // Invariant: what the pull wrote is on disk before the index records it.
+        sync_filesystem(&self.root)?;
         let meta = [
             ("cursor", new_cursor.to_string()),
             ("profile_revision", revision),
@@ -564,8 +566,11 @@ impl Device {
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                let bytes =
-                    self.client.download(&entry, &target).await.with_context(|| format!("cannot download {path}"))?;
+                let bytes = self
+                    .client
+                    .download_to(&entry, &target, false)
+                    .await
+                    .with_context(|| format!("cannot download {path}"))?;
                 let local = std::fs::metadata(&target).ok().map(|metadata| stamp(&metadata));
                 Ok::<_, anyhow::Error>((id, bytes, local))
             })
@@ -610,8 +615,11 @@ impl Device {
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                let bytes =
-                    self.client.download(&entry, &target).await.with_context(|| format!("cannot download {path}"))?;
+                let bytes = self
+                    .client
+                    .download_to(&entry, &target, false)
+                    .await
+                    .with_context(|| format!("cannot download {path}"))?;
                 report.downloaded += 1;
                 report.bytes_downloaded += bytes;
                 if let Some(record) = tree.records.get_mut(id) {
@@ -699,6 +707,28 @@ impl Device {
             .ok_or_else(|| anyhow!("{path} is not on this device (sync first, or check its profile)"))?;
         Ok((index, tree, id))
     }
+}
+
+/// Flushes the device's file system: one call instead of an fsync per file.
+#[cfg(target_os = "linux")]
+fn sync_filesystem(root: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(root)?;
+    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open for the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot flush the device's file system");
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(_root: &Path) -> Result<()> {
+    // Without syncfs, sync(2) flushes every file system: the same guarantee, more work.
+    let status = std::process::Command::new("sync").status()?;
+    if !status.success() {
+        bail!("cannot flush the file systems");
+    }
+    Ok(())
 }
 
 /// The files and folders a pull plan places, by path, with the record and content each holds.

@@ -200,7 +200,22 @@ impl Run {
         if let Some(after) = fault {
             command.env("CPM_FAULT_AFTER_ACTIONS", after.to_string());
         }
-        let output = command.output().expect("cpm runs");
+        // Now and then the store crashes in the middle of the sync, and comes back.
+        let crash_after = (fault.is_none() && self.rng.below(6) == 0).then(|| self.rng.below(40) as u64);
+        let output = match crash_after {
+            None => command.output().expect("cpm runs"),
+            Some(millis) => {
+                let child = command
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("cpm runs");
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+                self.world.server.crash_and_restart();
+                self.log.push(format!("store crashed {millis} ms into a sync of {device}"));
+                child.wait_with_output().expect("cpm ends")
+            }
+        };
         let said = String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
         self.log.push(format!("sync {device} (fault {fault:?}): {} {said}", output.status));
         // Content that reached the store is delivered, even by a sync that died afterwards; from
@@ -211,7 +226,7 @@ impl Run {
         pending.retain(|_, content| !stored.contains(content));
         if !output.status.success() {
             assert!(
-                fault.is_some(),
+                fault.is_some() || crash_after.is_some(),
                 "sync of {device} failed: {}\n{}",
                 String::from_utf8_lossy(&output.stderr),
                 self.log.join("\n")
@@ -268,6 +283,9 @@ fn random_changes_and_crashes_converge_without_loss_or_duplicates() {
         }
     }
     let log = run.log.join("\n");
+    let crashes = run.log.iter().filter(|line| line.starts_with("store crashed")).count();
+    let killed = run.log.iter().filter(|line| line.contains("SIGABRT")).count();
+    println!("random sync: {killed} agents killed mid-sync, {crashes} store crashes");
     assert!(quiet, "no quiet round after 6 (seed {seed})\n{log}");
 
     let (objects, folders) = store_tree(&run.world);

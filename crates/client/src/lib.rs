@@ -275,8 +275,14 @@ impl Client {
     }
 
     /// Downloads an object's payload through its link into `dest`, verifying its hash; `dest`
-    /// is replaced only by complete, verified content.
+    /// is replaced only by complete, verified content, on disk before this returns.
     pub async fn download(&self, entry: &Entry, dest: &Path) -> Result<u64> {
+        self.download_to(entry, dest, true).await
+    }
+
+    /// As [`Client::download`]; with `durable` false the file is not fsynced, for a caller that
+    /// makes a whole batch durable at once before it records it.
+    pub async fn download_to(&self, entry: &Entry, dest: &Path, durable: bool) -> Result<u64> {
         let Some(link) = entry.link.as_deref() else {
             return Err(ClientError::Transport(format!("{} has no content to download", entry.name)));
         };
@@ -310,7 +316,9 @@ impl Client {
                 )));
             }
             file.flush().await?;
-            file.sync_all().await?;
+            if durable {
+                file.sync_all().await?;
+            }
             tokio::fs::rename(&temp, dest).await?;
             Ok(received)
         }

@@ -436,3 +436,19 @@ fn what_an_interrupted_pull_placed_and_the_user_then_moved_goes_up_as_a_move() {
         [Push::Move { id: "on".into(), path: "photos/mine.mp3".into() }]
     );
 }
+
+#[test]
+fn a_rename_on_both_sides_keeps_one_object_under_the_devices_later_name() {
+    let (tree, mut scan) = pc();
+    scan.files.remove("music/a.mp3");
+    scan.files.insert(
+        "music/mine.mp3".into(),
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 3 }, hash: Some("A".into()) },
+    );
+    let theirs = [upsert(entry("oa", EntryKind::File, "fmusic", "theirs.mp3", Some("A"), 10))];
+    assert_eq!(
+        plan_push(&tree, &scan, &theirs, ContentPolicy::Download),
+        [Push::Move { id: "oa".into(), path: "music/mine.mp3".into() }],
+        "sent as a move: the device renamed it after the sync that showed the store's name"
+    );
+}

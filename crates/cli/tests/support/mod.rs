@@ -13,6 +13,8 @@ pub const PASSWORD: &str = "correct horse";
 pub struct ServeProcess {
     pub child: Child,
     pub url: String,
+    data: std::path::PathBuf,
+    config: Option<std::path::PathBuf>,
 }
 
 impl ServeProcess {
@@ -22,8 +24,21 @@ impl ServeProcess {
 
     /// Starts `cpm serve`, with operator settings when given.
     pub fn start_with(data: &Path, config: Option<&Path>) -> Self {
+        Self::start_on(data, config, "127.0.0.1:0")
+    }
+
+    /// Kills the server (SIGKILL, as a crash would) and starts it again on the same address.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let address = self.url.trim_start_matches("http://").to_owned();
+        let (data, config) = (self.data.clone(), self.config.clone());
+        *self = Self::start_on(&data, config.as_deref(), &address);
+    }
+
+    fn start_on(data: &Path, config: Option<&Path>, listen: &str) -> Self {
         let mut command = Command::new(CPM);
-        command.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(data);
+        command.args(["serve", "--listen", listen, "--data"]).arg(data);
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -41,7 +56,7 @@ impl ServeProcess {
             .find(|word| word.starts_with("http://"))
             .unwrap_or_else(|| panic!("no URL in {line:?}"))
             .to_owned();
-        Self { child, url }
+        Self { child, url, data: data.to_owned(), config: config.map(Path::to_owned) }
     }
 }
 
