@@ -15,8 +15,8 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
 use cpm_proto::{Entry, ErrorBody, Health};
-use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::Predicate;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -94,7 +94,7 @@ pub fn router(state: SharedState) -> Router {
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         // JSON (listings, the change feed) shrinks several times over; payloads are left alone:
         // they are mostly compressed media, and compression would break their ranges.
-        .layer(CompressionLayer::new().gzip(true).compress_when(JsonOnly))
+        .layer(CompressionLayer::new().gzip(true).quality(CompressionLevel::Fastest).compress_when(JsonOnly))
         .with_state(state)
 }
 
