@@ -70,7 +70,8 @@ pub struct Scan {
     pub files: BTreeMap<String, LocalFile>,
     pub dirs: BTreeSet<String>,
     /// Files an interrupted pull placed (record id → path), found still holding what it put
-    /// there: the agent's own work, never the user's.
+    /// there. Invariant: the agent's own work is never taken for the user's, so a crash never
+    /// leads to a second copy in the store.
     pub ours: BTreeMap<String, String>,
     /// Files an interrupted pull placed that the user then moved (record id → where they are
     /// now, found by their content): a move of that record.
