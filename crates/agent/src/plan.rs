@@ -190,7 +190,7 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
     let (arriving, arriving_dirs) = if remote.is_empty() || (new_files.is_empty() && new_dirs.is_empty()) {
         (HashSet::new(), HashSet::new())
     } else {
-        let future = pull(tree, &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree;
+        let future = plan_pull(tree, &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree;
         let files: HashSet<(String, Option<String>)> = remote
             .iter()
             .filter(|change| !change.deleted && change.kind != EntryKind::Folder)
@@ -344,20 +344,6 @@ pub struct PullPlan {
     pub push_after: bool,
 }
 
-/// Applies the store's changes to the device. With `full`, `remote` is a complete listing:
-/// records it does not mention are gone.
-pub fn plan_pull(
-    tree: &Tree,
-    scan: &Scan,
-    remote: &[Change],
-    content: ContentPolicy,
-    device: &str,
-    today: jiff::civil::Date,
-    full: bool,
-) -> PullPlan {
-    pull(tree, scan, remote, content, device, today, full)
-}
-
 struct Puller<'a> {
     plan: PullPlan,
     scan: &'a Scan,
@@ -369,7 +355,9 @@ struct Puller<'a> {
     removed_dirs: Vec<String>,
 }
 
-fn pull(
+/// Applies the store's changes to the device. With `full`, `remote` is a complete listing:
+/// records it does not mention are gone.
+pub fn plan_pull(
     tree: &Tree,
     scan: &Scan,
     remote: &[Change],

@@ -499,7 +499,7 @@ impl Device {
             // A run of downloads goes out together: each has its own target, and the folders
             // they land in were made by the actions before them.
             let run = actions[next..].iter().take_while(|action| matches!(action, Pull::Download { .. })).count();
-            if run > 1 {
+            if run > 0 {
                 self.download_all(&actions[next..next + run], tree, changed, report).await?;
                 next += run;
                 continue;
@@ -608,25 +608,8 @@ impl Device {
                     report.renamed += 1;
                 }
             }
-            Pull::Download { id, path } => {
-                let entry =
-                    tree.records.get(id).map(|record| record.entry.clone()).context("download of an unknown record")?;
-                let target = self.local(path);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let bytes = self
-                    .client
-                    .download_to(&entry, &target, false)
-                    .await
-                    .with_context(|| format!("cannot download {path}"))?;
-                report.downloaded += 1;
-                report.bytes_downloaded += bytes;
-                if let Some(record) = tree.records.get_mut(id) {
-                    record.local = std::fs::metadata(&target).ok().map(|metadata| stamp(&metadata));
-                }
-                changed.insert(id.clone());
-            }
+            // Downloads go through `download_all`, one or many.
+            Pull::Download { .. } => self.download_all(std::slice::from_ref(action), tree, changed, report).await?,
             Pull::WriteStub { id, path } => {
                 let entry = tree.records.get(id).map(|record| &record.entry).context("stub of an unknown record")?;
                 write_stub(&self.local(path), entry)?;

@@ -146,3 +146,42 @@ pub fn curl(args: &[&str]) -> Result<f64> {
     }
     Ok(elapsed)
 }
+
+/// A fresh store for a benchmark: a work directory, a user, and `cpm serve` on it; all of it
+/// goes when this drops.
+pub struct Bench {
+    pub work: PathBuf,
+    pub server: Running,
+    pub url: String,
+}
+
+impl Bench {
+    pub fn start(cpm: &Path, tag: &str, user: &str, password: &str) -> Result<Self> {
+        let work = std::env::temp_dir().join(format!("cpm-bench-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&work)?;
+        let added = Command::new(cpm)
+            .args(["admin", "--data"])
+            .arg(work.join("data"))
+            .args(["user", "add", user])
+            .env("CPM_PASSWORD", password)
+            .output()?;
+        if !added.status.success() {
+            let _ = std::fs::remove_dir_all(&work);
+            bail!("cannot add the bench user: {}", String::from_utf8_lossy(&added.stderr));
+        }
+        let (server, url) = start_cpm(cpm, &work.join("data"))?;
+        Ok(Self { work, server, url })
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.work.join("data")
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}

@@ -91,23 +91,12 @@ fn free_port() -> Result<u16> {
 pub async fn run(args: StoreArgs) -> Result<()> {
     ensure!(args.listed <= args.objects && args.moved <= args.listed, "need moved <= listed <= objects");
     let cpm = procs::cpm_binary()?;
-    let work = std::env::temp_dir().join(format!("cpm-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let result = measure(&args, &cpm, &work).await;
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    let bench = procs::Bench::start(&cpm, "store", "bench", PASSWORD)?;
+    measure(&args, &bench).await
 }
 
-async fn measure(args: &StoreArgs, cpm: &Path, work: &Path) -> Result<()> {
-    let data = work.join("data");
-    let added = Command::new(cpm)
-        .args(["admin", "--data"])
-        .arg(&data)
-        .args(["user", "add", "bench"])
-        .env("CPM_PASSWORD", PASSWORD)
-        .output()?;
-    ensure!(added.status.success(), "cannot add the bench user: {}", String::from_utf8_lossy(&added.stderr));
-    let (server, url) = procs::start_cpm(cpm, &data)?;
+async fn measure(args: &StoreArgs, bench: &procs::Bench) -> Result<()> {
+    let (work, data, url, server) = (bench.work.as_path(), bench.data(), bench.url.clone(), &bench.server);
     let token = Client::new(&url, None)?.login("bench", PASSWORD).await?.token;
     let client = Client::new(&url, Some(token.clone()))?;
     let idle_rss = procs::rss_kib(server.pid()).unwrap_or(0);
@@ -242,7 +231,7 @@ async fn measure(args: &StoreArgs, cpm: &Path, work: &Path) -> Result<()> {
         met: None,
     });
 
-    rows.extend(streams(args, &client, &server, &url, &token, work).await?);
+    rows.extend(streams(args, &client, server, &url, &token, work).await?);
     rows.push(Row {
         measure: "server RSS when idle, at start".into(),
         target: "(reported)".into(),

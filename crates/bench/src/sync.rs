@@ -95,23 +95,12 @@ fn write_tree(root: &Path, files: usize, bytes_each: usize) -> Result<()> {
 
 pub async fn run(args: SyncArgs) -> Result<()> {
     let cpm = procs::cpm_binary()?;
-    let work = std::env::temp_dir().join(format!("cpm-bench-sync-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let result = measure(&args, &cpm, &work).await;
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    let store = procs::Bench::start(&cpm, "sync", "bench", PASSWORD)?;
+    measure(&args, &cpm, &store).await
 }
 
-async fn measure(args: &SyncArgs, cpm: &Path, work: &Path) -> Result<()> {
-    let data = work.join("data");
-    let added = Command::new(cpm)
-        .args(["admin", "--data"])
-        .arg(&data)
-        .args(["user", "add", "bench"])
-        .env("CPM_PASSWORD", PASSWORD)
-        .output()?;
-    ensure!(added.status.success(), "cannot add the bench user");
-    let (_server, url) = procs::start_cpm(cpm, &data)?;
+async fn measure(args: &SyncArgs, cpm: &Path, store: &procs::Bench) -> Result<()> {
+    let (work, url) = (store.work.as_path(), store.url.clone());
     let bench = Bench { cpm, work, url: url.clone() };
     bench.register("pda", "pda")?;
 
