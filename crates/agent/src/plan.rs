@@ -49,6 +49,23 @@ pub struct Record {
     pub entry: Entry,
 }
 
+impl Record {
+    /// A record holding `entry`, in `state`, with the stamp of its local file when it has one.
+    pub fn new(entry: Entry, state: LocalState, local: Option<FileStamp>) -> Self {
+        Self {
+            id: entry.id.clone(),
+            kind: entry.kind,
+            parent_id: entry.parent_id.clone(),
+            name: entry.name.clone(),
+            modseq: entry.modseq,
+            hash: entry.hash.clone(),
+            state,
+            local,
+            entry,
+        }
+    }
+}
+
 /// The index in memory.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {

@@ -321,17 +321,7 @@ impl Device {
         relative: Option<&str>,
     ) -> Result<()> {
         let local = relative.and_then(|path| std::fs::metadata(self.local(path)).ok()).map(|metadata| stamp(&metadata));
-        let record = Record {
-            id: entry.id.clone(),
-            kind: entry.kind,
-            parent_id: entry.parent_id.clone(),
-            name: entry.name.clone(),
-            modseq: entry.modseq,
-            hash: entry.hash.clone(),
-            state,
-            local,
-            entry,
-        };
+        let record = Record::new(entry, state, local);
         let id = record.id.clone();
         tree.records.insert(id.clone(), record);
         index.put(tree, &id)

@@ -185,3 +185,41 @@ impl Drop for Bench {
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }
+
+/// Creates objects `object-NNNNNN.bin` for `i` in `0..total`: object `i` in folder
+/// `folders[i / per_folder]` (the last one past the end) with content `hashes[i % hashes.len()]`,
+/// from `concurrency` clients at once. Each is one fsynced transaction in the store.
+pub async fn create_objects(
+    client: &cpm_client::Client,
+    folders: &[String],
+    per_folder: usize,
+    hashes: &[String],
+    total: usize,
+    concurrency: usize,
+) -> Result<()> {
+    let (folders, hashes) = (Arc::new(folders.to_vec()), Arc::new(hashes.to_vec()));
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let (client, folders, hashes) = (client.clone(), Arc::clone(&folders), Arc::clone(&hashes));
+        workers.spawn(async move {
+            for i in (worker..total).step_by(concurrency) {
+                let request = cpm_proto::CreateObjectRequest {
+                    folder_id: folders[(i / per_folder.max(1)).min(folders.len() - 1)].clone(),
+                    name: format!("object-{i:06}.bin"),
+                    kind: cpm_core::ObjectKind::File,
+                    hash: hashes[i % hashes.len()].clone(),
+                    content_type: Some("application/octet-stream".into()),
+                    replace: false,
+                    base_modseq: None,
+                    modified: None,
+                };
+                client.create_object(&request).await?;
+            }
+            Ok::<_, cpm_client::ClientError>(())
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done??;
+    }
+    Ok(())
+}

@@ -117,30 +117,7 @@ async fn measure(args: &StoreArgs, bench: &procs::Bench) -> Result<()> {
         folders.push(client.create_folder(&format!("/rest/part-{shard:03}"), true).await?.id);
     }
     let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..args.concurrency {
-        let (client, folders, hashes, total, per_folder, concurrency) =
-            (client.clone(), folders.clone(), hashes.clone(), args.objects, args.listed.max(1), args.concurrency);
-        workers.spawn(async move {
-            for i in (worker..total).step_by(concurrency) {
-                let request = CreateObjectRequest {
-                    folder_id: folders[(i / per_folder).min(folders.len() - 1)].clone(),
-                    name: format!("object-{i:06}.bin"),
-                    kind: ObjectKind::File,
-                    hash: hashes[i % hashes.len()].clone(),
-                    content_type: Some("application/octet-stream".into()),
-                    replace: false,
-                    base_modseq: None,
-                    modified: None,
-                };
-                client.create_object(&request).await?;
-            }
-            Ok::<_, cpm_client::ClientError>(())
-        });
-    }
-    while let Some(done) = workers.join_next().await {
-        done??;
-    }
+    procs::create_objects(&client, &folders, args.listed.max(1), &hashes, args.objects, args.concurrency).await?;
     let fill_secs = started.elapsed().as_secs_f64();
     let single_rate = args.objects as f64 / fill_secs;
     eprintln!("cpm-bench: filled in {fill_secs:.1} s");

@@ -6,8 +6,6 @@ use crate::{Row, Summary, print_report};
 use anyhow::{Context, Result, ensure};
 use clap::Args;
 use cpm_client::Client;
-use cpm_core::ObjectKind;
-use cpm_proto::CreateObjectRequest;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -196,35 +194,11 @@ async fn measure(args: &SyncArgs, cpm: &Path, store: &procs::Bench) -> Result<()
     let seed = work.join("seed.bin");
     std::fs::write(&seed, b"one small payload shared by the stub objects")?;
     let hash = client.upload_file(&seed).await?.hash;
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..8 {
-        let (client, hash, total) = (client.clone(), hash.clone(), args.stubs);
-        workers.spawn(async move {
-            let mut folder = String::new();
-            for i in (worker..total).step_by(8) {
-                let wanted = format!("/many/part-{:03}", i / 1000);
-                if !folder.starts_with(&wanted) {
-                    folder = format!("{wanted}|{}", client.create_folder(&wanted, true).await?.id);
-                }
-                let folder_id = folder.split('|').nth(1).unwrap_or_default().to_owned();
-                let request = CreateObjectRequest {
-                    folder_id,
-                    name: format!("object-{i:06}.bin"),
-                    kind: ObjectKind::File,
-                    hash: hash.clone(),
-                    content_type: Some("application/octet-stream".into()),
-                    replace: false,
-                    base_modseq: None,
-                    modified: None,
-                };
-                client.create_object(&request).await?;
-            }
-            Ok::<_, cpm_client::ClientError>(())
-        });
+    let mut folders = Vec::new();
+    for part in 0..args.stubs.div_ceil(1000) {
+        folders.push(client.create_folder(&format!("/many/part-{part:03}"), true).await?.id);
     }
-    while let Some(done) = workers.join_next().await {
-        done??;
-    }
+    procs::create_objects(&client, &folders, 1000, &[hash], args.stubs, 8).await?;
     let total_objects = args.stubs + args.files;
     let mut stub_initial = Vec::new();
     let mut feed_bytes = 0usize;

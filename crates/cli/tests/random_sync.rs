@@ -255,10 +255,7 @@ fn random_changes_and_crashes_converge_without_loss_or_duplicates() {
     let world = World::new();
     world.register("pda", &[]);
     for (name, class) in [("pc", "pc"), ("tablet", "tablet"), ("phone", "phone")] {
-        let url = world.server.url.clone();
-        world.ok(&[
-            "device", "register", "--server", &url, "--user", "alice", "--name", name, "--class", class, "--dir", name,
-        ]);
+        world.register_as(name, class, &[]);
     }
     world.on("tablet", &["prefs", "set", "--filter", &format!("size < {SMALL}")]);
     world.on("phone", &["prefs", "set", "--include", "/docs/**", "--content", "stub", "--fields", "name,size"]);

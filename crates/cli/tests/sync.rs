@@ -36,10 +36,7 @@ fn world_with_three_devices() -> (World, Vec<u8>) {
     let world = World::new();
     world.register("pda", &[]);
     for (name, class) in [("pc", "pc"), ("phone", "phone")] {
-        let url = world.server.url.clone();
-        world.ok(&[
-            "device", "register", "--server", &url, "--user", "alice", "--name", name, "--class", class, "--dir", name,
-        ]);
+        world.register_as(name, class, &[]);
     }
     let song1: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     world.write("song1.mp3", &song1);
@@ -224,10 +221,7 @@ fn an_expired_cursor_leads_to_a_full_reconcile_that_reuses_local_files() {
     let world =
         World::with_operator_settings(Some("[server]\ntombstone_retention = \"1s\"\ngc_interval = \"200ms\"\n"));
     world.register("pda", &[]);
-    let url = world.server.url.clone();
-    world.ok(&[
-        "device", "register", "--server", &url, "--user", "alice", "--name", "pc", "--class", "pc", "--dir", "pc",
-    ]);
+    world.register_as("pc", "pc", &[]);
     for name in ["a.txt", "b.txt", "c.txt"] {
         world.write(name, name.as_bytes());
     }

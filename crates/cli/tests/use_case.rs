@@ -128,38 +128,12 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     assert!(world.fails(&["ls", "/"]).contains("not inside a device directory"));
     assert!(
         world
-            .fails(&[
-                "device",
-                "register",
-                "--server",
-                &world.server.url,
-                "--user",
-                "alice",
-                "--name",
-                "pda",
-                "--class",
-                "pda",
-                "--dir",
-                "pda2"
-            ])
+            .fails(&world.registration("pda", "pda", "pda2").iter().map(String::as_str).collect::<Vec<_>>())
             .contains("already registered")
     );
     assert!(
         world
-            .fails(&[
-                "device",
-                "register",
-                "--server",
-                &world.server.url,
-                "--user",
-                "alice",
-                "--name",
-                "x",
-                "--class",
-                "toaster",
-                "--dir",
-                "x"
-            ])
+            .fails(&world.registration("x", "toaster", "x").iter().map(String::as_str).collect::<Vec<_>>())
             .contains("unknown device class")
     );
     assert!(

@@ -31,17 +31,7 @@ fn entry(id: &str, kind: EntryKind, parent: &str, name: &str, hash: Option<&str>
 
 fn record(entry: Entry, state: LocalState) -> Record {
     let local = (state == LocalState::File).then_some(FileStamp { size: 3, mtime_ns: entry.modseq });
-    Record {
-        id: entry.id.clone(),
-        kind: entry.kind,
-        parent_id: entry.parent_id.clone(),
-        name: entry.name.clone(),
-        modseq: entry.modseq,
-        hash: entry.hash.clone(),
-        state,
-        local,
-        entry,
-    }
+    Record::new(entry, state, local)
 }
 
 fn upsert(entry: Entry) -> Change {

@@ -123,12 +123,35 @@ impl World {
         lines[0].to_owned()
     }
 
+    /// The arguments registering device `name` of `class` in directory `dir`.
+    pub fn registration(&self, name: &str, class: &str, dir: &str) -> Vec<String> {
+        [
+            "device",
+            "register",
+            "--server",
+            &self.server.url,
+            "--user",
+            "alice",
+            "--name",
+            name,
+            "--class",
+            class,
+            "--dir",
+            dir,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// Registers a PDA named `name` in the directory of that name.
     pub fn register(&self, name: &str, extra: &[&str]) -> String {
-        let url = self.server.url.clone();
-        let base = [
-            "device", "register", "--server", &url, "--user", "alice", "--name", name, "--class", "pda", "--dir", name,
-        ];
-        self.ok(&[&base[..], extra].concat())
+        self.register_as(name, "pda", extra)
+    }
+
+    pub fn register_as(&self, name: &str, class: &str, extra: &[&str]) -> String {
+        let mut args = self.registration(name, class, name);
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        self.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Runs `cpm -C DEVICE ARGS…`.
