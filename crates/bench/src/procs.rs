@@ -153,6 +153,9 @@ pub struct Bench {
     pub work: PathBuf,
     pub server: Running,
     pub url: String,
+    cpm: PathBuf,
+    user: String,
+    password: String,
 }
 
 impl Bench {
@@ -170,11 +173,37 @@ impl Bench {
             bail!("cannot add the bench user: {}", String::from_utf8_lossy(&added.stderr));
         }
         let (server, url) = start_cpm(cpm, &work.join("data"))?;
-        Ok(Self { work, server, url })
+        Ok(Self { work, server, url, cpm: cpm.to_owned(), user: user.to_owned(), password: password.to_owned() })
     }
 
     pub fn data(&self) -> PathBuf {
         self.work.join("data")
+    }
+
+    /// Runs `cpm ARGS…` in the work directory as the bench user; its standard output.
+    pub fn cpm(&self, args: &[&str]) -> Result<String> {
+        let output =
+            Command::new(&self.cpm).args(args).current_dir(&self.work).env("CPM_PASSWORD", &self.password).output()?;
+        if !output.status.success() {
+            bail!("cpm {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Registers device `name` of `class`, in the work directory's folder of that name.
+    pub fn register(&self, name: &str, class: &str) -> Result<()> {
+        let args = [
+            "device", "register", "--server", &self.url, "--user", &self.user, "--name", name, "--class", class,
+            "--dir", name,
+        ];
+        self.cpm(&args).map(drop)
+    }
+
+    /// Times one `cpm sync --json`: seconds, and the report it printed.
+    pub fn sync(&self, device: &str) -> Result<(f64, serde_json::Value)> {
+        let started = std::time::Instant::now();
+        let output = self.cpm(&["-C", device, "sync", "--json"])?;
+        Ok((started.elapsed().as_secs_f64(), serde_json::from_str(&output)?))
     }
 }
 

@@ -6,7 +6,6 @@ use crate::{Row, Summary, print_report};
 use anyhow::{Context, Result, ensure};
 use clap::Args;
 use cpm_client::Client;
-use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,35 +32,6 @@ pub struct SyncArgs {
 
 const PASSWORD: &str = "bench-password";
 const PER_FOLDER: usize = 100;
-
-struct Bench<'a> {
-    cpm: &'a Path,
-    work: &'a Path,
-    url: String,
-}
-
-impl Bench<'_> {
-    fn cpm(&self, args: &[&str]) -> Result<String> {
-        let output = Command::new(self.cpm).args(args).current_dir(self.work).env("CPM_PASSWORD", PASSWORD).output()?;
-        ensure!(output.status.success(), "cpm {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    fn register(&self, name: &str, class: &str) -> Result<()> {
-        self.cpm(&[
-            "device", "register", "--server", &self.url, "--user", "bench", "--name", name, "--class", class, "--dir",
-            name,
-        ])
-        .map(drop)
-    }
-
-    /// Times one `cpm sync --json`; returns seconds and its report.
-    fn sync(&self, device: &str) -> Result<(f64, Value)> {
-        let started = Instant::now();
-        let output = self.cpm(&["-C", device, "sync", "--json"])?;
-        Ok((started.elapsed().as_secs_f64(), serde_json::from_str(&output)?))
-    }
-}
 
 fn seconds(samples: &[f64]) -> String {
     let summary = Summary::of(samples);
@@ -93,13 +63,12 @@ fn write_tree(root: &Path, files: usize, bytes_each: usize) -> Result<()> {
 
 pub async fn run(args: SyncArgs) -> Result<()> {
     let cpm = procs::cpm_binary()?;
-    let store = procs::Bench::start(&cpm, "sync", "bench", PASSWORD)?;
-    measure(&args, &cpm, &store).await
+    let bench = procs::Bench::start(&cpm, "sync", "bench", PASSWORD)?;
+    measure(&args, &bench).await
 }
 
-async fn measure(args: &SyncArgs, cpm: &Path, store: &procs::Bench) -> Result<()> {
-    let (work, url) = (store.work.as_path(), store.url.clone());
-    let bench = Bench { cpm, work, url: url.clone() };
+async fn measure(args: &SyncArgs, bench: &procs::Bench) -> Result<()> {
+    let (work, url) = (bench.work.as_path(), bench.url.clone());
     bench.register("pda", "pda")?;
 
     let tree: PathBuf = work.join("tree");

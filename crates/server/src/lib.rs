@@ -32,7 +32,7 @@ impl Server {
         let store_clock = Arc::clone(&clock);
         let store = tokio::task::spawn_blocking(move || {
             let store = SqliteStore::open(&data, store_clock, settings)?;
-            store.blob_writer_dir().remove_partial_uploads()?;
+            store.blobs().remove_partial_uploads()?;
             Ok::<_, cpm_store::StoreError>(store)
         })
         .await

@@ -147,7 +147,7 @@ pub trait Store: Send + Sync + 'static {
 
     // Blobs.
     fn has_blob(&self, user: UserId, hash: &str) -> Result<bool>;
-    fn blob_writer_dir(&self) -> &BlobDir;
+    fn blobs(&self) -> &BlobDir;
     fn commit_blob(&self, user: UserId, blob: VerifiedBlob) -> Result<()>;
     fn blob_path(&self, hash: &str) -> PathBuf;
     fn collect_garbage(&self) -> Result<GcReport>;

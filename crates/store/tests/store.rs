@@ -39,7 +39,7 @@ fn upload(store: &SqliteStore, user: UserId, bytes: &[u8]) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let hash = blake3::hash(bytes).to_hex().to_string();
     let verified = runtime.block_on(async {
-        let mut writer = store.blob_writer_dir().writer(u64::MAX).await.expect("writer");
+        let mut writer = store.blobs().writer(u64::MAX).await.expect("writer");
         writer.write(bytes).await.expect("write");
         writer.finish(&hash, Some(bytes.len() as u64)).await.expect("verified")
     });
@@ -300,14 +300,14 @@ fn blobs_are_verified_deduplicated_per_user_and_collected() -> TestResult {
         [("0".repeat(64), Some(5)), (blake3::hash(b"hello").to_hex().to_string(), Some(4))]
     {
         let refused = runtime.block_on(async {
-            let mut writer = f.store.blob_writer_dir().writer(1024).await?;
+            let mut writer = f.store.blobs().writer(1024).await?;
             writer.write(b"hello").await?;
             writer.finish(&declared_hash, declared_len).await
         });
         assert!(matches!(refused, Err(StoreError::HashMismatch(_))), "{refused:?}");
     }
     let too_large = runtime.block_on(async {
-        let mut writer = f.store.blob_writer_dir().writer(3).await?;
+        let mut writer = f.store.blobs().writer(3).await?;
         writer.write(b"hello").await
     });
     assert!(matches!(too_large, Err(StoreError::TooLarge(_))));

@@ -73,7 +73,7 @@ pub async fn upload_blob(
         state.metrics.deduplicated_uploads.inc();
         return Ok((StatusCode::OK, Json(BlobReceipt { hash, size: declared })));
     }
-    let mut writer = state.store.blob_writer_dir().writer(declared).await?;
+    let mut writer = state.store.blobs().writer(declared).await?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|error| ApiError::bad_request(format!("the upload was cut off: {error}")))?;

@@ -933,7 +933,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn blob_writer_dir(&self) -> &BlobDir {
+    fn blobs(&self) -> &BlobDir {
         &self.blobs
     }
 
