@@ -5,6 +5,7 @@
 //! a journal position whose changes it has not recorded.
 
 use crate::plan::{FileStamp, LocalState, Record, Tree};
+use crate::scan::CleanStamps;
 use anyhow::{Context, Result};
 use cpm_core::EntryKind;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -28,6 +29,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- What a pull is about to place (written before it starts, cleared with its cursor): after a
 -- crash, files found there holding this content are the agent's own work.
 CREATE TABLE IF NOT EXISTS inflight (path TEXT PRIMARY KEY, id TEXT NOT NULL, hash TEXT);
+-- The directory's stamps when a scan last found it in agreement with the records (folders with
+-- size NULL): while they hold, nothing here changed. Cleared whenever the records change.
+CREATE TABLE IF NOT EXISTS clean (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER NOT NULL);
 ";
 
 pub struct Index {
@@ -60,7 +64,11 @@ impl Index {
     }
 
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
-        self.commit(&Tree::default(), &BTreeSet::new(), &BTreeSet::new(), &[(key, value.to_owned())])
+        self.set_metas(&[(key, value.to_owned())])
+    }
+
+    pub fn set_metas(&mut self, meta: &[(&str, String)]) -> Result<()> {
+        self.commit(&Tree::default(), &BTreeSet::new(), &BTreeSet::new(), meta)
     }
 
     pub fn cursor(&self) -> Result<Option<i64>> {
@@ -177,6 +185,41 @@ impl Index {
             }
             if meta.iter().any(|(key, _)| *key == "cursor") {
                 tx.execute("DELETE FROM inflight", [])?;
+            }
+            // Invariant: clean stamps only ever describe the records as they are now.
+            if !changed.is_empty() || !dropped.is_empty() {
+                tx.execute("DELETE FROM clean", [])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The stamps of the last scan that agreed with the records.
+    pub fn clean(&self) -> Result<CleanStamps> {
+        let mut statement = self.connection.prepare("SELECT path, size, mtime_ns FROM clean")?;
+        let mut rows = statement.query([])?;
+        let mut clean = CleanStamps::default();
+        while let Some(row) = rows.next()? {
+            let (path, size, mtime_ns): (String, Option<i64>, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            match size {
+                None => clean.dirs.push((path, mtime_ns)),
+                Some(size) => clean.files.push((path, FileStamp { size: u64::try_from(size).unwrap_or(0), mtime_ns })),
+            }
+        }
+        Ok(clean)
+    }
+
+    pub fn set_clean(&mut self, clean: &CleanStamps) -> Result<()> {
+        let tx = self.connection.transaction()?;
+        tx.execute("DELETE FROM clean", [])?;
+        {
+            let mut insert = tx.prepare_cached("INSERT INTO clean (path, size, mtime_ns) VALUES (?1, ?2, ?3)")?;
+            for (path, mtime_ns) in &clean.dirs {
+                insert.execute(params![path, Option::<i64>::None, mtime_ns])?;
+            }
+            for (path, stamp) in &clean.files {
+                insert.execute(params![path, i64::try_from(stamp.size).unwrap_or(i64::MAX), stamp.mtime_ns])?;
             }
         }
         tx.commit()?;

@@ -93,6 +93,45 @@ pub struct Scan {
     /// Files an interrupted pull placed that the user then moved (record id → where they are
     /// now, found by their content): a move of that record.
     pub ours_moved: BTreeMap<String, String>,
+    /// Each folder's modification time (ns), taken before the folder was read.
+    pub dir_mtimes: BTreeMap<String, i64>,
+    /// When the scan began (ns since the epoch).
+    pub started_ns: i64,
+}
+
+/// True when the directory holds exactly what the index says and every content file is as
+/// recorded: with no change from the store, the planners then have nothing to do.
+pub fn agrees(tree: &Tree, scan: &Scan) -> bool {
+    if !scan.ours.is_empty() || !scan.ours_moved.is_empty() {
+        return false;
+    }
+    let paths = tree.paths();
+    let (mut files, mut dirs) = (0, 0);
+    for (id, record) in &tree.records {
+        if *id == tree.root_id {
+            continue;
+        }
+        let Some(path) = paths.get(id) else { return false };
+        let present = match record.state {
+            LocalState::Folder => {
+                dirs += 1;
+                scan.dirs.contains(path)
+            }
+            LocalState::Stub => {
+                files += 1;
+                scan.files.contains_key(path)
+            }
+            LocalState::File => {
+                files += 1;
+                scan.files.get(path).is_some_and(|file| record.local == Some(file.stamp))
+            }
+        };
+        if !present {
+            return false;
+        }
+    }
+    // Every expected entry is there; equal counts leave room for nothing else.
+    scan.files.len() == files && scan.dirs.len() == dirs
 }
 
 impl Tree {
@@ -114,7 +153,20 @@ impl Tree {
 
     /// Every record's path, by id.
     pub fn paths(&self) -> HashMap<String, String> {
-        self.records.keys().filter_map(|id| Some((id.clone(), self.path_of(id)?))).collect()
+        // Each folder's path is worked out once; a record's is its folder's and its own name.
+        let mut folders: HashMap<&str, Option<String>> = HashMap::new();
+        self.records
+            .iter()
+            .filter_map(|(id, record)| {
+                if *id == self.root_id {
+                    return Some((id.clone(), String::new()));
+                }
+                let parent = record.parent_id.as_deref()?;
+                let folder = folders.entry(parent).or_insert_with(|| self.path_of(parent)).as_deref()?;
+                let name = local_name(record.kind, &record.name, record.state == LocalState::Stub);
+                Some((id.clone(), join(folder, &name)))
+            })
+            .collect()
     }
 
     /// Ids of every record below a folder, deepest last.
@@ -207,7 +259,8 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
     let (arriving, arriving_dirs) = if remote.is_empty() || (new_files.is_empty() && new_dirs.is_empty()) {
         (HashSet::new(), HashSet::new())
     } else {
-        let future = plan_pull(tree, &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree;
+        let future =
+            plan_pull(tree.clone(), &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree;
         let files: HashSet<(String, Option<String>)> = remote
             .iter()
             .filter(|change| !change.deleted && change.kind != EntryKind::Folder)
@@ -227,10 +280,10 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPo
         .collect();
 
     let (mut moves, mut uploads, mut deletes, mut folder_deletes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut records: Vec<&Record> = tree.records.values().collect();
-    records.sort_by(|a, b| paths.get(&a.id).cmp(&paths.get(&b.id)));
-    for record in &records {
-        let Some(path) = paths.get(&record.id) else { continue };
+    let mut records: Vec<(&String, &Record)> =
+        tree.records.values().filter_map(|record| Some((paths.get(&record.id)?, record))).collect();
+    records.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (path, record) in records {
         // Moved by an interrupted pull, not by the user: the pull finishes the job.
         if !scan.files.contains_key(path) && scan.ours.contains_key(&record.id) {
             continue;
@@ -375,7 +428,7 @@ struct Puller<'a> {
 /// Applies the store's changes to the device. With `full`, `remote` is a complete listing:
 /// records it does not mention are gone.
 pub fn plan_pull(
-    tree: &Tree,
+    tree: Tree,
     scan: &Scan,
     remote: &[Change],
     content: ContentPolicy,
@@ -384,7 +437,7 @@ pub fn plan_pull(
     full: bool,
 ) -> PullPlan {
     let mut puller = Puller {
-        plan: PullPlan { tree: tree.clone(), ..PullPlan::default() },
+        plan: PullPlan { tree, ..PullPlan::default() },
         scan,
         content,
         device,
@@ -418,29 +471,37 @@ pub fn plan_pull(
     }
     // What an interrupted pull placed for records that are no longer here goes; so does any stub
     // the index does not know (only the agent writes stubs).
-    let mut final_paths: HashSet<String> = puller.plan.tree.paths().into_values().collect();
+    let paths = puller.plan.tree.paths();
+    let mut final_paths: HashSet<&str> = paths.values().map(String::as_str).collect();
     // Paths this plan renames away are accounted for.
     final_paths.extend(puller.plan.actions.iter().filter_map(|action| match action {
-        Pull::Rename { from, .. } | Pull::SetAside { from, .. } => Some(from.clone()),
+        Pull::Rename { from, .. } | Pull::SetAside { from, .. } => Some(from.as_str()),
         _ => None,
     }));
     let mut strays: Vec<String> = scan
         .ours
         .iter()
-        .filter(|(id, path)| !puller.plan.tree.records.contains_key(*id) && !final_paths.contains(*path))
+        .filter(|(id, path)| !puller.plan.tree.records.contains_key(*id) && !final_paths.contains(path.as_str()))
         .map(|(_, path)| path.clone())
-        .chain(scan.files.keys().filter(|path| is_stub(path) && !final_paths.contains(*path)).cloned())
+        .chain(scan.files.keys().filter(|path| is_stub(path) && !final_paths.contains(path.as_str())).cloned())
         .filter(|path| scan.files.contains_key(path) && !puller.claimed.contains(path))
         .collect();
     strays.sort();
     strays.dedup();
+    let stray_dirs: Vec<String> = scan
+        .ours
+        .iter()
+        .filter(|(id, path)| {
+            !puller.plan.tree.records.contains_key(*id)
+                && scan.dirs.contains(*path)
+                && !final_paths.contains(path.as_str())
+        })
+        .map(|(_, path)| path.clone())
+        .collect();
     for path in strays {
         puller.plan.actions.push(Pull::RemoveFile { path });
     }
-    let stray_dirs = scan.ours.iter().filter(|(id, path)| {
-        !puller.plan.tree.records.contains_key(*id) && scan.dirs.contains(*path) && !final_paths.contains(*path)
-    });
-    puller.removed_dirs.extend(stray_dirs.map(|(_, path)| path.clone()));
+    puller.removed_dirs.extend(stray_dirs);
     // Stubs the user deleted come back: they are views of the store, not copies to delete from.
     let touched: HashSet<&str> = remote.iter().map(|change| change.id.as_str()).collect();
     let mut restore: Vec<(String, String)> = puller
@@ -449,8 +510,9 @@ pub fn plan_pull(
         .records
         .values()
         .filter(|record| record.state == LocalState::Stub && !touched.contains(record.id.as_str()))
-        .filter_map(|record| Some((record.id.clone(), puller.plan.tree.path_of(&record.id)?)))
-        .filter(|(_, path)| !scan.files.contains_key(path))
+        .filter_map(|record| Some((record.id.clone(), paths.get(&record.id)?)))
+        .filter(|(_, path)| !scan.files.contains_key(*path))
+        .map(|(id, path)| (id, path.clone()))
         .collect();
     restore.sort();
     for (id, path) in restore {

@@ -5,9 +5,9 @@
 //! commit in one transaction after its files are in place; every step can be replayed.
 
 use crate::index::Index;
-use crate::naming::{META_DIR, STUB_SUFFIX, conflict_name, join, split, store_path};
+use crate::naming::{META_DIR, STUB_SUFFIX, conflict_name, is_stub, join, split, store_path};
 use crate::plan::{LocalState, Pull, Push, Record, Tree, plan_pull, plan_push};
-use crate::scan::{scan, stamp};
+use crate::scan::{CleanStamps, scan, stamp};
 use anyhow::{Context, Result, anyhow, bail};
 use cpm_client::{Client, ClientError};
 use cpm_core::profile::ContentPolicy;
@@ -59,6 +59,23 @@ pub struct Silent;
 impl Progress for Silent {
     fn planned(&self, _actions: u64, _bytes: u64) {}
     fn done(&self, _bytes: u64) {}
+}
+
+/// Times the phases of a sync, logged at debug level (`CPM_LOG=debug cpm sync`).
+struct Phases {
+    last: std::time::Instant,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Self { last: std::time::Instant::now() }
+    }
+
+    fn done(&mut self, phase: &str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(phase, ms = format!("{:.1}", (now - self.last).as_secs_f64() * 1000.0), "sync phase");
+        self.last = now;
+    }
 }
 
 /// A device directory and the client that speaks for it.
@@ -154,18 +171,19 @@ impl Device {
     }
 
     pub async fn sync(&self) -> Result<Report> {
+        let mut phases = Phases::start();
         let mut index = Index::open(&self.meta_dir())?;
-        let mut tree = index.load()?;
-        if tree.root_id.is_empty() {
-            tree.root_id = self.client.resolve("/").await?.id;
-            index.set_meta("root_id", &tree.root_id)?;
-        }
         let profile = self.client.profile().await?;
         let content = profile.profile.content;
         let revision = profile.revision.to_string();
         // A new profile re-scopes the device: it reads its whole view again.
         let rescoped = index.meta("profile_revision")?.as_deref() != Some(revision.as_str());
-        let cursor = index.cursor()?.filter(|_| !rescoped);
+        // Stubs and folders written without a flush may have been lost to a restart since: the
+        // device then reads its whole view again and writes back whatever is missing.
+        let boot = boot_id();
+        let restarted =
+            index.meta(UNFLUSHED_BOOT)?.is_some_and(|unflushed| !unflushed.is_empty() && Some(unflushed) != boot);
+        let cursor = index.cursor()?.filter(|_| !rescoped && !restarted);
         let (changes, new_cursor, full) = match cursor {
             Some(since) => match self.changes_since(since).await? {
                 Some((changes, cursor)) => (changes, cursor, false),
@@ -181,11 +199,31 @@ impl Device {
                 (changes, cursor, true)
             }
         };
-        let mut report = Report { full, ..Report::default() };
+        let mut report = Report { full, cursor: new_cursor, ..Report::default() };
+        phases.done("read changes");
 
         let inflight = index.inflight()?;
+        // Nothing new in the store and every stamp of the last clean scan holding: nothing to do,
+        // found without reading the index or every folder.
+        if !full && changes.is_empty() && inflight.is_empty() && index.clean()?.hold(&self.root) {
+            index
+                .set_metas(&[("cursor", new_cursor.to_string()), ("last_sync", jiff::Timestamp::now().to_string())])?;
+            phases.done("check stamps");
+            return Ok(report);
+        }
+        let mut tree = index.load()?;
+        if restarted {
+            self.forget_lost_placeholders(&mut tree);
+        }
+        if tree.root_id.is_empty() {
+            tree.root_id = self.client.resolve("/").await?.id;
+            index.set_meta("root_id", &tree.root_id)?;
+        }
+        phases.done("load index");
         let local = self.scan(&tree, &inflight)?;
+        phases.done("scan");
         let pushes = plan_push(&tree, &local, &changes, content);
+        phases.done("plan push");
         let pushed = !pushes.is_empty();
         let upload_bytes: u64 = pushes
             .iter()
@@ -196,6 +234,7 @@ impl Device {
             .sum();
         self.progress.planned(pushes.len() as u64, upload_bytes);
         self.push(pushes, &mut index, &mut tree, &mut report).await?;
+        phases.done("push");
         // What the push changed is pulled in its state after the push, not the one read before:
         // a record moved here in its moved state, one deleted here not at all.
         let mut changes = changes;
@@ -211,7 +250,8 @@ impl Device {
 
         let local = if pushed { self.scan(&tree, &inflight)? } else { local };
         let today = jiff::Zoned::now().date();
-        let mut plan = plan_pull(&tree, &local, &changes, content, &self.name, today, full);
+        let mut plan = plan_pull(tree, &local, &changes, content, &self.name, today, full);
+        phases.done("plan pull");
         if !plan.orphans.is_empty() {
             bail!(
                 "the store's changes name {} entries whose folders this device does not hold; nothing was applied",
@@ -227,33 +267,87 @@ impl Device {
             })
             .sum();
         self.progress.planned(plan.actions.len() as u64, download_bytes);
-        index.set_inflight(&placing(&plan.actions, &plan.tree))?;
+        let placing = placing(&plan.actions, &plan.tree);
+        if !placing.is_empty() {
+            index.set_inflight(&placing)?;
+        }
+        phases.done("record intent");
         self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
-        // Invariant: what the pull wrote is on disk before the index records it.
-        sync_filesystem(&self.root)?;
+        phases.done("pull");
+        // Invariant: content the pull placed, moved or removed is on disk before the index records
+        // it. Stubs and folders alone may wait for the kernel: after a restart that could have
+        // lost them, the next sync re-reads the view and writes them again.
+        let unflushed = if plan.actions.is_empty() {
+            // Nothing written: an earlier pull's stubs stay pending, unless this was the re-read.
+            index.meta(UNFLUSHED_BOOT)?.filter(|_| !restarted).unwrap_or_default()
+        } else if let (false, Some(boot)) = (plan.actions.iter().any(needs_flush), &boot) {
+            boot.clone()
+        } else {
+            sync_filesystem(&self.root)?;
+            String::new()
+        };
+        phases.done("flush");
         let meta = [
             ("cursor", new_cursor.to_string()),
             ("profile_revision", revision),
             ("profile_summary", profile.summary.clone()),
             ("content", if content == ContentPolicy::Stub { "stub" } else { "download" }.to_owned()),
             ("last_sync", jiff::Timestamp::now().to_string()),
+            (UNFLUSHED_BOOT, unflushed),
         ];
         index.commit(&plan.tree, &plan.changed, &plan.dropped, &meta)?;
+        phases.done("commit");
         let plan_push_after = plan.push_after;
+        let wrote_here = pushed || plan_push_after || !plan.actions.is_empty();
         tree = plan.tree;
-        report.cursor = new_cursor;
 
         if plan_push_after {
             let local = self.scan(&tree, &[])?;
             let pushes = plan_push(&tree, &local, &[], content);
             self.push(pushes, &mut index, &mut tree, &mut report).await?;
         }
+        self.remember_clean(&mut index, &tree, (!wrote_here).then_some(local)).await?;
+        phases.done("stamps");
         Ok(report)
+    }
+
+    /// Records the stamps that let the next sync see that nothing changed here. `unchanged` is
+    /// this sync's scan when the sync changed nothing here; otherwise the directory is read again,
+    /// once the stamps of the sync's own writes are old enough to tell later changes apart.
+    async fn remember_clean(&self, index: &mut Index, tree: &Tree, unchanged: Option<crate::plan::Scan>) -> Result<()> {
+        let found = match unchanged {
+            Some(found) => found,
+            None => {
+                tokio::time::sleep(crate::scan::STAMP_MARGIN).await;
+                scan(&self.root, tree)?
+            }
+        };
+        if let Some(clean) = CleanStamps::of(tree, &found) {
+            index.set_clean(&clean)?;
+        }
+        Ok(())
+    }
+
+    /// Drops from the index the folders that are missing here and the stubs that are missing or
+    /// empty, so the full listing that follows writes them again.
+    fn forget_lost_placeholders(&self, tree: &mut Tree) {
+        let paths = tree.paths();
+        tree.records.retain(|id, record| {
+            let Some(path) = paths.get(id) else { return true };
+            match record.state {
+                LocalState::File => true,
+                LocalState::Folder => path.is_empty() || self.local(path).is_dir(),
+                LocalState::Stub => std::fs::metadata(self.local(path)).is_ok_and(|metadata| metadata.len() > 0),
+            }
+        });
     }
 
     /// Reads the directory, marking what an unfinished pull placed and still holds its content.
     fn scan(&self, tree: &Tree, inflight: &[(String, String, Option<String>)]) -> Result<crate::plan::Scan> {
         let mut local = scan(&self.root, tree)?;
+        if inflight.is_empty() {
+            return Ok(local);
+        }
         let tracked: std::collections::HashSet<String> = tree.paths().into_values().collect();
         for (path, id, hash) in inflight {
             let holds = local.dirs.contains(path)
@@ -682,6 +776,25 @@ impl Device {
     }
 }
 
+/// Index key: the boot in which a pull last wrote stubs or folders without flushing them.
+const UNFLUSHED_BOOT: &str = "unflushed_boot";
+
+/// True when losing the action's effect to a power cut could cost data. Stubs and folders the
+/// agent writes are restored by the re-read after a restart; content, and moves or removals of
+/// anything but stubs, must be on disk first.
+fn needs_flush(action: &Pull) -> bool {
+    match action {
+        Pull::WriteStub { .. } | Pull::MakeDir { .. } => false,
+        Pull::Rename { from: path, .. } | Pull::RemoveFile { path } => !is_stub(path),
+        Pull::Download { .. } | Pull::SetAside { .. } | Pull::RemoveDir { .. } => true,
+    }
+}
+
+/// This boot of the machine, where the system tells it (Linux); elsewhere every pull flushes.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|id| id.trim().to_owned())
+}
+
 /// Flushes the device's file system: one call instead of an fsync per file.
 #[cfg(target_os = "linux")]
 fn sync_filesystem(root: &Path) -> Result<()> {
@@ -705,20 +818,34 @@ fn sync_filesystem(_root: &Path) -> Result<()> {
 }
 
 /// The files and folders a pull plan places, by path, with the record and content each holds.
+/// Stubs are left out: the agent alone writes them, so one is never taken for the user's.
 fn placing(actions: &[Pull], tree: &Tree) -> Vec<(String, String, Option<String>)> {
-    let owners: std::collections::HashMap<String, String> =
-        tree.paths().into_iter().map(|(id, path)| (path, id)).collect();
+    let content = |id: &str| {
+        let record = tree.records.get(id)?;
+        Some(if record.state == LocalState::File { record.hash.clone() } else { None })
+    };
+    // Paths are worked out only for the records a folder creation or a rename can be about.
+    let renames = actions.iter().any(|action| matches!(action, Pull::Rename { .. }));
+    let mut owners: Option<std::collections::HashMap<String, String>> = None;
+    let mut owner_of = |path: &str| {
+        owners
+            .get_or_insert_with(|| {
+                tree.records
+                    .values()
+                    .filter(|record| renames || record.state == LocalState::Folder)
+                    .filter_map(|record| Some((tree.path_of(&record.id)?, record.id.clone())))
+                    .collect()
+            })
+            .get(path)
+            .cloned()
+    };
     actions
         .iter()
         .filter_map(|action| match action {
-            Pull::MakeDir { path }
-            | Pull::Rename { to: path, .. }
-            | Pull::Download { path, .. }
-            | Pull::WriteStub { path, .. } => {
-                let id = owners.get(path)?;
-                let record = tree.records.get(id)?;
-                let hash = if record.state == LocalState::File { record.hash.clone() } else { None };
-                Some((path.clone(), id.clone(), hash))
+            Pull::Download { id, path } => Some((path.clone(), id.clone(), content(id)?)),
+            Pull::MakeDir { path } | Pull::Rename { to: path, .. } => {
+                let id = owner_of(path)?;
+                Some((path.clone(), id.clone(), content(&id)?))
             }
             _ => None,
         })

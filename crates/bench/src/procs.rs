@@ -187,6 +187,8 @@ impl Bench {
         if !output.status.success() {
             bail!("cpm {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         }
+        // What it logged (with CPM_LOG=debug, a sync's phase times) is passed on.
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
@@ -201,6 +203,7 @@ impl Bench {
 
     /// Times one `cpm sync --json`: seconds, and the report it printed.
     pub fn sync(&self, device: &str) -> Result<(f64, serde_json::Value)> {
+        flush_file_systems()?;
         let started = std::time::Instant::now();
         let output = self.cpm(&["-C", device, "sync", "--json"])?;
         Ok((started.elapsed().as_secs_f64(), serde_json::from_str(&output)?))
@@ -249,6 +252,16 @@ pub async fn create_objects(
     }
     while let Some(done) = workers.join_next().await {
         done??;
+    }
+    Ok(())
+}
+
+/// Writes back every dirty page first, so a timed run does not pay for the one before it (a
+/// copy leaves a gibibyte for the kernel to write, and the next run would wait on it).
+pub fn flush_file_systems() -> Result<()> {
+    let status = Command::new("sync").status()?;
+    if !status.success() {
+        bail!("sync failed");
     }
     Ok(())
 }

@@ -93,18 +93,23 @@ async fn measure(args: &SyncArgs, bench: &procs::Bench) -> Result<()> {
     let (mut cp, mut initial) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
         let copy = work.join(format!("copy-{run}"));
+        procs::flush_file_systems()?;
         let started = Instant::now();
         let status = Command::new("cp").arg("-r").arg(&tree).arg(&copy).status()?;
         cp.push(started.elapsed().as_secs_f64());
         ensure!(status.success(), "cp -r failed");
-        std::fs::remove_dir_all(&copy)?;
         let device = format!("pc{run}");
         bench.register(&device, "pc")?;
         let (time, report) = bench.sync(&device)?;
         ensure!(report["downloaded"].as_u64() == Some(args.files as u64), "initial sync: {report}");
         initial.push(time);
+    }
+    // Removed only now: ext4 searches past recently freed inodes when it creates files, so a
+    // removal just before a timed run would slow that run down.
+    for run in 0..args.runs {
+        std::fs::remove_dir_all(work.join(format!("copy-{run}")))?;
         if run > 0 {
-            std::fs::remove_dir_all(work.join(&device))?;
+            std::fs::remove_dir_all(work.join(format!("pc{run}")))?;
         }
     }
     let ratio = Summary::of(&initial).median / Summary::of(&cp).median;
@@ -190,9 +195,6 @@ async fn measure(args: &SyncArgs, bench: &procs::Bench) -> Result<()> {
         let (time, report) = bench.sync(&device)?;
         ensure!(report["stubs_written"].as_u64() == Some(total_objects as u64), "stub sync: {report}");
         stub_initial.push(time);
-        if run > 0 {
-            std::fs::remove_dir_all(work.join(&device))?;
-        }
     }
     let per_object = feed_bytes as f64 / total_objects as f64;
     rows.push(Row {

@@ -57,6 +57,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The server reports what it serves; a device command speaks only when something is wrong.
+    init_logging(if matches!(cli.command, Command::Serve(_)) { tracing::Level::INFO } else { tracing::Level::WARN });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -98,4 +100,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr; `CPM_LOG` sets the level (error, warn, info, debug, trace).
+fn init_logging(default: tracing::Level) {
+    let level = std::env::var("CPM_LOG").ok().and_then(|raw| raw.parse::<tracing::Level>().ok()).unwrap_or(default);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -4,7 +4,7 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 use cpm_core::SystemClock;
 use cpm_server::{Server, ServerConfig};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +23,6 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    init_logging();
     let mut config = match &args.config {
         Some(path) => ServerConfig::load(path).map_err(|error| anyhow!(error))?,
         None => ServerConfig::default(),
@@ -63,17 +62,4 @@ async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
-}
-
-/// Logs go to stderr; `CPM_LOG` sets the level (error, warn, info, debug, trace).
-fn init_logging() {
-    let level = std::env::var("CPM_LOG")
-        .ok()
-        .and_then(|raw| raw.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -237,3 +237,36 @@ fn an_expired_cursor_leads_to_a_full_reconcile_that_reuses_local_files() {
     assert_eq!(report["downloaded"], 1, "only the new file is fetched: {report}");
     assert_eq!(files_under(&world.path("pc")), ["docs/b.txt", "docs/c.txt", "docs/d.txt"]);
 }
+
+#[test]
+fn after_a_restart_the_stubs_and_folders_a_pull_left_to_the_kernel_are_checked_and_written_again() {
+    let (world, _) = world_with_three_devices();
+    world.pda(&["mkdir", "/content/albums"]);
+    world.sync("phone");
+    assert!(world.path("phone/content/albums").is_dir());
+    // What a power cut can do to files the kernel had not written yet: an empty stub, a missing
+    // one, a folder that never reached the disk. The machine then starts a new boot.
+    std::fs::write(world.path("phone/content/song1.mp3.cpmlink"), b"").expect("empty the stub");
+    std::fs::remove_file(world.path("phone/content/song2.mp3.cpmlink")).expect("remove the stub");
+    std::fs::remove_dir(world.path("phone/content/albums")).expect("remove the folder");
+    let index = rusqlite::Connection::open(world.path("phone/.cpm/index.db")).expect("open the index");
+    let updated = index
+        .execute("UPDATE meta SET value = 'an earlier boot' WHERE key = 'unflushed_boot'", [])
+        .expect("set the boot");
+    assert_eq!(updated, 1, "the stub-only pull left its writes to the kernel");
+    drop(index);
+
+    let report = world.sync("phone");
+    assert_eq!(report["full"], true, "{report}");
+    for song in ["song1", "song2"] {
+        let stub: serde_json::Value =
+            serde_json::from_slice(&world.read(&format!("phone/content/{song}.mp3.cpmlink"))).expect("a whole stub");
+        assert_eq!(stub["name"], format!("{song}.mp3"));
+    }
+    assert!(world.path("phone/content/albums").is_dir(), "the folder is made again");
+    assert_eq!(
+        world.names("/content"),
+        ["albums", "clip.mp4", "photo.jpg", "song1.mp3", "song2.mp3"],
+        "nothing deleted"
+    );
+}

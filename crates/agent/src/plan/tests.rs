@@ -65,7 +65,7 @@ fn today() -> jiff::civil::Date {
 }
 
 fn pull_plan(tree: &Tree, scan: &Scan, remote: &[Change]) -> PullPlan {
-    plan_pull(tree, scan, remote, ContentPolicy::Download, "pc", today(), false)
+    plan_pull(tree.clone(), scan, remote, ContentPolicy::Download, "pc", today(), false)
 }
 
 fn edited(scan: &mut Scan, path: &str, hash: &str) {
@@ -275,7 +275,7 @@ fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted
         upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", None, 2)),
         upsert(entry("om", EntryKind::Message, ROOT, "hello", None, 3)),
     ];
-    let plan = plan_pull(&tree, &Scan::default(), &remote, ContentPolicy::Stub, "phone", today(), true);
+    let plan = plan_pull(tree.clone(), &Scan::default(), &remote, ContentPolicy::Stub, "phone", today(), true);
     assert_eq!(
         plan.actions,
         [
@@ -289,7 +289,7 @@ fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted
     scan.files
         .insert("music/a.mp3.cpmlink".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: None });
     let moved = plan_pull(
-        &plan.tree,
+        plan.tree.clone(),
         &scan,
         &[upsert(entry("oa", EntryKind::File, ROOT, "a.mp3", None, 4))],
         ContentPolicy::Stub,
@@ -316,7 +316,7 @@ fn a_full_listing_drops_what_it_no_longer_mentions() {
         upsert(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1)),
         upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 3)),
     ];
-    let plan = plan_pull(&tree, &scan, &remote, ContentPolicy::Download, "pc", today(), true);
+    let plan = plan_pull(tree.clone(), &scan, &remote, ContentPolicy::Download, "pc", today(), true);
     assert_eq!(
         plan.actions,
         [Pull::RemoveFile { path: "photos/p.jpg".into() }, Pull::RemoveDir { path: "photos".into() }]
@@ -441,4 +441,96 @@ fn a_rename_on_both_sides_keeps_one_object_under_the_devices_later_name() {
         [Push::Move { id: "oa".into(), path: "music/mine.mp3".into() }],
         "sent as a move: the device renamed it after the sync that showed the store's name"
     );
+}
+
+/// The directory a tree describes, exactly.
+fn scan_of(tree: &Tree) -> Scan {
+    let mut scan = Scan::default();
+    for (id, path) in tree.paths() {
+        let Some(record) = tree.records.get(&id) else { continue };
+        match record.state {
+            LocalState::Folder => {
+                scan.dirs.insert(path);
+            }
+            LocalState::Stub => {
+                scan.files.insert(path, LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });
+            }
+            LocalState::File => {
+                let stamp = record.local.unwrap_or(FileStamp { size: 0, mtime_ns: 0 });
+                scan.files.insert(path, LocalFile { stamp, hash: None });
+            }
+        }
+    }
+    scan
+}
+
+#[test]
+fn a_directory_that_agrees_with_the_index_needs_nothing_and_any_difference_is_seen() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % bound as u64).unwrap_or(0)
+    };
+    for round in 0..500 {
+        let mut tree = Tree { root_id: ROOT.into(), records: HashMap::new() };
+        let mut folders = vec![ROOT.to_owned()];
+        for i in 0..next(12) + 1 {
+            let parent = folders[next(folders.len())].clone();
+            let (id, name) = (format!("r{round}-{i}"), format!("n{}", next(4)));
+            let state = [LocalState::Folder, LocalState::File, LocalState::Stub][next(3)];
+            let kind = if state == LocalState::Folder { EntryKind::Folder } else { EntryKind::File };
+            let clash = tree.records.values().any(|other| {
+                other.parent_id.as_deref() == Some(parent.as_str()) && other.name == name && other.state == state
+            });
+            if clash {
+                continue;
+            }
+            let hash = (kind == EntryKind::File).then_some("H");
+            tree.records.insert(id.clone(), record(entry(&id, kind, &parent, &name, hash, 5), state));
+            if state == LocalState::Folder {
+                folders.push(id);
+            }
+        }
+        let scan = scan_of(&tree);
+        assert!(agrees(&tree, &scan), "round {round}: the tree's own directory agrees");
+        for content in [ContentPolicy::Download, ContentPolicy::Stub] {
+            assert!(plan_push(&tree, &scan, &[], content).is_empty(), "round {round}");
+            let pull = plan_pull(tree.clone(), &scan, &[], content, "pc", today(), false);
+            assert!(pull.actions.is_empty() && !pull.push_after, "round {round}: {:?}", pull.actions);
+        }
+        // One difference of any kind, and the directory no longer agrees.
+        let mut changed = scan.clone();
+        let file = changed.files.keys().nth(next(changed.files.len().max(1))).cloned();
+        match (next(5), file) {
+            (0, Some(path)) => {
+                changed.files.remove(&path);
+            }
+            (1, Some(path)) => {
+                if let Some(found) = changed.files.get_mut(&path) {
+                    found.stamp.mtime_ns += 1;
+                    found.stamp.size += 1;
+                }
+                if is_stub(&path) {
+                    changed.files.insert(
+                        format!("{path}.extra"),
+                        LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: None },
+                    );
+                }
+            }
+            (2, _) => {
+                changed.dirs.insert("new-folder".into());
+            }
+            (3, _) => {
+                changed.ours.insert("someone".into(), "placed".into());
+            }
+            _ => {
+                changed
+                    .files
+                    .insert("new.txt".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: None });
+            }
+        }
+        assert!(!agrees(&tree, &changed), "round {round}: a difference goes unseen");
+    }
 }

@@ -17,6 +17,8 @@ use tokio_util::io::ReaderStream;
 
 /// Read size for streamed downloads: large enough that 1 GiB is a few thousand reads.
 const DOWNLOAD_CHUNK: usize = 256 * 1024;
+/// Payloads up to this size are read whole, in one call.
+const READ_WHOLE_UP_TO: u64 = 1024 * 1024;
 
 fn checked_hash(hash: &str) -> Result<(), ApiError> {
     if is_valid_hash(hash) {
@@ -130,7 +132,21 @@ pub async fn download(
         return Err(not_found());
     }
     let lookup = id.clone();
-    let Item::Object(object) = state.run(move |store| store.item(principal.user_id, &lookup)).await? else {
+    let (item, whole) = state
+        .run(move |store| {
+            let item = store.item(principal.user_id, &lookup)?;
+            // A small payload is read in the same blocking call as its lookup: one hand-off to a
+            // blocking thread per download instead of one for each open, seek and read.
+            let whole = match &item {
+                Item::Object(object) if object.size <= READ_WHOLE_UP_TO => {
+                    Some(axum::body::Bytes::from(std::fs::read(store.blob_path(&object.hash))?))
+                }
+                _ => None,
+            };
+            Ok((item, whole))
+        })
+        .await?;
+    let Item::Object(object) = item else {
         return Err(not_found());
     };
     let etag = format!("\"{}\"", object.hash);
@@ -160,14 +176,24 @@ pub async fn download(
         },
         _ => None,
     };
-    let mut file = tokio::fs::File::open(state.store.blob_path(&object.hash)).await.map_err(StoreError::from)?;
     let (status, first, length) = match range {
         Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
         None => (StatusCode::OK, 0, object.size),
     };
-    file.seek(SeekFrom::Start(first)).await.map_err(StoreError::from)?;
+    let body = match whole {
+        Some(bytes) => {
+            let start = usize::try_from(first).unwrap_or(usize::MAX).min(bytes.len());
+            let end = usize::try_from(first + length).unwrap_or(usize::MAX).min(bytes.len());
+            Body::from(bytes.slice(start..end))
+        }
+        None => {
+            let mut file =
+                tokio::fs::File::open(state.store.blob_path(&object.hash)).await.map_err(StoreError::from)?;
+            file.seek(SeekFrom::Start(first)).await.map_err(StoreError::from)?;
+            Body::from_stream(ReaderStream::with_capacity(file.take(length), DOWNLOAD_CHUNK))
+        }
+    };
     state.metrics.download_bytes.inc_by(length);
-    let body = Body::from_stream(ReaderStream::with_capacity(file.take(length), DOWNLOAD_CHUNK));
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, &object.content_type)
