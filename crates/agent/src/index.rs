@@ -26,9 +26,15 @@ CREATE TABLE IF NOT EXISTS records (
     entry       TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- What a pull is about to place (written before it starts, cleared with its cursor): after a
--- crash, files found there holding this content are the agent's own work.
-CREATE TABLE IF NOT EXISTS inflight (path TEXT PRIMARY KEY, id TEXT NOT NULL, hash TEXT);
+-- What pulls are about to place (written before each starts, cleared with the cursor that
+-- follows them): after a crash, files found there holding this content are the agent's own work.
+-- Every unfinished pull's intent is kept, so a second crash does not forget what the first placed.
+CREATE TABLE IF NOT EXISTS intents (
+    path TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    hash TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (path, id, hash)
+);
 -- The directory's stamps when a scan last found it in agreement with the records (folders with
 -- size NULL): while they hold, nothing here changed. Cleared whenever the records change.
 CREATE TABLE IF NOT EXISTS clean (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER NOT NULL);
@@ -53,6 +59,20 @@ impl Index {
         let _mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         connection.execute_batch("PRAGMA synchronous = FULL;")?;
         connection.execute_batch(SCHEMA)?;
+        // Indexes written before intents accumulated kept one per path, in `inflight`.
+        let single: bool = connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inflight')",
+            [],
+            |row| row.get(0),
+        )?;
+        if single {
+            connection.execute_batch(
+                "BEGIN;
+                 INSERT OR IGNORE INTO intents (path, id, hash) SELECT path, id, COALESCE(hash, '') FROM inflight;
+                 DROP TABLE inflight;
+                 COMMIT;",
+            )?;
+        }
         Ok(Self { connection })
     }
 
@@ -116,24 +136,25 @@ impl Index {
         Ok(Tree { root_id: self.meta("root_id")?.unwrap_or_default(), records })
     }
 
-    /// What an unfinished pull was placing: (path, record id, content hash).
+    /// What unfinished pulls were placing, the latest first: (path, record id, content hash).
     pub fn inflight(&self) -> Result<Vec<(String, String, Option<String>)>> {
-        let mut statement = self.connection.prepare("SELECT path, id, hash FROM inflight")?;
-        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        let mut statement = self.connection.prepare("SELECT path, id, hash FROM intents ORDER BY rowid DESC")?;
+        let rows = statement.query_map([], |row| {
+            let hash: String = row.get(2)?;
+            Ok((row.get(0)?, row.get(1)?, Some(hash).filter(|hash| !hash.is_empty())))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Records what a pull is about to place, before it places anything.
+    /// Records what a pull is about to place, before it places anything, beside what earlier
+    /// unfinished pulls placed.
     pub fn set_inflight(&mut self, placing: &[(String, String, Option<String>)]) -> Result<()> {
         let tx = self.connection.transaction()?;
-        tx.execute("DELETE FROM inflight", [])?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO inflight (path, id, hash) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (path) DO UPDATE SET id = excluded.id, hash = excluded.hash",
-            )?;
+            let mut insert =
+                tx.prepare_cached("INSERT OR REPLACE INTO intents (path, id, hash) VALUES (?1, ?2, ?3)")?;
             for (path, id, hash) in placing {
-                insert.execute(params![path, id, hash])?;
+                insert.execute(params![path, id, hash.as_deref().unwrap_or_default()])?;
             }
         }
         tx.commit()?;
@@ -184,7 +205,7 @@ impl Index {
                 set.execute(params![key, value])?;
             }
             if meta.iter().any(|(key, _)| *key == "cursor") {
-                tx.execute("DELETE FROM inflight", [])?;
+                tx.execute("DELETE FROM intents", [])?;
             }
             // Invariant: clean stamps only ever describe the records as they are now.
             if !changed.is_empty() || !dropped.is_empty() {
@@ -233,5 +254,36 @@ impl Index {
 
     pub fn drop_record(&mut self, id: &str) -> Result<()> {
         self.commit(&Tree::default(), &BTreeSet::new(), &BTreeSet::from([id.to_owned()]), &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_that_kept_one_intent_per_path_keeps_them_when_opened() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("cpm-index-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let old = Connection::open(dir.join("index.db"))?;
+        old.execute_batch(
+            "CREATE TABLE inflight (path TEXT PRIMARY KEY, id TEXT NOT NULL, hash TEXT);
+             INSERT INTO inflight VALUES ('docs', 'fdocs', NULL), ('docs/a.txt', 'oa', 'HA');",
+        )?;
+        drop(old);
+        let mut index = Index::open(&dir)?;
+        index.set_inflight(&[("docs/b.txt".into(), "ob".into(), Some("HB".into()))])?;
+        let mut intents = index.inflight()?;
+        intents.sort();
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(
+            intents,
+            [
+                ("docs".to_owned(), "fdocs".to_owned(), None),
+                ("docs/a.txt".to_owned(), "oa".to_owned(), Some("HA".to_owned())),
+                ("docs/b.txt".to_owned(), "ob".to_owned(), Some("HB".to_owned())),
+            ]
+        );
+        Ok(())
     }
 }

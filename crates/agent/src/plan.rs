@@ -423,6 +423,8 @@ struct Puller<'a> {
     /// Paths the plan has already given a new occupant or set aside.
     claimed: HashSet<String>,
     removed_dirs: Vec<String>,
+    /// Paths of folders worked out so far; forgotten whenever a folder moves or goes.
+    folder_paths: HashMap<String, String>,
 }
 
 /// Applies the store's changes to the device. With `full`, `remote` is a complete listing:
@@ -444,6 +446,7 @@ pub fn plan_pull(
         today,
         claimed: HashSet::new(),
         removed_dirs: Vec::new(),
+        folder_paths: HashMap::new(),
     };
     let mut seen: HashSet<&str> = HashSet::new();
     let mut pending: Vec<&Change> = Vec::new();
@@ -535,8 +538,18 @@ impl Puller<'_> {
             return true;
         }
         let parent = entry.parent_id.clone().unwrap_or_else(|| self.plan.tree.root_id.clone());
-        let Some(parent_path) = self.plan.tree.path_of(&parent) else { return false };
+        let parent_path = match self.folder_paths.get(&parent) {
+            Some(path) => path.clone(),
+            None => {
+                let Some(path) = self.plan.tree.path_of(&parent) else { return false };
+                self.folder_paths.insert(parent.clone(), path.clone());
+                path
+            }
+        };
         let existing = self.plan.tree.records.get(&change.id).cloned();
+        if existing.as_ref().is_some_and(|record| record.state == LocalState::Folder) {
+            self.folder_paths.clear();
+        }
 
         let content_changed = |record: &Record| entry.hash.is_some() && entry.hash != record.hash;
         let state = match (entry.kind, &existing) {
@@ -708,6 +721,7 @@ impl Puller<'_> {
     /// Drops a record (and, for a folder, everything below it) from the device.
     fn remove(&mut self, id: &str) {
         let Some(record) = self.plan.tree.records.get(id).cloned() else { return };
+        self.folder_paths.clear();
         let mut ids = self.plan.tree.below(id);
         ids.reverse();
         ids.push(id.to_owned());

@@ -348,25 +348,34 @@ impl Device {
         if inflight.is_empty() {
             return Ok(local);
         }
-        let tracked: std::collections::HashSet<String> = tree.paths().into_values().collect();
+        // The latest intent for a path or a record wins; one a later pull replaced is older news.
+        let mut claimed = std::collections::HashSet::new();
         for (path, id, hash) in inflight {
+            if local.ours.contains_key(id) || claimed.contains(path) {
+                continue;
+            }
             let holds = local.dirs.contains(path)
                 || local
                     .files
                     .get(path)
                     .is_some_and(|file| hash.is_none() || file.hash.is_none() || file.hash == *hash);
             if holds {
+                claimed.insert(path);
                 local.ours.insert(id.clone(), path.clone());
-            } else if hash.is_some() && !tree.records.contains_key(id) {
+            }
+        }
+        let tracked: std::collections::HashSet<String> = tree.paths().into_values().collect();
+        let intended: std::collections::HashSet<&String> = inflight.iter().map(|(path, _, _)| path).collect();
+        for (_, id, hash) in inflight {
+            if hash.is_none() || local.ours.contains_key(id) || local.ours_moved.contains_key(id) {
+                continue;
+            }
+            if !tree.records.contains_key(id) {
                 // Gone from where it was placed: moved by the user, if its content is elsewhere.
                 let elsewhere = local
                     .files
                     .iter()
-                    .find(|(other, file)| {
-                        file.hash == *hash
-                            && !tracked.contains(*other)
-                            && !inflight.iter().any(|(placed, _, _)| placed == *other)
-                    })
+                    .find(|(other, file)| file.hash == *hash && !tracked.contains(*other) && !intended.contains(other))
                     .map(|(other, _)| other.clone());
                 if let Some(other) = elsewhere {
                     local.ours_moved.insert(id.clone(), other);

@@ -104,14 +104,6 @@ async fn measure(args: &SyncArgs, bench: &procs::Bench) -> Result<()> {
         ensure!(report["downloaded"].as_u64() == Some(args.files as u64), "initial sync: {report}");
         initial.push(time);
     }
-    // Removed only now: ext4 searches past recently freed inodes when it creates files, so a
-    // removal just before a timed run would slow that run down.
-    for run in 0..args.runs {
-        std::fs::remove_dir_all(work.join(format!("copy-{run}")))?;
-        if run > 0 {
-            std::fs::remove_dir_all(work.join(format!("pc{run}")))?;
-        }
-    }
     let ratio = Summary::of(&initial).median / Summary::of(&cp).median;
     rows.push(Row {
         measure: format!("initial sync, {} files / {} MiB, empty download device", args.files, args.mib),
@@ -215,6 +207,8 @@ async fn measure(args: &SyncArgs, bench: &procs::Bench) -> Result<()> {
         result: seconds(&stub_noop),
         met: Some(Summary::of(&stub_noop).median < 0.1),
     });
+    // Nothing is removed before the timed runs are over: for minutes after a mass removal, ext4
+    // searches past the freed inodes whenever it creates a file, which would slow the next run.
     print_report("cpm-bench sync", &rows);
     println!(
         "\nMachine: {} cores. Times are whole `cpm sync` processes (start-up included).",

@@ -270,3 +270,27 @@ fn after_a_restart_the_stubs_and_folders_a_pull_left_to_the_kernel_are_checked_a
         "nothing deleted"
     );
 }
+
+#[test]
+fn what_a_killed_pull_placed_stays_its_own_through_a_second_killed_pull() {
+    let world = World::new();
+    world.register("pda", &[]);
+    world.register_as("pc", "pc", &[]);
+    world.write("a.txt", b"placed by the first pull");
+    world.pda(&["put", "a.txt", "/docs/"]);
+    // The first pull makes the folder, downloads a.txt, and dies before recording either.
+    world.sync_killed_after("pc", 2);
+    assert_eq!(world.read("pc/docs/a.txt"), b"placed by the first pull");
+    // The second pull has only b.txt to place, and dies too.
+    world.write("b.txt", b"placed by the second pull");
+    world.pda(&["put", "b.txt", "/docs/"]);
+    world.sync_killed_after("pc", 1);
+    // Meanwhile a.txt moves in the store: the file the first pull left must follow it.
+    world.pda(&["mkdir", "/moved"]);
+    world.pda(&["mv", "/docs/a.txt", "/moved/"]);
+    let report = world.sync("pc");
+    assert_eq!(report["uploaded"], 0, "nothing the pulls placed goes up as new: {report}");
+    assert_eq!(world.names("/docs"), ["b.txt"]);
+    assert_eq!(world.names("/moved"), ["a.txt"]);
+    assert_eq!(files_under(&world.path("pc")), ["docs/b.txt", "moved/a.txt"]);
+}

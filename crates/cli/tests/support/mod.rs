@@ -105,6 +105,18 @@ impl World {
             .expect("cpm runs")
     }
 
+    /// Syncs a device that is killed (as by kill -9) right after its `actions`-th applied action.
+    pub fn sync_killed_after(&self, device: &str, actions: usize) {
+        let output = Command::new(CPM)
+            .args(["-C", device, "sync", "--quiet"])
+            .current_dir(self.dir.path())
+            .env("CPM_PASSWORD", PASSWORD)
+            .env("CPM_FAULT_AFTER_ACTIONS", actions.to_string())
+            .output()
+            .expect("cpm runs");
+        assert!(!output.status.success(), "the sync of {device} should have been killed");
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
