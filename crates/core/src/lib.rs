@@ -12,6 +12,7 @@ pub mod name;
 pub mod path;
 pub mod pattern;
 pub mod profile;
+pub mod schedule;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use kind::{DeviceClass, EntryKind, ObjectKind};

@@ -1,0 +1,193 @@
+//! When a device's periodic sync is due (R2): a 5-field cron pattern, or a time of day, read as
+//! wall-clock time in the device's IANA zone. `24:00` is the midnight that ends the day.
+//!
+//! Daylight-saving changes follow cron's rule for fixed times: a time skipped by a spring-forward
+//! jump runs once, at the shifted instant; a time that occurs twice on a fall-back day runs once,
+//! at the first. Instants missed while a device was away collapse into one sync.
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp, Zoned};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("bad schedule {pattern:?}: {reason} (five fields: minute hour day-of-month month day-of-week)")]
+    Pattern { pattern: String, reason: String },
+    #[error("bad time of day {0:?}: expected HH:MM from 00:00 to 24:00")]
+    TimeOfDay(String),
+    #[error("unknown time zone {0:?}: expected an IANA name such as Europe/Paris")]
+    Zone(String),
+}
+
+/// A periodic sync schedule in a time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: Cron,
+    /// As the user gave it: a cron pattern, or `daily HH:MM`.
+    spec: String,
+    zone: TimeZone,
+    zone_name: String,
+}
+
+impl Schedule {
+    /// A 5-field cron pattern (`"0 0 * * *"`) in `zone`.
+    pub fn cron(pattern: &str, zone: &str) -> Result<Self, ScheduleError> {
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .build()
+            .parse(pattern.trim())
+            .map_err(|error| ScheduleError::Pattern { pattern: pattern.to_owned(), reason: error.to_string() })?;
+        Self::new(cron, pattern.trim().to_owned(), zone)
+    }
+
+    /// Every day at `HH:MM` in `zone`; `24:00` is midnight at the end of the day.
+    pub fn daily(time: &str, zone: &str) -> Result<Self, ScheduleError> {
+        let bad = || ScheduleError::TimeOfDay(time.to_owned());
+        let (hour, minute) = time.trim().split_once(':').ok_or_else(bad)?;
+        let two_digits = |field: &str| (field.len() == 2).then(|| field.parse::<u8>().ok()).flatten();
+        let (hour, minute) = (two_digits(hour).ok_or_else(bad)?, two_digits(minute).ok_or_else(bad)?);
+        let (hour, minute) = match (hour, minute) {
+            (24, 0) => (0, 0),
+            (0..=23, 0..=59) => (hour, minute),
+            _ => return Err(bad()),
+        };
+        let pattern = format!("{minute} {hour} * * *");
+        let cron = CronParser::builder().seconds(Seconds::Disallowed).build().parse(&pattern).map_err(|_| bad())?;
+        Self::new(cron, format!("daily {}", time.trim()), zone)
+    }
+
+    fn new(cron: Cron, spec: String, zone: &str) -> Result<Self, ScheduleError> {
+        let zone_name = zone.trim().to_owned();
+        let zone = TimeZone::get(&zone_name).map_err(|_| ScheduleError::Zone(zone_name.clone()))?;
+        Ok(Self { cron, spec, zone, zone_name })
+    }
+
+    pub fn zone(&self) -> &str {
+        &self.zone_name
+    }
+
+    /// The first scheduled instant strictly after `after`.
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let from = after.to_zoned(self.zone.clone());
+        self.cron.find_next_occurrence(&from, false).ok().map(|next: Zoned| next.timestamp())
+    }
+
+    /// The scheduled instant a sync at `now` stands for, when one fell after `since` (the last
+    /// instant served, or when the schedule was set): the latest of them, once, however many
+    /// were missed.
+    pub fn due(&self, since: Timestamp, now: Timestamp) -> Option<Timestamp> {
+        let at = now.to_zoned(self.zone.clone());
+        let latest = self.cron.find_previous_occurrence(&at, true).ok()?.timestamp();
+        (latest > since).then_some(latest)
+    }
+
+    /// The shortest time between two consecutive instants in the year after `from`: what an
+    /// operator's bound on the schedule interval is checked against.
+    pub fn shortest_interval(&self, from: Timestamp) -> Option<SignedDuration> {
+        let horizon = from.checked_add(SignedDuration::from_hours(24 * 366)).ok()?;
+        let mut previous = self.next_after(from)?;
+        let mut shortest: Option<SignedDuration> = None;
+        // Enough instants to meet every gap a pattern repeats within a year, few enough to be quick.
+        for _ in 0..2_000 {
+            let Some(next) = self.next_after(previous).filter(|next| *next <= horizon) else { break };
+            let gap = next.duration_since(previous);
+            shortest = Some(shortest.map_or(gap, |known| known.min(gap)));
+            previous = next;
+        }
+        shortest
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.spec, self.zone_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(instant: &str) -> Timestamp {
+        instant.parse().expect("an instant")
+    }
+
+    #[test]
+    fn twenty_four_hundred_is_the_midnight_that_ends_the_day() {
+        let pc = Schedule::daily("24:00", "Europe/Paris").expect("a schedule");
+        assert_eq!(pc.next_after(at("2026-11-25T23:59:50+01:00")), Some(at("2026-11-26T00:00:00+01:00")));
+        assert_eq!(pc.next_after(at("2026-11-26T00:00:00+01:00")), Some(at("2026-11-27T00:00:00+01:00")));
+        assert_eq!(pc.to_string(), "daily 24:00 (Europe/Paris)");
+    }
+
+    #[test]
+    fn the_zone_decides_the_instant() {
+        let tokyo = Schedule::cron("0 0 * * *", "Asia/Tokyo").expect("a schedule");
+        assert_eq!(tokyo.next_after(at("2026-11-25T12:00:00Z")), Some(at("2026-11-25T15:00:00Z")));
+    }
+
+    #[test]
+    fn a_time_skipped_by_spring_forward_runs_once_at_the_shifted_instant() {
+        let schedule = Schedule::daily("02:30", "Europe/Paris").expect("a schedule");
+        let mut instants = Vec::new();
+        let mut cursor = at("2026-03-28T12:00:00+01:00");
+        for _ in 0..3 {
+            cursor = schedule.next_after(cursor).expect("a next instant");
+            instants.push(cursor);
+        }
+        assert_eq!(
+            instants,
+            [at("2026-03-29T03:00:00+02:00"), at("2026-03-30T02:30:00+02:00"), at("2026-03-31T02:30:00+02:00")]
+        );
+    }
+
+    #[test]
+    fn a_time_that_occurs_twice_on_fall_back_runs_once_at_the_first() {
+        let schedule = Schedule::daily("02:30", "Europe/Paris").expect("a schedule");
+        let first = schedule.next_after(at("2026-10-24T12:00:00+02:00")).expect("an instant");
+        assert_eq!(first, at("2026-10-25T02:30:00+02:00"));
+        assert_eq!(schedule.next_after(first), Some(at("2026-10-26T02:30:00+01:00")));
+    }
+
+    #[test]
+    fn instants_missed_while_away_collapse_into_one() {
+        let pc = Schedule::daily("24:00", "Europe/Paris").expect("a schedule");
+        let since = at("2026-11-20T00:00:00+01:00");
+        let now = at("2026-11-25T09:00:00+01:00");
+        assert_eq!(pc.due(since, now), Some(at("2026-11-25T00:00:00+01:00")));
+        // Served: nothing more until the next midnight.
+        assert_eq!(pc.due(at("2026-11-25T00:00:00+01:00"), now), None);
+        assert_eq!(
+            pc.due(at("2026-11-25T00:00:00+01:00"), at("2026-11-26T00:00:00+01:00")),
+            Some(at("2026-11-26T00:00:00+01:00"))
+        );
+    }
+
+    #[test]
+    fn the_shortest_interval_is_what_bounds_are_checked_against() {
+        let every_five = Schedule::cron("*/5 * * * *", "UTC").expect("a schedule");
+        assert_eq!(every_five.shortest_interval(at("2026-11-25T00:00:00Z")), Some(SignedDuration::from_mins(5)));
+        let hourly_at_work = Schedule::cron("0 9-17 * * 1-5", "UTC").expect("a schedule");
+        assert_eq!(hourly_at_work.shortest_interval(at("2026-11-25T00:00:00Z")), Some(SignedDuration::from_hours(1)));
+        // Across a spring-forward night a daily schedule comes round in 23 hours.
+        let daily = Schedule::daily("12:00", "Europe/Paris").expect("a schedule");
+        assert_eq!(daily.shortest_interval(at("2026-01-01T00:00:00Z")), Some(SignedDuration::from_hours(23)));
+    }
+
+    #[test]
+    fn bad_schedules_say_what_is_wrong() {
+        for (pattern, zone) in [("0 0 * *", "UTC"), ("61 * * * *", "UTC"), ("0 0 * * * *", "UTC"), ("", "UTC")] {
+            let error = Schedule::cron(pattern, zone).expect_err(pattern);
+            assert!(error.to_string().starts_with("bad schedule"), "{error}");
+        }
+        for time in ["24:01", "25:00", "7:00", "12:60", "noon", "12-00"] {
+            assert_eq!(Schedule::daily(time, "UTC").expect_err(time), ScheduleError::TimeOfDay(time.into()));
+        }
+        assert_eq!(
+            Schedule::daily("12:00", "Mars/Olympus").expect_err("zone"),
+            ScheduleError::Zone("Mars/Olympus".into())
+        );
+    }
+}
