@@ -175,9 +175,10 @@ impl Device {
         let mut index = Index::open(&self.meta_dir())?;
         let profile = self.client.profile().await?;
         let content = profile.profile.content;
-        let revision = profile.revision.to_string();
+        // What the device holds depends on the profile's view, not on its triggers.
+        let view = profile.profile.view_key();
         // A new profile re-scopes the device: it reads its whole view again.
-        let rescoped = index.meta("profile_revision")?.as_deref() != Some(revision.as_str());
+        let rescoped = index.meta("profile_view")?.as_deref() != Some(view.as_str());
         // Stubs and folders written without a flush may have been lost to a restart since: the
         // device then reads its whole view again and writes back whatever is missing.
         let boot = boot_id();
@@ -289,7 +290,7 @@ impl Device {
         phases.done("flush");
         let meta = [
             ("cursor", new_cursor.to_string()),
-            ("profile_revision", revision),
+            ("profile_view", view),
             ("profile_summary", profile.summary.clone()),
             ("content", if content == ContentPolicy::Stub { "stub" } else { "download" }.to_owned()),
             ("last_sync", jiff::Timestamp::now().to_string()),

@@ -98,6 +98,21 @@ struct PrefsSet {
     /// download (keep the content) or stub (keep the details and a link).
     #[arg(long, value_parser = ["download", "stub"])]
     content: Option<String>,
+    /// Sync whenever the store changes in a way that matters to this device.
+    #[arg(long, value_parser = ["on", "off"])]
+    auto: Option<String>,
+    /// Sync periodically: a 5-field cron pattern, e.g. '0 0 * * *'.
+    #[arg(long, conflicts_with_all = ["daily", "no_schedule"])]
+    schedule: Option<String>,
+    /// Sync every day at HH:MM (24:00 is midnight at the end of the day).
+    #[arg(long, conflicts_with = "no_schedule")]
+    daily: Option<String>,
+    /// The time zone schedules are read in (IANA, e.g. Europe/Paris); by default this machine's.
+    #[arg(long)]
+    tz: Option<String>,
+    /// No periodic sync.
+    #[arg(long)]
+    no_schedule: bool,
 }
 
 fn device(here: &Path) -> Result<Device> {
@@ -238,6 +253,23 @@ pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
             }
             if let Some(content) = &set.content {
                 profile.content = if content == "stub" { ContentPolicy::Stub } else { ContentPolicy::Download };
+            }
+            if let Some(auto) = &set.auto {
+                profile.auto = auto == "on";
+            }
+            if let Some(pattern) = &set.schedule {
+                profile.schedule = Some(pattern.clone());
+            }
+            if let Some(time) = &set.daily {
+                profile.set_daily(time);
+            }
+            if set.no_schedule {
+                profile.schedule = None;
+            }
+            if let Some(zone) = &set.tz {
+                profile.zone = Some(zone.clone());
+            } else if profile.schedule.is_some() && profile.zone.is_none() {
+                profile.zone = jiff::tz::TimeZone::system().iana_name().map(str::to_owned);
             }
             profile.compile().map_err(|error| anyhow!(error))?;
             let state = device.client.set_profile(&profile).await?;

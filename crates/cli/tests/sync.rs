@@ -294,3 +294,30 @@ fn what_a_killed_pull_placed_stays_its_own_through_a_second_killed_pull() {
     assert_eq!(world.names("/moved"), ["a.txt"]);
     assert_eq!(files_under(&world.path("pc")), ["docs/b.txt", "moved/a.txt"]);
 }
+
+#[test]
+fn triggers_are_set_with_prefs_checked_and_leave_the_local_storage_as_it_is() {
+    let (world, _) = world_with_three_devices();
+    let set = world.on("pc", &["prefs", "set", "--daily", "24:00", "--tz", "Europe/Paris", "--auto", "off"]);
+    assert!(set.contains("syncs daily 24:00 (Europe/Paris)"), "{set}");
+    world.sync("pc");
+    let set = world.on("pc", &["prefs", "set", "--auto", "on", "--schedule", "0 */6 * * *"]);
+    assert!(set.contains("syncs when the store changes; syncs 0 */6 * * * (Europe/Paris)"), "{set}");
+    let report = world.sync("pc");
+    assert_eq!(report["full"], false, "new triggers do not re-read the view: {report}");
+
+    let before = world.on("pc", &["prefs", "show"]);
+    for (args, says) in [
+        (&["--daily", "25:00"][..], "bad time of day \"25:00\""),
+        (&["--schedule", "0 0 * *"][..], "bad schedule \"0 0 * *\""),
+        (&["--tz", "Mars/Olympus"][..], "unknown time zone \"Mars/Olympus\""),
+    ] {
+        let mut command = vec!["-C", "pc", "prefs", "set"];
+        command.extend_from_slice(args);
+        let line = world.fails(&command);
+        assert!(line.contains(says), "{line}");
+    }
+    assert_eq!(world.on("pc", &["prefs", "show"]), before, "a refused preference changes nothing");
+    let set = world.on("pc", &["prefs", "set", "--no-schedule", "--auto", "off"]);
+    assert!(!set.contains("syncs"), "{set}");
+}

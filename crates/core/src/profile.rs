@@ -1,8 +1,10 @@
 //! Sync profiles: which objects a device holds (record filter), which of their details
-//! (field filter), and whether it keeps their content or only a stub with a link.
+//! (field filter), whether it keeps their content or only a stub with a link, and what starts
+//! its syncs besides the user (the store changing, a schedule).
 
 use crate::filter::{Filter, ObjectFacts};
 use crate::pattern::Pattern;
+use crate::schedule::{Schedule, ScheduleError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -67,6 +69,15 @@ pub struct SyncProfile {
     pub fields: Option<Vec<String>>,
     #[serde(default)]
     pub content: ContentPolicy,
+    /// Sync whenever the store changes in a way that matters to this device (R3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
+    /// Periodic sync (R2): a 5-field cron pattern, or `daily HH:MM`; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The IANA zone the schedule is read in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 /// A profile checked and ready to apply.
@@ -108,8 +119,36 @@ fn within(path: &str, root: &str) -> bool {
     root == "/" || path == root || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// How a profile writes a daily schedule.
+const DAILY: &str = "daily ";
+
 impl SyncProfile {
+    /// The periodic schedule, read in the profile's zone (UTC when it names none).
+    pub fn periodic(&self) -> Result<Option<Schedule>, ScheduleError> {
+        let zone = self.zone.as_deref().unwrap_or("UTC");
+        self.schedule
+            .as_deref()
+            .map(|spec| match spec.strip_prefix(DAILY) {
+                Some(time) => Schedule::daily(time, zone),
+                None => Schedule::cron(spec, zone),
+            })
+            .transpose()
+    }
+
+    /// Sets a daily schedule at `HH:MM` (checked by [`Self::compile`]).
+    pub fn set_daily(&mut self, time: &str) {
+        self.schedule = Some(format!("{DAILY}{}", time.trim()));
+    }
+
+    /// What decides the records and details a device holds: profiles with equal keys give the
+    /// same view, whatever their triggers.
+    pub fn view_key(&self) -> String {
+        let view = Self { auto: false, schedule: None, zone: None, ..self.clone() };
+        serde_json::to_string(&view).unwrap_or_default()
+    }
+
     pub fn compile(&self) -> Result<CompiledProfile, String> {
+        self.periodic().map_err(|error| error.to_string())?;
         let filtered = !self.include.is_empty() || !self.exclude.is_empty() || self.filter.is_some();
         if self.mode == Mode::Full && filtered {
             return Err("a full profile holds every object: set mode partial to filter records".into());
@@ -221,8 +260,15 @@ impl fmt::Display for SyncProfile {
             write!(f, "; filter {filter}")?;
         }
         match &self.fields {
-            Some(fields) => write!(f, "; fields {}", fields.join(",")),
-            None => write!(f, "; all fields"),
+            Some(fields) => write!(f, "; fields {}", fields.join(","))?,
+            None => write!(f, "; all fields")?,
+        }
+        if self.auto {
+            write!(f, "; syncs when the store changes")?;
+        }
+        match self.periodic() {
+            Ok(Some(schedule)) => write!(f, "; syncs {schedule}"),
+            _ => Ok(()),
         }
     }
 }
@@ -257,6 +303,7 @@ mod tests {
             filter: Some(r#"type ~ "audio/*""#.into()),
             fields: Some(vec!["name".into(), "size".into(), "content_type".into(), "modified".into()]),
             content: ContentPolicy::Stub,
+            ..SyncProfile::default()
         }
         .compile()
         .expect("valid profile")
@@ -319,5 +366,28 @@ mod tests {
             phone().profile().to_string(),
             "partial, stub; include /content/**; exclude /content/private; filter type ~ \"audio/*\"; fields name,size,content_type,modified"
         );
+    }
+
+    #[test]
+    fn triggers_are_checked_shown_and_leave_the_view_alone() {
+        let mut pc = SyncProfile { auto: false, zone: Some("Europe/Paris".into()), ..SyncProfile::default() };
+        pc.set_daily("24:00");
+        assert!(pc.compile().is_ok());
+        assert_eq!(pc.to_string(), "full, download; all fields; syncs daily 24:00 (Europe/Paris)");
+        let json = serde_json::to_value(&pc).expect("json");
+        assert_eq!(json["schedule"], "daily 24:00");
+        assert_eq!(serde_json::from_value::<SyncProfile>(json).expect("back"), pc);
+
+        let phone = SyncProfile { auto: true, ..SyncProfile::default() };
+        assert_eq!(phone.to_string(), "full, download; all fields; syncs when the store changes");
+        assert_eq!(phone.view_key(), pc.view_key(), "triggers do not change what a device holds");
+        let stub = SyncProfile { content: ContentPolicy::Stub, ..SyncProfile::default() };
+        assert_ne!(stub.view_key(), pc.view_key());
+
+        for (schedule, zone) in [("daily 25:00", "UTC"), ("0 0 * *", "UTC"), ("0 0 * * *", "Nowhere/Town")] {
+            let bad =
+                SyncProfile { schedule: Some(schedule.into()), zone: Some(zone.into()), ..SyncProfile::default() };
+            assert!(bad.compile().is_err(), "{schedule} in {zone}");
+        }
     }
 }
