@@ -8,6 +8,7 @@ use cpm_agent::naming::META_DIR;
 use cpm_agent::plan::{LocalState, plan_push};
 use cpm_agent::{Device, Progress, Silent, scan};
 use cpm_client::Client;
+use cpm_core::policy::Source;
 use cpm_core::profile::{ContentPolicy, Mode, SyncProfile};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -45,6 +46,10 @@ enum PrefsCommand {
     Show {
         #[arg(long)]
         json: bool,
+        /// Each field of the profile in force, and what decided it: the user's preference, the
+        /// operator's default, an operator bound, or cpm's own default.
+        #[arg(long)]
+        effective: bool,
     },
 }
 
@@ -217,10 +222,27 @@ fn filter_expression(set: &PrefsSet) -> Option<String> {
 pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
     let device = device(here)?;
     match args.command {
-        PrefsCommand::Show { json } => {
+        PrefsCommand::Show { json, effective } => {
             let state = device.client.profile().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&state)?);
+            } else if effective {
+                let values = serde_json::to_value(&state.profile)?;
+                for (key, source) in &state.sources {
+                    let value = match values.get(key) {
+                        Some(serde_json::Value::String(text)) if text.is_empty() => "none".to_owned(),
+                        Some(serde_json::Value::String(text)) => text.clone(),
+                        Some(value) => value.to_string(),
+                        None => "none".to_owned(),
+                    };
+                    let source = match source {
+                        Source::User => "your preference",
+                        Source::OperatorDefault => "operator default",
+                        Source::OperatorBound => "operator bound",
+                        Source::BuiltIn => "built-in default",
+                    };
+                    println!("{key:<9} {value}  ({source})");
+                }
             } else {
                 println!("{} (revision {})", state.summary, state.revision);
             }
@@ -264,7 +286,7 @@ pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
                 profile.set_daily(time);
             }
             if set.no_schedule {
-                profile.schedule = None;
+                profile.schedule = Some(String::new());
             }
             if let Some(zone) = &set.tz {
                 profile.zone = Some(zone.clone());
@@ -272,7 +294,27 @@ pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
                 profile.zone = jiff::tz::TimeZone::system().iana_name().map(str::to_owned);
             }
             profile.compile().map_err(|error| anyhow!(error))?;
-            let state = device.client.set_profile(&profile).await?;
+            // Only what was asked for becomes the user's preference; the rest stays with the
+            // operator's defaults.
+            let scheduling = set.schedule.is_some() || set.daily.is_some() || set.no_schedule;
+            let touched = [
+                ("mode", set.mode.is_some() || filtering || set.no_filter),
+                ("include", !set.include.is_empty() || set.no_filter),
+                ("exclude", !set.exclude.is_empty() || set.no_filter),
+                ("filter", filtering || set.no_filter),
+                ("fields", set.fields.is_some()),
+                ("content", set.content.is_some()),
+                ("auto", set.auto.is_some()),
+                ("schedule", scheduling),
+                ("zone", set.tz.is_some() || scheduling),
+            ];
+            let chosen = serde_json::to_value(&profile)?;
+            let patch: serde_json::Map<String, serde_json::Value> = touched
+                .into_iter()
+                .filter(|(_, touched)| *touched)
+                .map(|(key, _)| (key.to_owned(), chosen.get(key).cloned().unwrap_or(serde_json::Value::Null)))
+                .collect();
+            let state = device.client.set_profile(&patch).await?;
             println!("profile: {} (revision {}); the next sync applies it", state.summary, state.revision);
         }
     }

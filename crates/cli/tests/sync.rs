@@ -321,3 +321,42 @@ fn triggers_are_set_with_prefs_checked_and_leave_the_local_storage_as_it_is() {
     let set = world.on("pc", &["prefs", "set", "--no-schedule", "--auto", "off"]);
     assert!(!set.contains("syncs"), "{set}");
 }
+
+#[test]
+fn operator_settings_give_defaults_hold_bounds_and_say_what_decided_each_field() {
+    let world = World::with_operator_settings(Some(
+        "[class.phone.default]\nmode = \"partial\"\ncontent = \"stub\"\nauto = true\n\
+         [class.phone.bound]\ncontent = [\"stub\"]\nmin_schedule_interval = \"1h\"\n",
+    ));
+    world.register("pda", &[]);
+    world.register_as("phone", "phone", &[]);
+    world.register_as("pc", "pc", &[]);
+    world.write("song.mp3", b"a song");
+    world.pda(&["put", "song.mp3", "/content/"]);
+
+    // Nothing set: the phone gets the operator's defaults, the PC cpm's own.
+    assert!(world.on("phone", &["prefs", "show"]).starts_with("partial, stub"));
+    assert!(world.on("pc", &["prefs", "show"]).starts_with("full, download"));
+    world.sync("phone");
+    assert_eq!(files_under(&world.path("phone")), ["content/song.mp3.cpmlink"]);
+
+    // Outside the bounds: refused, naming the rule, and nothing changes.
+    let before = world.on("phone", &["prefs", "show"]);
+    let line = world.fails(&["-C", "phone", "prefs", "set", "--content", "download"]);
+    assert!(line.contains("content must be one of stub for phone devices (class.phone.bound.content)"), "{line}");
+    let line = world.fails(&["-C", "phone", "prefs", "set", "--schedule", "*/10 * * * *"]);
+    assert!(line.contains("class.phone.bound.min_schedule_interval"), "{line}");
+    assert_eq!(world.on("phone", &["prefs", "show"]), before);
+
+    world.on("phone", &["prefs", "set", "--auto", "off", "--daily", "24:00", "--tz", "Europe/Paris"]);
+    let effective = world.on("phone", &["prefs", "show", "--effective"]);
+    for line in [
+        "auto      false  (your preference)",
+        "content   stub  (operator default)",
+        "mode      partial  (operator default)",
+        "schedule  daily 24:00  (your preference)",
+        "fields    none  (built-in default)",
+    ] {
+        assert!(effective.lines().any(|shown| shown == line), "{line:?} not in\n{effective}");
+    }
+}

@@ -4,7 +4,6 @@
 //! sends its hash first and no bytes when the store already has them; a download lands in a
 //! temporary file that is renamed into place only once its hash matches.
 
-use cpm_core::profile::SyncProfile;
 use cpm_proto::{
     BlobReceipt, ChangesPage, CreateFolderRequest, CreateObjectRequest, Device, Entry, ErrorBody, Health, ListPage,
     LoginRequest, MoveRequest, MoveResult, ProfileState, RegisterDeviceRequest, RegisteredDevice, SetFlagsRequest,
@@ -225,8 +224,10 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/profile")).await
     }
 
-    pub async fn set_profile(&self, profile: &SyncProfile) -> Result<ProfileState> {
-        self.json(self.request(Method::PUT, "/v1/profile").json(profile)).await
+    /// Changes this device's preferences: each key given replaces the stored one; `null` gives
+    /// it back to the operator's default.
+    pub async fn set_profile(&self, preferences: &serde_json::Map<String, serde_json::Value>) -> Result<ProfileState> {
+        self.json(self.request(Method::PUT, "/v1/profile").json(preferences)).await
     }
 
     /// The journal since `since` as this device's profile sees it.

@@ -11,6 +11,7 @@ pub mod model;
 pub mod name;
 pub mod path;
 pub mod pattern;
+pub mod policy;
 pub mod profile;
 pub mod schedule;
 

@@ -70,9 +70,10 @@ pub struct SyncProfile {
     #[serde(default)]
     pub content: ContentPolicy,
     /// Sync whenever the store changes in a way that matters to this device (R3).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub auto: bool,
-    /// Periodic sync (R2): a 5-field cron pattern, or `daily HH:MM`; none when absent.
+    /// Periodic sync (R2): a 5-field cron pattern, or `daily HH:MM`; none when absent or empty
+    /// (empty: the user asked for none, whatever the operator's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     /// The IANA zone the schedule is read in.
@@ -128,6 +129,7 @@ impl SyncProfile {
         let zone = self.zone.as_deref().unwrap_or("UTC");
         self.schedule
             .as_deref()
+            .filter(|spec| !spec.is_empty())
             .map(|spec| match spec.strip_prefix(DAILY) {
                 Some(time) => Schedule::daily(time, zone),
                 None => Schedule::cron(spec, zone),

@@ -249,10 +249,15 @@ pub struct Health {
 pub struct ProfileState {
     #[schema(value_type = Object)]
     pub profile: cpm_core::profile::SyncProfile,
-    /// Bumped at every change: a device that sees a new revision re-scopes its local storage.
+    /// Bumped at every change of the device's preferences.
     pub revision: i64,
     /// One line for people, e.g. `partial, stub; include /content/**; fields name,size`.
     pub summary: String,
+    /// For each profile key, what decided it: `user`, `operator_default`, `built_in` or
+    /// `operator_bound`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub sources: std::collections::BTreeMap<String, cpm_core::policy::Source>,
 }
 
 /// The answer to a blob upload.

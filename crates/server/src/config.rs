@@ -9,10 +9,21 @@
 //! tombstone_retention = "30d"              # older cursors get 410 resync_required
 //! blob_grace = "1h"                        # how long uploaded content may wait for its object
 //! gc_interval = "10m"
+//!
+//! [class.phone.default]                    # profile keys used where the user set nothing
+//! mode = "partial"
+//! content = "stub"
+//! [class.phone.bound]                      # what the user cannot go past
+//! content = ["stub"]
+//! min_schedule_interval = "1h"
 //! ```
 
+use cpm_core::DeviceClass;
+use cpm_core::policy::{Bounds, ClassPolicy, merge_preferences};
+use cpm_core::profile::{ContentPolicy, Mode, SyncProfile};
 use cpm_store::StoreSettings;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +39,8 @@ pub struct ServerConfig {
     pub tombstone_retention: Duration,
     pub blob_grace: Duration,
     pub gc_interval: Duration,
+    /// The operator's defaults and bounds for device profiles, by class name.
+    pub classes: BTreeMap<String, ClassPolicy>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +54,7 @@ impl Default for ServerConfig {
             tombstone_retention: store.tombstone_retention,
             blob_grace: store.blob_grace,
             gc_interval: Duration::from_secs(600),
+            classes: BTreeMap::new(),
         }
     }
 }
@@ -50,6 +64,63 @@ impl Default for ServerConfig {
 struct OperatorFile {
     #[serde(default)]
     server: ServerSection,
+    #[serde(default)]
+    class: BTreeMap<String, ClassSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassSection {
+    #[serde(default)]
+    default: toml::Table,
+    #[serde(default)]
+    bound: BoundSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoundSection {
+    mode: Option<Vec<Mode>>,
+    content: Option<Vec<ContentPolicy>>,
+    auto: Option<bool>,
+    min_schedule_interval: Option<String>,
+}
+
+/// One `[class.NAME]` section, checked: a known class, default keys that make a valid profile,
+/// bounds that parse.
+fn class_policy(name: &str, section: ClassSection) -> Result<ClassPolicy, String> {
+    if !DeviceClass::ALL.iter().any(|class| class.as_str() == name) {
+        let known: Vec<&str> = DeviceClass::ALL.iter().map(|class| class.as_str()).collect();
+        return Err(format!("class.{name}: unknown device class (classes: {})", known.join(", ")));
+    }
+    let defaults = match serde_json::to_value(&section.default) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(format!("class.{name}.default: not a table")),
+    };
+    let mut checked = serde_json::Map::new();
+    merge_preferences(&mut checked, &defaults).map_err(|error| format!("class.{name}.default: {error}"))?;
+    let profile: SyncProfile = serde_json::from_value(serde_json::Value::Object(checked))
+        .map_err(|error| format!("class.{name}.default: {error}"))?;
+    profile.compile().map_err(|error| format!("class.{name}.default: {error}"))?;
+    let min_schedule_interval =
+        duration(&format!("class.{name}.bound.min_schedule_interval"), section.bound.min_schedule_interval)?
+            .map(|interval| jiff::SignedDuration::try_from(interval).map_err(|error| error.to_string()))
+            .transpose()?;
+    let policy = ClassPolicy {
+        class: name.to_owned(),
+        defaults,
+        bounds: Bounds {
+            mode: section.bound.mode,
+            content: section.bound.content,
+            auto: section.bound.auto,
+            min_schedule_interval,
+        },
+    };
+    // The defaults must themselves lie within the bounds.
+    policy
+        .check(&serde_json::Map::new(), jiff::Timestamp::now())
+        .map_err(|error| format!("class.{name}.default: {error}"))?;
+    Ok(policy)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +143,11 @@ impl ServerConfig {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: OperatorFile = toml::from_str(text).map_err(|error| error.to_string())?;
+        let classes = file
+            .class
+            .into_iter()
+            .map(|(name, section)| Ok((name.clone(), class_policy(&name, section)?)))
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
         let section = file.server;
         let defaults = Self::default();
         let public_url = section.public_url.map(|url| url.trim_end_matches('/').to_owned());
@@ -90,6 +166,7 @@ impl ServerConfig {
                 .unwrap_or(defaults.tombstone_retention),
             blob_grace: duration("blob_grace", section.blob_grace)?.unwrap_or(defaults.blob_grace),
             gc_interval: duration("gc_interval", section.gc_interval)?.unwrap_or(defaults.gc_interval),
+            classes,
         })
     }
 
@@ -109,7 +186,8 @@ fn bytes(key: &str, raw: Option<String>) -> Result<Option<u64>, String> {
 
 fn duration(key: &str, raw: Option<String>) -> Result<Option<Duration>, String> {
     raw.map(|raw| {
-        humantime::parse_duration(&raw).map_err(|error| format!("server.{key}: bad duration {raw:?}: {error}"))
+        let key = if key.contains('.') { key.to_owned() } else { format!("server.{key}") };
+        humantime::parse_duration(&raw).map_err(|error| format!("{key}: bad duration {raw:?}: {error}"))
     })
     .transpose()
 }
@@ -131,6 +209,33 @@ mod tests {
         assert!(ServerConfig::parse("[server]\nmax_object_bytes = \"lots\"\n").is_err());
         assert!(ServerConfig::parse("[server]\npublic_url = \"ftp://x\"\n").is_err());
         assert_eq!(ServerConfig::parse("").expect("empty is fine").listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn class_sections_give_checked_defaults_and_bounds() {
+        let config = ServerConfig::parse(
+            "[class.phone.default]\nmode = \"partial\"\ncontent = \"stub\"\nauto = true\n\
+             [class.phone.bound]\ncontent = [\"stub\"]\nauto = true\nmin_schedule_interval = \"1h\"\n",
+        )
+        .expect("valid");
+        let phone = &config.classes["phone"];
+        assert_eq!(phone.defaults["content"], "stub");
+        assert_eq!(phone.bounds.content, Some(vec![ContentPolicy::Stub]));
+        assert_eq!(phone.bounds.min_schedule_interval, Some(jiff::SignedDuration::from_hours(1)));
+        for (text, says) in [
+            ("[class.toaster.default]\nmode = \"full\"\n", "class.toaster: unknown device class"),
+            ("[class.phone.default]\ncolour = \"blue\"\n", "class.phone.default: unknown profile key"),
+            ("[class.phone.default]\nmode = \"sometimes\"\n", "class.phone.default:"),
+            ("[class.phone.bound]\ncontnet = [\"stub\"]\n", "unknown field"),
+            ("[class.phone.bound]\nmin_schedule_interval = \"soon\"\n", "class.phone.bound.min_schedule_interval"),
+            (
+                "[class.phone.default]\ncontent = \"download\"\n[class.phone.bound]\ncontent = [\"stub\"]\n",
+                "class.phone.default: content must be one of stub",
+            ),
+        ] {
+            let error = ServerConfig::parse(text).expect_err(text);
+            assert!(error.contains(says), "{error}");
+        }
     }
 
     #[test]

@@ -472,11 +472,14 @@ async fn a_partial_device_sees_only_its_records_and_details() -> TestResult {
         content: ContentPolicy::Stub,
         ..SyncProfile::default()
     };
-    let state = phone.set_profile(&profile).await?;
+    let state = phone.set_profile(&preferences(&profile)).await?;
     assert_eq!(state.revision, 1);
     assert!(state.summary.starts_with("partial, stub"), "{}", state.summary);
     let bad = SyncProfile { filter: Some("size < lots".into()), ..profile.clone() };
-    assert_eq!(api_error(phone.set_profile(&bad).await).1, "invalid_profile");
+    assert_eq!(api_error(phone.set_profile(&preferences(&bad)).await).1, "invalid_profile");
+    let mut unknown = serde_json::Map::new();
+    unknown.insert("colour".into(), "blue".into());
+    assert_eq!(api_error(phone.set_profile(&unknown).await).1, "invalid_profile");
     assert_eq!(phone.profile().await?.revision, 1, "a refused profile changes nothing");
     let session = Client::new(&server.url, Some(Client::new(&server.url, None)?.login("alice", "pw").await?.token))?;
     assert_eq!(api_error(session.sync_changes(0, 100).await).1, "device_required");
@@ -508,4 +511,12 @@ async fn a_partial_device_sees_only_its_records_and_details() -> TestResult {
     let back = phone.sync_changes(moved.cursor, 1000).await?;
     assert!(back.changes.iter().any(|change| change.id == song.id && !change.deleted), "{:?}", back.changes);
     Ok(())
+}
+
+/// A whole profile as preferences: every key it sets.
+fn preferences(profile: &cpm_core::profile::SyncProfile) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(profile) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
 }

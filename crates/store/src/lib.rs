@@ -31,6 +31,17 @@ pub struct Principal {
     pub device_id: Option<String>,
 }
 
+/// What a device's profile is made from: its class (for the operator's settings), the zone it
+/// registered in, and its user's preferences.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceProfile {
+    pub class: String,
+    pub time_zone: Option<String>,
+    /// A JSON object of the profile keys the user set; `None` until first set.
+    pub preferences: Option<String>,
+    pub revision: i64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRecord {
     pub id: String,
@@ -122,9 +133,9 @@ pub trait Store: Send + Sync + 'static {
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
     fn revoke_device(&self, user: UserId, name: &str) -> Result<DeviceRecord>;
 
-    /// A device's sync profile (JSON, `None` until first set) and its revision.
-    fn device_profile(&self, user: UserId, device_id: &str) -> Result<(Option<String>, i64)>;
-    /// Sets a device's profile; returns the new revision.
+    /// A device's class, zone, preferences and their revision.
+    fn device_profile(&self, user: UserId, device_id: &str) -> Result<DeviceProfile>;
+    /// Sets a device's preferences (a JSON object of profile keys); returns the new revision.
     fn set_device_profile(&self, user: UserId, device_id: &str, profile: &str) -> Result<i64>;
 
     // The tree.

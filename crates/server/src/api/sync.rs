@@ -6,29 +6,60 @@ use crate::state::{AppState, Auth, SharedState};
 use axum::Json;
 use axum::extract::State;
 use cpm_core::filter::ObjectFacts;
-use cpm_core::profile::{CompiledProfile, SyncProfile};
+use cpm_core::policy::{ClassPolicy, Effective, merge_preferences};
+use cpm_core::profile::CompiledProfile;
 use cpm_core::{ChangedRow, EntryKind, Item, Object};
 use cpm_proto::{Change, ChangesPage, ChangesQuery, Entry, ErrorBody, ProfileState};
 use cpm_store::{Store, StoreError, UserId};
 use jiff::Timestamp;
-use std::collections::{HashMap, HashSet};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 const DEFAULT_PAGE: u32 = 1000;
 
-/// The profile a device syncs by: its own, or the default (full, with content) until it sets one.
-pub fn effective_profile(store: &dyn Store, user: UserId, device: &str) -> Result<(SyncProfile, i64), StoreError> {
-    let (stored, revision) = store.device_profile(user, device)?;
-    let profile = match stored {
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|error| StoreError::Internal(format!("stored profile of {device} does not parse: {error}")))?,
-        None => SyncProfile::default(),
-    };
-    Ok((profile, revision))
+/// A device's profile as it applies, with what makes it up.
+pub struct DeviceProfileView {
+    pub effective: Effective,
+    pub revision: i64,
+    pub policy: ClassPolicy,
+    /// The keys its user set.
+    pub preferences: Map<String, Value>,
 }
 
-fn state_of(profile: SyncProfile, revision: i64) -> ProfileState {
-    ProfileState { summary: profile.to_string(), profile, revision }
+/// The profile a device syncs by: its user's preferences over the operator's defaults for its
+/// class, held within the operator's bounds; the zone it registered in when none is set.
+pub fn effective_profile(
+    store: &dyn Store,
+    classes: &BTreeMap<String, ClassPolicy>,
+    user: UserId,
+    device: &str,
+    now: Timestamp,
+) -> Result<DeviceProfileView, StoreError> {
+    let record = store.device_profile(user, device)?;
+    let preferences = match record.preferences {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|error| StoreError::Internal(format!("stored preferences of {device} do not parse: {error}")))?,
+        None => Map::new(),
+    };
+    let policy = classes
+        .get(&record.class)
+        .cloned()
+        .unwrap_or_else(|| ClassPolicy { class: record.class.clone(), ..ClassPolicy::default() });
+    let mut effective = policy.effective(&preferences, now).map_err(StoreError::Internal)?;
+    if effective.profile.zone.is_none() {
+        effective.profile.zone = record.time_zone;
+    }
+    Ok(DeviceProfileView { effective, revision: record.revision, policy, preferences })
+}
+
+fn state_of(view: DeviceProfileView) -> ProfileState {
+    let Effective { profile, sources } = view.effective;
+    ProfileState { summary: profile.to_string(), profile, revision: view.revision, sources }
+}
+
+fn invalid(code: &'static str, message: String) -> ApiError {
+    ApiError::new(axum::http::StatusCode::BAD_REQUEST, code, message)
 }
 
 #[utoipa::path(get, path = "/v1/profile", tag = "sync", security(("bearer" = [])),
@@ -38,23 +69,42 @@ pub async fn get_profile(
     Auth(principal): Auth,
 ) -> Result<Json<ProfileState>, ApiError> {
     let device = AppState::device_of(&principal)?;
-    let (profile, revision) = state.run(move |store| effective_profile(store, principal.user_id, &device)).await?;
-    Ok(Json(state_of(profile, revision)))
+    let (now, shared) = (state.clock.now(), Arc::clone(&state));
+    let view = state
+        .run(move |store| effective_profile(store, &shared.config.classes, principal.user_id, &device, now))
+        .await?;
+    Ok(Json(state_of(view)))
 }
 
 #[utoipa::path(put, path = "/v1/profile", tag = "sync", security(("bearer" = [])),
-    request_body(content = Object, description = "a SyncProfile: mode, include, exclude, filter, fields, content"),
+    request_body(content = Object, description = "preferences to change: any of mode, include, exclude, filter, \
+        fields, content, auto, schedule, zone; null gives a key back to the operator's default"),
     responses((status = 200, body = ProfileState), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn set_profile(
     State(state): State<SharedState>,
     Auth(principal): Auth,
-    ApiJson(profile): ApiJson<SyncProfile>,
+    ApiJson(patch): ApiJson<Map<String, Value>>,
 ) -> Result<Json<ProfileState>, ApiError> {
     let device = AppState::device_of(&principal)?;
-    profile.compile().map_err(|error| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_profile", error))?;
-    let json = serde_json::to_string(&profile).map_err(|error| StoreError::Internal(error.to_string()))?;
-    let revision = state.run(move |store| store.set_device_profile(principal.user_id, &device, &json)).await?;
-    Ok(Json(state_of(profile, revision)))
+    let (now, shared) = (state.clock.now(), Arc::clone(&state));
+    let lookup = device.clone();
+    let view = state
+        .run(move |store| effective_profile(store, &shared.config.classes, principal.user_id, &lookup, now))
+        .await?;
+    let mut preferences = view.preferences;
+    merge_preferences(&mut preferences, &patch).map_err(|error| invalid("invalid_profile", error))?;
+    view.policy.check(&preferences, now).map_err(|error| invalid("outside_bounds", error))?;
+    let effective = view.policy.effective(&preferences, now).map_err(|error| invalid("invalid_profile", error))?;
+    effective.profile.compile().map_err(|error| invalid("invalid_profile", error))?;
+    let json = serde_json::to_string(&preferences).map_err(|error| StoreError::Internal(error.to_string()))?;
+    let (now, shared) = (state.clock.now(), Arc::clone(&state));
+    let view = state
+        .run(move |store| {
+            store.set_device_profile(principal.user_id, &device, &json)?;
+            effective_profile(store, &shared.config.classes, principal.user_id, &device, now)
+        })
+        .await?;
+    Ok(Json(state_of(view)))
 }
 
 #[utoipa::path(get, path = "/v1/sync", tag = "sync", security(("bearer" = [])), params(ChangesQuery),
@@ -73,8 +123,8 @@ pub async fn sync_changes(
     let page = state
         .run(move |store| {
             let user = principal.user_id;
-            let (profile, _) = effective_profile(store, user, &device)?;
-            let profile = profile.compile().map_err(StoreError::Internal)?;
+            let view = effective_profile(store, &shared.config.classes, user, &device, now)?;
+            let profile = view.effective.profile.compile().map_err(StoreError::Internal)?;
             let batch = store.changes(user, query.since, limit)?;
             let mut view = DeviceView {
                 state: &shared,

@@ -7,8 +7,8 @@
 use crate::blobs::{BlobDir, VerifiedBlob};
 use crate::error::{Result, StoreError};
 use crate::{
-    ChangeBatch, DeviceRecord, GcReport, ListBatch, NewObject, Principal, Store, StoreSettings, UserId, UserSummary,
-    secret,
+    ChangeBatch, DeviceProfile, DeviceRecord, GcReport, ListBatch, NewObject, Principal, Store, StoreSettings, UserId,
+    UserSummary, secret,
 };
 use cpm_core::{ChangedRow, Clock, EntryKind, Folder, Item, Name, Object, StorePath};
 use jiff::Timestamp;
@@ -596,12 +596,20 @@ impl Store for SqliteStore {
         })
     }
 
-    fn device_profile(&self, user: UserId, device_id: &str) -> Result<(Option<String>, i64)> {
+    fn device_profile(&self, user: UserId, device_id: &str) -> Result<DeviceProfile> {
         self.read(|tx| {
             tx.query_row(
-                "SELECT profile, profile_revision FROM devices WHERE id = ?1 AND user_id = ?2 AND revoked_ms IS NULL",
+                "SELECT class, time_zone, profile, profile_revision FROM devices
+                 WHERE id = ?1 AND user_id = ?2 AND revoked_ms IS NULL",
                 params![device_id, user],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| {
+                    Ok(DeviceProfile {
+                        class: row.get(0)?,
+                        time_zone: row.get(1)?,
+                        preferences: row.get(2)?,
+                        revision: row.get(3)?,
+                    })
+                },
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("no registered device with id {device_id}")))
