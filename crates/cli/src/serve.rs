@@ -36,10 +36,35 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!("cpm: serving http://{address} (data: {})", args.data.display());
     std::io::stdout().flush()?;
     tracing::info!(%address, public_url = server.public_url(), "serving");
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(reload_on_hangup(path, server.settings()));
+    }
     server.run(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// SIGHUP reloads the operator settings; a file that no longer parses leaves the old ones in
+/// force, and says why.
+#[cfg(unix)]
+async fn reload_on_hangup(path: PathBuf, settings: cpm_server::Settings) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: operator settings will not be reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match ServerConfig::load(&path) {
+            Ok(config) => {
+                settings.reload(&config);
+                tracing::info!(path = %path.display(), "operator settings reloaded (device classes; other keys take a restart)");
+            }
+            Err(error) => tracing::warn!(%error, "operator settings not reloaded; the previous ones stay in force"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_path: PathBuf, _settings: cpm_server::Settings) {}
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

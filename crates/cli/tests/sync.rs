@@ -360,3 +360,27 @@ fn operator_settings_give_defaults_hold_bounds_and_say_what_decided_each_field()
         assert!(effective.lines().any(|shown| shown == line), "{line:?} not in\n{effective}");
     }
 }
+
+#[test]
+fn the_operator_settings_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
+    let mut world = World::with_operator_settings(Some("[class.phone.default]\ncontent = \"stub\"\n"));
+    world.register_as("phone", "phone", &[]);
+    assert!(world.on("phone", &["prefs", "show"]).starts_with("full, stub"));
+    let hang_up = |text: &str| {
+        std::fs::write(world.path("operator.toml"), text).expect("rewrite the settings");
+        let pid = world.server.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    };
+    let shows = |start: &str| {
+        (0..50).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            world.on("phone", &["prefs", "show"]).starts_with(start)
+        })
+    };
+    hang_up("[class.phone.default]\nmode = \"partial\"\ncontent = \"stub\"\n");
+    assert!(shows("partial, stub"), "the new defaults are in force");
+    hang_up("[class.phone.default]\nmode = \"sometimes\"\n");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(world.on("phone", &["prefs", "show"]).starts_with("partial, stub"), "a broken file changes nothing");
+    assert!(world.server.child.try_wait().expect("status").is_none(), "and the server keeps running");
+}

@@ -43,8 +43,15 @@ impl Server {
             .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-        let state =
-            Arc::new(AppState { store: Arc::new(store), config, public_url, metrics: Default::default(), clock });
+        let classes = std::sync::RwLock::new(Arc::new(config.classes.clone()));
+        let state = Arc::new(AppState {
+            store: Arc::new(store),
+            config,
+            classes,
+            public_url,
+            metrics: Default::default(),
+            clock,
+        });
         Ok(Self { state, listener })
     }
 
@@ -54,6 +61,11 @@ impl Server {
 
     pub fn public_url(&self) -> &str {
         &self.state.public_url
+    }
+
+    /// A handle that puts reloaded operator settings in force while the server runs.
+    pub fn settings(&self) -> Settings {
+        Settings { state: Arc::clone(&self.state) }
     }
 
     /// Serves until `shutdown` completes, then finishes the requests under way.
@@ -90,5 +102,17 @@ async fn collect_garbage(state: SharedState) {
             Ok(Err(error)) => tracing::error!(%error, "garbage collection failed"),
             Err(error) => tracing::error!(%error, "garbage collection task failed"),
         }
+    }
+}
+
+/// Reloads what can change while the server runs: the device class defaults and bounds. The
+/// listening address, size limits and collection intervals take a restart.
+pub struct Settings {
+    state: SharedState,
+}
+
+impl Settings {
+    pub fn reload(&self, config: &ServerConfig) {
+        self.state.set_classes(config.classes.clone());
     }
 }

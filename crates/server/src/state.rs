@@ -10,6 +10,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: ServerConfig,
+    /// The operator's class settings, replaced whole when the settings are reloaded.
+    pub classes: std::sync::RwLock<Arc<Classes>>,
     /// Base of object links, without a trailing slash.
     pub public_url: String,
     pub metrics: Metrics,
@@ -18,7 +20,27 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// The operator's defaults and bounds, by device class name.
+pub type Classes = std::collections::BTreeMap<String, cpm_core::policy::ClassPolicy>;
+
 impl AppState {
+    /// The class settings in force now.
+    pub fn classes(&self) -> Arc<Classes> {
+        match self.classes.read() {
+            Ok(classes) => Arc::clone(&classes),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts new class settings in force for every request that starts from now on.
+    pub fn set_classes(&self, classes: Classes) {
+        let fresh = Arc::new(classes);
+        match self.classes.write() {
+            Ok(mut current) => *current = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+    }
+
     /// Runs a store call on a blocking thread.
     pub async fn run<T: Send + 'static>(
         &self,

@@ -69,10 +69,8 @@ pub async fn get_profile(
     Auth(principal): Auth,
 ) -> Result<Json<ProfileState>, ApiError> {
     let device = AppState::device_of(&principal)?;
-    let (now, shared) = (state.clock.now(), Arc::clone(&state));
-    let view = state
-        .run(move |store| effective_profile(store, &shared.config.classes, principal.user_id, &device, now))
-        .await?;
+    let (now, classes) = (state.clock.now(), state.classes());
+    let view = state.run(move |store| effective_profile(store, &classes, principal.user_id, &device, now)).await?;
     Ok(Json(state_of(view)))
 }
 
@@ -86,22 +84,20 @@ pub async fn set_profile(
     ApiJson(patch): ApiJson<Map<String, Value>>,
 ) -> Result<Json<ProfileState>, ApiError> {
     let device = AppState::device_of(&principal)?;
-    let (now, shared) = (state.clock.now(), Arc::clone(&state));
+    let (now, classes) = (state.clock.now(), state.classes());
     let lookup = device.clone();
-    let view = state
-        .run(move |store| effective_profile(store, &shared.config.classes, principal.user_id, &lookup, now))
-        .await?;
+    let view = state.run(move |store| effective_profile(store, &classes, principal.user_id, &lookup, now)).await?;
     let mut preferences = view.preferences;
     merge_preferences(&mut preferences, &patch).map_err(|error| invalid("invalid_profile", error))?;
     view.policy.check(&preferences, now).map_err(|error| invalid("outside_bounds", error))?;
     let effective = view.policy.effective(&preferences, now).map_err(|error| invalid("invalid_profile", error))?;
     effective.profile.compile().map_err(|error| invalid("invalid_profile", error))?;
     let json = serde_json::to_string(&preferences).map_err(|error| StoreError::Internal(error.to_string()))?;
-    let (now, shared) = (state.clock.now(), Arc::clone(&state));
+    let (now, classes) = (state.clock.now(), state.classes());
     let view = state
         .run(move |store| {
             store.set_device_profile(principal.user_id, &device, &json)?;
-            effective_profile(store, &shared.config.classes, principal.user_id, &device, now)
+            effective_profile(store, &classes, principal.user_id, &device, now)
         })
         .await?;
     Ok(Json(state_of(view)))
@@ -118,12 +114,12 @@ pub async fn sync_changes(
 ) -> Result<Json<ChangesPage>, ApiError> {
     let device = AppState::device_of(&principal)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE) as usize;
-    let now = state.clock.now();
+    let (now, classes) = (state.clock.now(), state.classes());
     let shared = Arc::clone(&state);
     let page = state
         .run(move |store| {
             let user = principal.user_id;
-            let view = effective_profile(store, &shared.config.classes, user, &device, now)?;
+            let view = effective_profile(store, &classes, user, &device, now)?;
             let profile = view.effective.profile.compile().map_err(StoreError::Internal)?;
             let batch = store.changes(user, query.since, limit)?;
             let mut view = DeviceView {
