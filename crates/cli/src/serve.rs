@@ -2,7 +2,7 @@
 
 use anyhow::{Result, anyhow};
 use clap::Args;
-use cpm_core::SystemClock;
+use cpm_core::{Clock, SimulatedClock, SystemClock};
 use cpm_server::{Server, ServerConfig};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,6 +20,13 @@ pub struct ServeArgs {
     /// Operator settings (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Run on a simulated clock starting at this instant (RFC 3339, e.g.
+    /// 2026-11-25T23:59:50+01:00), for demos and tests; the real clock by default.
+    #[arg(long)]
+    clock_start: Option<jiff::Timestamp>,
+    /// How many times as fast as real time the simulated clock runs.
+    #[arg(long, requires = "clock_start", default_value_t = 1.0)]
+    clock_speed: f64,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -30,10 +37,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let server = Server::bind(&args.data, config, Arc::new(SystemClock)).await.map_err(|error| anyhow!(error))?;
+    let clock: Arc<dyn Clock> = match args.clock_start {
+        Some(start) => Arc::new(SimulatedClock::new(start, args.clock_speed).map_err(|error| anyhow!(error))?),
+        None => Arc::new(SystemClock),
+    };
+    let server = Server::bind(&args.data, config, clock).await.map_err(|error| anyhow!(error))?;
     let address = server.local_addr()?;
     // Scripts and tests read this line to learn the port (with --listen 127.0.0.1:0).
-    println!("cpm: serving http://{address} (data: {})", args.data.display());
+    let clock = match args.clock_start {
+        Some(start) => format!("; simulated clock from {start}, {}× real time", args.clock_speed),
+        None => String::new(),
+    };
+    println!("cpm: serving http://{address} (data: {}{clock})", args.data.display());
     std::io::stdout().flush()?;
     tracing::info!(%address, public_url = server.public_url(), "serving");
     if let Some(path) = args.config.clone() {

@@ -158,3 +158,25 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     assert!(revoked.contains("revoked pda"), "{revoked}");
     assert!(world.pda_fails(&["ls", "/"]).contains("token"));
 }
+
+#[test]
+fn the_store_runs_on_a_simulated_clock_when_told_to() {
+    let mut world = World::new();
+    let data = world.dir.path().join("simulated-data");
+    world.server = support::ServeProcess::start_with_args(
+        &data,
+        &["--clock-start", "2026-11-25T23:59:50+01:00", "--clock-speed", "60"],
+    );
+    let time: jiff::Timestamp =
+        world.get_json("/health")["time"].as_str().expect("a time").parse().expect("an instant");
+    let start: jiff::Timestamp = "2026-11-25T23:59:50+01:00".parse().expect("an instant");
+    assert!(time >= start && time < start + jiff::SignedDuration::from_mins(2), "{time}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let later: jiff::Timestamp =
+        world.get_json("/health")["time"].as_str().expect("a time").parse().expect("an instant");
+    assert!(later >= time + jiff::SignedDuration::from_secs(25), "half a second at 60× is 30 s: {time} → {later}");
+
+    let line =
+        world.fails(&["serve", "--data", "x", "--clock-start", "2026-11-25T23:59:50+01:00", "--clock-speed", "0"]);
+    assert!(line.contains("bad clock speed 0"), "{line}");
+}

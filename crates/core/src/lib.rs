@@ -15,7 +15,7 @@ pub mod policy;
 pub mod profile;
 pub mod schedule;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SimulatedClock, SystemClock};
 pub use kind::{DeviceClass, EntryKind, ObjectKind};
 pub use message::MessageInfo;
 pub use model::{ChangedRow, Folder, Item, Object};

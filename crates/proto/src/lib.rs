@@ -242,6 +242,10 @@ pub struct SetFlagsRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
+    /// The server's time: schedules fire by it (it may run on a simulated clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub time: Option<jiff::Timestamp>,
 }
 
 /// A device's sync profile as the server keeps it.

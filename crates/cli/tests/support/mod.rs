@@ -36,9 +36,18 @@ impl ServeProcess {
         *self = Self::start_on(&data, config.as_deref(), &address);
     }
 
+    /// Starts `cpm serve` with extra arguments (a simulated clock, say).
+    pub fn start_with_args(data: &Path, extra: &[&str]) -> Self {
+        Self::start_command(data, None, "127.0.0.1:0", extra)
+    }
+
     fn start_on(data: &Path, config: Option<&Path>, listen: &str) -> Self {
+        Self::start_command(data, config, listen, &[])
+    }
+
+    fn start_command(data: &Path, config: Option<&Path>, listen: &str, extra: &[&str]) -> Self {
         let mut command = Command::new(CPM);
-        command.args(["serve", "--listen", listen, "--data"]).arg(data);
+        command.args(["serve", "--listen", listen, "--data"]).arg(data).args(extra);
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -90,6 +99,18 @@ impl World {
         let world = Self { dir, server };
         world.ok(&["admin", "--data", data.to_str().expect("utf-8"), "user", "add", "alice"]);
         world
+    }
+
+    /// `GET PATH` on the server, over a plain TCP connection: the JSON body.
+    pub fn get_json(&self, path: &str) -> Value {
+        use std::io::{Read, Write};
+        let address = self.server.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).expect("connects");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("sends");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("reads");
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        serde_json::from_str(body).unwrap_or_else(|error| panic!("{error}: {response}"))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
