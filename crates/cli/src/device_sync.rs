@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use cpm_agent::index::Index;
 use cpm_agent::naming::META_DIR;
 use cpm_agent::plan::{LocalState, plan_push};
-use cpm_agent::{Device, Progress, Silent, scan};
+use cpm_agent::{Device, Progress, Silent, keep_in_sync, scan};
 use cpm_client::Client;
 use cpm_core::policy::Source;
 use cpm_core::profile::{ContentPolicy, Mode, SyncProfile};
@@ -181,6 +181,55 @@ pub async fn sync(here: &Path, args: SyncArgs) -> Result<()> {
         println!("synced: {}", report.summary());
     }
     Ok(())
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// Sync once and exit.
+    #[arg(long)]
+    once: bool,
+    /// A JSON line for every sync, also those with nothing to do.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the agent in the foreground, a line per sync that did something; Ctrl-C (or SIGTERM)
+/// stops it. A sync cut short converges on the next run, like any interrupted sync.
+pub async fn agent(here: &Path, args: AgentArgs) -> Result<()> {
+    let device = device(here)?;
+    let report_line = |report: &cpm_agent::Report| {
+        if args.json {
+            println!("{}", serde_json::to_string(report).unwrap_or_default());
+        } else if !report.summary().starts_with("up to date") {
+            println!("{} synced: {}", jiff::Zoned::now().strftime("%H:%M:%S"), report.summary());
+        }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    };
+    tokio::select! {
+        kept = keep_in_sync(&device, args.once, report_line) => kept,
+        () = stop_signal() => Ok(()),
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn quoted(value: &str) -> String {

@@ -45,6 +45,9 @@ enum Command {
     Devices(remote::DevicesArgs),
     /// Sync this device with the store, by its profile.
     Sync(device_sync::SyncArgs),
+    /// Keep this device in sync while running: now, and whenever the store changes in a way
+    /// that matters to it (Ctrl-C stops).
+    Agent(device_sync::AgentArgs),
     /// This device: cursor, last sync, pending local changes, conflicts, profile.
     Status(device_sync::StatusArgs),
     /// Show or change this device's sync profile.
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
             Command::Rm(args) => remote::rm(&here, args).await,
             Command::Devices(args) => remote::devices(&here, args).await,
             Command::Sync(args) => device_sync::sync(&here, args).await,
+            Command::Agent(args) => device_sync::agent(&here, args).await,
             Command::Status(args) => device_sync::status(&here, args),
             Command::Prefs(args) => device_sync::prefs(&here, args).await,
             Command::Fetch { path } => device_sync::fetch(&here, &path).await,

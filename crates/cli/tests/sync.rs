@@ -384,3 +384,60 @@ fn the_operator_settings_reload_on_sighup_and_a_broken_file_keeps_the_old_ones()
     assert!(world.on("phone", &["prefs", "show"]).starts_with("partial, stub"), "a broken file changes nothing");
     assert!(world.server.child.try_wait().expect("status").is_none(), "and the server keeps running");
 }
+
+/// Waits up to a generous bound for `done`; the latency itself belongs to the benchmark.
+fn eventually(done: impl Fn() -> bool) -> bool {
+    (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        done()
+    })
+}
+
+#[test]
+fn the_agent_follows_a_move_on_the_pda_without_being_asked_and_ignores_what_is_outside_its_view() {
+    let (world, _) = world_with_three_devices();
+    world.on("phone", &["prefs", "set", "--auto", "on"]);
+    let mut agent = support::Running(
+        std::process::Command::new(support::CPM)
+            .args(["-C", "phone", "agent", "--json"])
+            .current_dir(world.dir.path())
+            .env("CPM_PASSWORD", support::PASSWORD)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the agent starts"),
+    );
+    let stdout = agent.0.stdout.take().expect("stdout");
+    let (lines, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let phone = world.path("phone");
+    assert!(eventually(|| files_under(&phone) == ["content/song1.mp3.cpmlink", "content/song2.mp3.cpmlink"]));
+
+    // Step 6: a move on the PDA reaches the phone with no sync started by hand.
+    world.pda(&["mkdir", "/content/favourite song"]);
+    world.pda(&["mv", "/content/song1.mp3", "/content/favourite song/"]);
+    assert!(
+        eventually(|| files_under(&phone) == ["content/favourite song/song1.mp3.cpmlink", "content/song2.mp3.cpmlink"]),
+        "{:?}",
+        files_under(&phone)
+    );
+    let stub: Value =
+        serde_json::from_slice(&world.read("phone/content/favourite song/song1.mp3.cpmlink")).expect("a stub");
+    assert!(stub["link"].as_str().is_some_and(|link| link.ends_with("/content")));
+
+    // A change outside the phone's view wakes nothing.
+    while heard.recv_timeout(std::time::Duration::from_millis(300)).is_ok() {}
+    world.write("photo2.jpg", b"another picture");
+    world.pda(&["put", "photo2.jpg", "/content/"]);
+    assert!(
+        heard.recv_timeout(std::time::Duration::from_millis(1500)).is_err(),
+        "a sync for a photo the phone does not hold"
+    );
+
+    let pid = agent.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(agent.0.wait().expect("the agent stops").success(), "SIGTERM stops the agent cleanly");
+}

@@ -230,6 +230,25 @@ impl Client {
         self.json(self.request(Method::PUT, "/v1/profile").json(preferences)).await
     }
 
+    /// Opens the hint channel: the server says when the store has changed in a way that matters
+    /// to this device, starting with anything after `since`.
+    pub async fn hints(&self, since: i64) -> Result<Hints> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/v1/events?since={since}", self.base.replacen("http", "ws", 1));
+        let mut request =
+            url.as_str().into_client_request().map_err(|error| ClientError::Transport(error.to_string()))?;
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| ClientError::Transport("the token is not a valid header".into()))?;
+            request.headers_mut().insert("authorization", value);
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|error| ClientError::Transport(format!("cannot open the hint channel: {error}")))?;
+        Ok(Hints { socket })
+    }
+
     /// The journal since `since` as this device's profile sees it.
     pub async fn sync_changes(&self, since: i64, limit: u32) -> Result<ChangesPage> {
         self.json(self.request(Method::GET, "/v1/sync").query(&[("since", since), ("limit", i64::from(limit))])).await
@@ -338,6 +357,29 @@ impl Client {
             let _ = std::fs::remove_file(&temp);
         }
         result
+    }
+}
+
+/// The server's hints that this device has something to sync, over a WebSocket.
+pub struct Hints {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Hints {
+    /// The next hint (the journal position it is about), or `None` once the connection is gone.
+    pub async fn next(&mut self) -> Option<i64> {
+        use tokio_tungstenite::tungstenite::Message;
+        while let Some(message) = self.socket.next().await {
+            match message.ok()? {
+                Message::Text(text) => {
+                    let hint: serde_json::Value = serde_json::from_str(text.as_str()).ok()?;
+                    return hint.get("sync").and_then(serde_json::Value::as_i64);
+                }
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+        None
     }
 }
 

@@ -48,6 +48,7 @@ impl Server {
             store: Arc::new(store),
             config,
             classes,
+            journal: tokio::sync::broadcast::channel(16).0,
             public_url,
             metrics: Default::default(),
             clock,

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub struct Metrics {
     pub deduplicated_uploads: Counter,
     pub gc_blobs_removed: Counter,
     pub gc_tombstones_purged: Counter,
+    /// Devices holding an event socket now.
+    pub connected_devices: Gauge,
 }
 
 impl Default for Metrics {
@@ -36,6 +39,7 @@ impl Default for Metrics {
         let deduplicated_uploads = Counter::default();
         let gc_blobs_removed = Counter::default();
         let gc_tombstones_purged = Counter::default();
+        let connected_devices = Gauge::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register("upload_bytes", "Payload bytes received", upload_bytes.clone());
         registry.register("download_bytes", "Payload bytes sent", download_bytes.clone());
@@ -50,6 +54,7 @@ impl Default for Metrics {
             "Tombstones purged after their retention",
             gc_tombstones_purged.clone(),
         );
+        registry.register("connected_devices", "Devices connected for sync hints", connected_devices.clone());
         Self {
             registry: Arc::new(registry),
             requests,
@@ -58,6 +63,7 @@ impl Default for Metrics {
             deduplicated_uploads,
             gc_blobs_removed,
             gc_tombstones_purged,
+            connected_devices,
         }
     }
 }

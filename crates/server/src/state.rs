@@ -12,6 +12,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// The operator's class settings, replaced whole when the settings are reloaded.
     pub classes: std::sync::RwLock<Arc<Classes>>,
+    /// Rings after every change the store accepts: connected devices then look for news.
+    pub journal: tokio::sync::broadcast::Sender<()>,
     /// Base of object links, without a trailing slash.
     pub public_url: String,
     pub metrics: Metrics,

@@ -229,3 +229,13 @@ impl World {
 pub fn entry<'a>(entries: &'a [Value], name: &str) -> &'a Value {
     entries.iter().find(|entry| entry["name"] == name).unwrap_or_else(|| panic!("no {name} in {entries:?}"))
 }
+
+/// A child process that is killed when the test ends, passing or not.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod changes;
 pub mod content;
+pub mod events;
 pub mod sync;
 pub mod tree;
 
@@ -15,6 +16,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
 use cpm_proto::{Entry, ErrorBody, Health};
+use std::sync::Arc;
 use tower_http::compression::predicate::Predicate;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use utoipa::OpenApi;
@@ -66,6 +68,21 @@ impl Predicate for JsonOnly {
     }
 }
 
+/// After a request that changed the store, connected devices are told to look for news.
+async fn ring_after_changes(
+    State(state): State<SharedState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let writes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let response = next.run(request).await;
+    if writes && response.status().is_success() {
+        // Nobody listening is not an error.
+        let _ = state.journal.send(());
+    }
+    response
+}
+
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/v1/login", post(account::login))
@@ -85,10 +102,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/changes", get(changes::changes))
         .route("/v1/profile", get(sync::get_profile).put(sync::set_profile))
         .route("/v1/sync", get(sync::sync_changes))
+        .route("/v1/events", get(events::events))
         .route("/v1/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), ring_after_changes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

@@ -114,31 +114,41 @@ pub async fn sync_changes(
 ) -> Result<Json<ChangesPage>, ApiError> {
     let device = AppState::device_of(&principal)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE) as usize;
-    let (now, classes) = (state.clock.now(), state.classes());
     let shared = Arc::clone(&state);
-    let page = state
-        .run(move |store| {
-            let user = principal.user_id;
-            let view = effective_profile(store, &classes, user, &device, now)?;
-            let profile = view.effective.profile.compile().map_err(StoreError::Internal)?;
-            let batch = store.changes(user, query.since, limit)?;
-            let mut view = DeviceView {
-                state: &shared,
-                store,
-                user,
-                profile: &profile,
-                now,
-                folder_paths: HashMap::new(),
-                changes: Vec::new(),
-                sent: HashSet::new(),
-            };
-            for row in &batch.rows {
-                view.push(row)?;
-            }
-            Ok(ChangesPage { changes: view.changes, cursor: batch.cursor, has_more: batch.has_more })
-        })
-        .await?;
+    let page =
+        state.run(move |store| view_page(&shared, store, principal.user_id, &device, query.since, limit, None)).await?;
     Ok(Json(page))
+}
+
+/// One page of the journal as a device's profile sees it.
+pub fn view_page(
+    state: &AppState,
+    store: &dyn Store,
+    user: UserId,
+    device: &str,
+    since: i64,
+    limit: usize,
+    unseen_after: Option<Timestamp>,
+) -> Result<ChangesPage, StoreError> {
+    let now = state.clock.now();
+    let view = effective_profile(store, &state.classes(), user, device, now)?;
+    let profile = view.effective.profile.compile().map_err(StoreError::Internal)?;
+    let batch = store.changes(user, since, limit)?;
+    let mut view = DeviceView {
+        state,
+        store,
+        user,
+        profile: &profile,
+        now,
+        folder_paths: HashMap::new(),
+        changes: Vec::new(),
+        sent: HashSet::new(),
+        unseen_after,
+    };
+    for row in &batch.rows {
+        view.push(row)?;
+    }
+    Ok(ChangesPage { changes: view.changes, cursor: batch.cursor, has_more: batch.has_more })
 }
 
 /// The journal seen through one device's profile.
@@ -155,6 +165,9 @@ struct DeviceView<'a> {
     changes: Vec<Change>,
     /// Each record goes out once per page: rows and a moved folder's descendants overlap.
     sent: HashSet<String>,
+    /// Records created after this instant were never in the device's view, so their being
+    /// outside it is no news (for hints only; the feed itself reports every removal).
+    unseen_after: Option<Timestamp>,
 }
 
 impl DeviceView<'_> {
@@ -203,7 +216,13 @@ impl DeviceView<'_> {
                 entry: Some(entry),
             });
         } else {
-            self.remove(item.kind(), item.id(), item.modseq());
+            let created = match item {
+                Item::Folder(folder) => folder.created,
+                Item::Object(object) => object.created,
+            };
+            if self.unseen_after.is_none_or(|after| created <= after) {
+                self.remove(item.kind(), item.id(), item.modseq());
+            }
         }
         Ok(())
     }

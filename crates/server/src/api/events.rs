@@ -1,0 +1,93 @@
+//! `GET /v1/events?since=N`: a WebSocket on which the server hints a device to sync when the
+//! store changes in a way that matters to its profile. A hint is never the data: the device
+//! syncs as usual, so a lost hint costs latency, not correctness.
+
+use crate::api::sync::view_page;
+use crate::error::{ApiError, ApiQuery};
+use crate::state::{AppState, Auth, SharedState};
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use cpm_store::UserId;
+use jiff::Timestamp;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Changes that land this close together make one hint: moving 1,000 files is one sync.
+const COALESCE: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// The device's cursor: changes after it that matter to the device are hinted at once.
+    #[serde(default)]
+    since: i64,
+}
+
+pub async fn events(
+    State(state): State<SharedState>,
+    Auth(principal): Auth,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let device = AppState::device_of(&principal)?;
+    Ok(upgrade.on_upgrade(move |socket| hint(state, principal.user_id, device, query.since, socket)))
+}
+
+/// Whether the journal after `since` holds anything for the device, and where it ends. What
+/// was created after `unseen_after` outside the device's view never reached it: no news.
+async fn news(
+    state: &SharedState,
+    user: UserId,
+    device: &str,
+    since: i64,
+    unseen_after: Option<Timestamp>,
+) -> Result<(bool, i64), ApiError> {
+    let (shared, device) = (Arc::clone(state), device.to_owned());
+    state
+        .run(move |store| {
+            let mut cursor = since;
+            loop {
+                let page = view_page(&shared, store, user, &device, cursor, 1000, unseen_after)?;
+                cursor = page.cursor;
+                if !page.changes.is_empty() || !page.has_more {
+                    return Ok((!page.changes.is_empty(), cursor));
+                }
+            }
+        })
+        .await
+}
+
+async fn hint(state: SharedState, user: UserId, device: String, mut since: i64, mut socket: WebSocket) {
+    let mut journal = state.journal.subscribe();
+    state.metrics.connected_devices.inc();
+    // At first nothing is known of what the device holds: every change since its cursor counts.
+    let mut unseen_after = None;
+    loop {
+        let checking = state.clock.now();
+        let checked = news(&state, user, &device, since, unseen_after).await;
+        unseen_after = Some(checking);
+        match checked {
+            Ok((relevant, cursor)) => {
+                since = cursor;
+                let text = format!("{{\"sync\":{cursor}}}");
+                if relevant && socket.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        let woken = tokio::select! {
+            moved = journal.recv() => !matches!(moved, Err(RecvError::Closed)),
+            // The device speaks only to close; anything else is ignored.
+            incoming = socket.recv() => matches!(incoming, Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_) | Message::Binary(_)))),
+        };
+        if !woken {
+            break;
+        }
+        tokio::time::sleep(COALESCE).await;
+        while journal.try_recv().is_ok() {}
+    }
+    state.metrics.connected_devices.dec();
+}
