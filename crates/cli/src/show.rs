@@ -96,10 +96,12 @@ pub fn devices(devices: &[Device], current: &str, as_json: bool) -> Result<()> {
     }
     let mut rows = vec![["NAME", "CLASS", "TIME ZONE", "REGISTERED", "LAST SEEN", "STATE"].map(str::to_owned).to_vec()];
     for device in devices {
-        let state = match (device.revoked, device.id == current) {
-            (true, _) => "revoked",
-            (false, true) => "this device",
-            (false, false) => "active",
+        let state = match (device.revoked, device.id == current, device.online) {
+            (true, _, _) => "revoked",
+            (false, true, true) => "this device, online",
+            (false, true, false) => "this device",
+            (false, false, true) => "online",
+            (false, false, false) => "offline",
         };
         rows.push(vec![
             device.name.clone(),

@@ -437,7 +437,16 @@ fn the_agent_follows_a_move_on_the_pda_without_being_asked_and_ignores_what_is_o
         "a sync for a photo the phone does not hold"
     );
 
+    let phone_online = || {
+        let devices: Value = serde_json::from_str(&world.pda(&["devices", "--json"])).expect("json");
+        devices
+            .as_array()
+            .and_then(|all| all.iter().find(|device| device["name"] == "phone"))
+            .map(|d| d["online"] == true)
+    };
+    assert_eq!(phone_online(), Some(true), "the server sees the agent connected");
     let pid = agent.0.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     assert!(agent.0.wait().expect("the agent stops").success(), "SIGTERM stops the agent cleanly");
+    assert!(eventually(|| phone_online() == Some(false)), "and then gone");
 }

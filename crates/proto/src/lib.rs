@@ -179,6 +179,9 @@ pub struct Device {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen: Option<Timestamp>,
     pub revoked: bool,
+    /// Connected now for sync hints (`cpm agent` running).
+    #[serde(default)]
+    pub online: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -49,6 +49,7 @@ impl Server {
             config,
             classes,
             journal: tokio::sync::broadcast::channel(16).0,
+            online: Default::default(),
             public_url,
             metrics: Default::default(),
             clock,

@@ -14,6 +14,8 @@ pub struct AppState {
     pub classes: std::sync::RwLock<Arc<Classes>>,
     /// Rings after every change the store accepts: connected devices then look for news.
     pub journal: tokio::sync::broadcast::Sender<()>,
+    /// Event sockets open now, by device id.
+    pub online: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Base of object links, without a trailing slash.
     pub public_url: String,
     pub metrics: Metrics,
@@ -26,6 +28,20 @@ pub type SharedState = Arc<AppState>;
 pub type Classes = std::collections::BTreeMap<String, cpm_core::policy::ClassPolicy>;
 
 impl AppState {
+    /// Counts an event socket of `device` opening (`+1`) or closing (`-1`).
+    pub fn connected(&self, device: &str, opened: bool) {
+        let mut online = self.online.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = online.entry(device.to_owned()).or_default();
+        *count = if opened { *count + 1 } else { count.saturating_sub(1) };
+        if *count == 0 {
+            online.remove(device);
+        }
+    }
+
+    pub fn is_online(&self, device: &str) -> bool {
+        self.online.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(device)
+    }
+
     /// The class settings in force now.
     pub fn classes(&self) -> Arc<Classes> {
         match self.classes.read() {

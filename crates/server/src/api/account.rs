@@ -1,7 +1,7 @@
 //! Logins, device registration and revocation.
 
 use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::state::{Auth, SharedState};
+use crate::state::{AppState, Auth, SharedState};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,8 +10,9 @@ use cpm_proto::{Device, ErrorBody, LoginRequest, RegisterDeviceRequest, Register
 use cpm_store::{DeviceRecord, StoreError, UserId, secret};
 use std::sync::OnceLock;
 
-fn device(record: DeviceRecord) -> Device {
+fn device(state: &AppState, record: DeviceRecord) -> Device {
     Device {
+        online: state.is_online(&record.id),
         id: record.id,
         name: record.name,
         class: record.class,
@@ -78,7 +79,7 @@ pub async fn register_device(
     let record = state
         .run(move |store| store.register_device(user, &name, class.as_str(), request.time_zone.as_deref(), &hash))
         .await?;
-    Ok((StatusCode::CREATED, Json(RegisteredDevice { device: device(record), token })))
+    Ok((StatusCode::CREATED, Json(RegisteredDevice { device: device(&state, record), token })))
 }
 
 #[utoipa::path(get, path = "/v1/devices", tag = "account", security(("bearer" = [])),
@@ -88,7 +89,7 @@ pub async fn list_devices(
     Auth(principal): Auth,
 ) -> Result<Json<Vec<Device>>, ApiError> {
     let records = state.run(move |store| store.devices(principal.user_id)).await?;
-    Ok(Json(records.into_iter().map(device).collect()))
+    Ok(Json(records.into_iter().map(|record| device(&state, record)).collect()))
 }
 
 #[utoipa::path(delete, path = "/v1/devices/{name}", tag = "account", security(("bearer" = [])),
@@ -100,5 +101,5 @@ pub async fn revoke_device(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Device>, ApiError> {
     let record = state.run(move |store| store.revoke_device(principal.user_id, &name)).await?;
-    Ok(Json(device(record)))
+    Ok(Json(device(&state, record)))
 }

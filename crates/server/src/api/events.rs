@@ -62,6 +62,7 @@ async fn news(
 async fn hint(state: SharedState, user: UserId, device: String, mut since: i64, mut socket: WebSocket) {
     let mut journal = state.journal.subscribe();
     state.metrics.connected_devices.inc();
+    state.connected(&device, true);
     // At first nothing is known of what the device holds: every change since its cursor counts.
     let mut unseen_after = None;
     loop {
@@ -90,4 +91,5 @@ async fn hint(state: SharedState, user: UserId, device: String, mut since: i64, 
         while journal.try_recv().is_ok() {}
     }
     state.metrics.connected_devices.dec();
+    state.connected(&device, false);
 }
