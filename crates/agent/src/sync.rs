@@ -108,21 +108,32 @@ pub struct Report {
 }
 
 impl Report {
+    /// What the sync did, as counts with the words that tell them.
+    fn counts(&self) -> [(u64, &'static str); 8] {
+        [
+            (self.uploaded, "uploaded"),
+            (self.moved_up, "moved in the store"),
+            (self.deleted_up, "deleted in the store"),
+            (self.folders_up, "folders created in the store"),
+            (self.downloaded, "downloaded"),
+            (self.stubs_written, "stubs written"),
+            (self.renamed, "moved here"),
+            (self.removed, "removed here"),
+        ]
+    }
+
+    /// True when the sync changed nothing, here or in the store.
+    pub fn is_quiet(&self) -> bool {
+        self.counts().iter().all(|(count, _)| *count == 0)
+    }
+
     pub fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        let mut say = |count: u64, what: &str| {
-            if count > 0 {
-                parts.push(format!("{count} {what}"));
-            }
-        };
-        say(self.uploaded, "uploaded");
-        say(self.moved_up, "moved in the store");
-        say(self.deleted_up, "deleted in the store");
-        say(self.folders_up, "folders created in the store");
-        say(self.downloaded, "downloaded");
-        say(self.stubs_written, "stubs written");
-        say(self.renamed, "moved here");
-        say(self.removed, "removed here");
+        let parts: Vec<String> = self
+            .counts()
+            .into_iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, what)| format!("{count} {what}"))
+            .collect();
         let what = if parts.is_empty() { "up to date".to_owned() } else { parts.join(", ") };
         let conflicts = if self.conflicts.is_empty() {
             String::new()
@@ -182,8 +193,8 @@ impl Device {
         // Stubs and folders written without a flush may have been lost to a restart since: the
         // device then reads its whole view again and writes back whatever is missing.
         let boot = boot_id();
-        let restarted =
-            index.meta(UNFLUSHED_BOOT)?.is_some_and(|unflushed| !unflushed.is_empty() && Some(unflushed) != boot);
+        let unflushed_before = index.meta(UNFLUSHED_BOOT)?.unwrap_or_default();
+        let restarted = !unflushed_before.is_empty() && Some(&unflushed_before) != boot.as_ref();
         let cursor = index.cursor()?.filter(|_| !rescoped && !restarted);
         let (changes, new_cursor, full) = match cursor {
             Some(since) => match self.changes_since(since).await? {
@@ -280,7 +291,7 @@ impl Device {
         // lost them, the next sync re-reads the view and writes them again.
         let unflushed = if plan.actions.is_empty() {
             // Nothing written: an earlier pull's stubs stay pending, unless this was the re-read.
-            index.meta(UNFLUSHED_BOOT)?.filter(|_| !restarted).unwrap_or_default()
+            if restarted { String::new() } else { unflushed_before }
         } else if let (false, Some(boot)) = (plan.actions.iter().any(needs_flush), &boot) {
             boot.clone()
         } else {

@@ -200,7 +200,7 @@ pub async fn agent(here: &Path, args: AgentArgs) -> Result<()> {
     let report_line = |report: &cpm_agent::Report| {
         if args.json {
             println!("{}", serde_json::to_string(report).unwrap_or_default());
-        } else if !report.summary().starts_with("up to date") {
+        } else if !report.is_quiet() {
             println!("{} synced: {}", jiff::Zoned::now().strftime("%H:%M:%S"), report.summary());
         }
         let _ = std::io::Write::flush(&mut std::io::stdout());

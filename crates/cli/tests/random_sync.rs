@@ -11,7 +11,7 @@ mod support;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use support::{CPM, PASSWORD, World};
+use support::World;
 
 /// xorshift64*: small, seedable, and the same everywhere.
 struct Rng(u64);
@@ -195,8 +195,7 @@ impl Run {
     /// Syncs a device, sometimes killed after a few actions; on success, checks that what the
     /// device wrote reached the store.
     fn sync(&mut self, device: &'static str, fault: Option<usize>) -> bool {
-        let mut command = std::process::Command::new(CPM);
-        command.args(["-C", device, "sync", "--json"]).current_dir(self.world.dir.path()).env("CPM_PASSWORD", PASSWORD);
+        let mut command = self.world.command(&["-C", device, "sync", "--json"]);
         if let Some(after) = fault {
             command.env("CPM_FAULT_AFTER_ACTIONS", after.to_string());
         }

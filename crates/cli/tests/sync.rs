@@ -398,10 +398,8 @@ fn the_agent_follows_a_move_on_the_pda_without_being_asked_and_ignores_what_is_o
     let (world, _) = world_with_three_devices();
     world.on("phone", &["prefs", "set", "--auto", "on"]);
     let mut agent = support::Running(
-        std::process::Command::new(support::CPM)
-            .args(["-C", "phone", "agent", "--json"])
-            .current_dir(world.dir.path())
-            .env("CPM_PASSWORD", support::PASSWORD)
+        world
+            .command(&["-C", "phone", "agent", "--json"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("the agent starts"),

@@ -20,7 +20,7 @@
 
 use cpm_core::DeviceClass;
 use cpm_core::policy::{Bounds, ClassPolicy, merge_preferences};
-use cpm_core::profile::{ContentPolicy, Mode, SyncProfile};
+use cpm_core::profile::{ContentPolicy, Mode};
 use cpm_store::StoreSettings;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -97,11 +97,9 @@ fn class_policy(name: &str, section: ClassSection) -> Result<ClassPolicy, String
         Ok(serde_json::Value::Object(map)) => map,
         _ => return Err(format!("class.{name}.default: not a table")),
     };
-    let mut checked = serde_json::Map::new();
-    merge_preferences(&mut checked, &defaults).map_err(|error| format!("class.{name}.default: {error}"))?;
-    let profile: SyncProfile = serde_json::from_value(serde_json::Value::Object(checked))
+    // Unknown keys are refused here; the values are checked with the policy below.
+    merge_preferences(&mut serde_json::Map::new(), &defaults)
         .map_err(|error| format!("class.{name}.default: {error}"))?;
-    profile.compile().map_err(|error| format!("class.{name}.default: {error}"))?;
     let min_schedule_interval =
         duration(&format!("class.{name}.bound.min_schedule_interval"), section.bound.min_schedule_interval)?
             .map(|interval| jiff::SignedDuration::try_from(interval).map_err(|error| error.to_string()))
@@ -116,9 +114,13 @@ fn class_policy(name: &str, section: ClassSection) -> Result<ClassPolicy, String
             min_schedule_interval,
         },
     };
-    // The defaults must themselves lie within the bounds.
+    // The defaults must make a valid profile, within the bounds themselves.
+    let nothing_set = serde_json::Map::new();
+    let now = jiff::Timestamp::now();
     policy
-        .check(&serde_json::Map::new(), jiff::Timestamp::now())
+        .check(&nothing_set, now)
+        .and_then(|()| policy.effective(&nothing_set, now))
+        .and_then(|effective| effective.profile.compile().map(drop))
         .map_err(|error| format!("class.{name}.default: {error}"))?;
     Ok(policy)
 }
@@ -159,13 +161,14 @@ impl ServerConfig {
         Ok(Self {
             listen: section.listen.unwrap_or(defaults.listen),
             public_url,
-            max_object_bytes: bytes("max_object_bytes", section.max_object_bytes)?.unwrap_or(defaults.max_object_bytes),
-            max_message_bytes: bytes("max_message_bytes", section.max_message_bytes)?
+            max_object_bytes: bytes("server.max_object_bytes", section.max_object_bytes)?
+                .unwrap_or(defaults.max_object_bytes),
+            max_message_bytes: bytes("server.max_message_bytes", section.max_message_bytes)?
                 .unwrap_or(defaults.max_message_bytes),
-            tombstone_retention: duration("tombstone_retention", section.tombstone_retention)?
+            tombstone_retention: duration("server.tombstone_retention", section.tombstone_retention)?
                 .unwrap_or(defaults.tombstone_retention),
-            blob_grace: duration("blob_grace", section.blob_grace)?.unwrap_or(defaults.blob_grace),
-            gc_interval: duration("gc_interval", section.gc_interval)?.unwrap_or(defaults.gc_interval),
+            blob_grace: duration("server.blob_grace", section.blob_grace)?.unwrap_or(defaults.blob_grace),
+            gc_interval: duration("server.gc_interval", section.gc_interval)?.unwrap_or(defaults.gc_interval),
             classes,
         })
     }
@@ -179,17 +182,14 @@ fn bytes(key: &str, raw: Option<String>) -> Result<Option<u64>, String> {
     raw.map(|raw| {
         raw.parse::<bytesize::ByteSize>()
             .map(|size| size.as_u64())
-            .map_err(|error| format!("server.{key}: bad size {raw:?}: {error}"))
+            .map_err(|error| format!("{key}: bad size {raw:?}: {error}"))
     })
     .transpose()
 }
 
 fn duration(key: &str, raw: Option<String>) -> Result<Option<Duration>, String> {
-    raw.map(|raw| {
-        let key = if key.contains('.') { key.to_owned() } else { format!("server.{key}") };
-        humantime::parse_duration(&raw).map_err(|error| format!("{key}: bad duration {raw:?}: {error}"))
-    })
-    .transpose()
+    raw.map(|raw| humantime::parse_duration(&raw).map_err(|error| format!("{key}: bad duration {raw:?}: {error}")))
+        .transpose()
 }
 
 #[cfg(test)]

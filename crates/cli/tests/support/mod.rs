@@ -117,21 +117,21 @@ impl World {
         self.dir.path().join(name)
     }
 
+    /// `cpm ARGS…` in the world's directory, as its user.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(CPM);
+        command.args(args).current_dir(self.dir.path()).env("CPM_PASSWORD", PASSWORD);
+        command
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(CPM)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("CPM_PASSWORD", PASSWORD)
-            .output()
-            .expect("cpm runs")
+        self.command(args).output().expect("cpm runs")
     }
 
     /// Syncs a device that is killed (as by kill -9) right after its `actions`-th applied action.
     pub fn sync_killed_after(&self, device: &str, actions: usize) {
-        let output = Command::new(CPM)
-            .args(["-C", device, "sync", "--quiet"])
-            .current_dir(self.dir.path())
-            .env("CPM_PASSWORD", PASSWORD)
+        let output = self
+            .command(&["-C", device, "sync", "--quiet"])
             .env("CPM_FAULT_AFTER_ACTIONS", actions.to_string())
             .output()
             .expect("cpm runs");
