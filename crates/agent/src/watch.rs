@@ -1,6 +1,6 @@
-//! `cpm agent`: keeps a device in sync while it runs (R3). It syncs once, then holds the
-//! server's hint channel and syncs whenever the store changes in a way that matters to the
-//! device. Hints are never the data: when the channel drops, the agent reconnects with backoff and
+//! `cpm agent`: keeps a device in sync while it runs. It syncs once, then holds the server's
+//! hint channel and syncs whenever the store changes in a way that matters to the device (R3,
+//! with automatic sync on) and whenever its schedule comes round (R2). Hints are never the data: when the channel drops, the agent reconnects with backoff and
 //! jitter and syncs at once, for it may have missed some.
 
 use crate::sync::{Device, Report};
@@ -52,9 +52,9 @@ pub async fn keep_in_sync(device: &Device, once: bool, mut synced: impl FnMut(&R
         };
         failures = 0;
         let mut cursor = cursor;
-        while let Some(hinted) = hints.next().await {
-            // A hint about what the last sync already took is old news.
-            if hinted <= cursor {
+        while let Some(hint) = hints.next().await {
+            // A hint about what the last sync already took is old news; a schedule is not.
+            if hint.cursor <= cursor && !hint.scheduled {
                 continue;
             }
             match device.sync().await {

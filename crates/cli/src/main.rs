@@ -1,6 +1,7 @@
 //! `cpm`: run the network store, administer it, and use it from a device.
 
 mod admin;
+mod demo;
 mod device_dir;
 mod device_sync;
 mod remote;
@@ -56,6 +57,9 @@ enum Command {
     Fetch { path: String },
     /// Drop a fetched file's content, keeping its stub.
     Evict { path: String },
+    /// Play use case 7.1 end to end with real processes: a store on a simulated clock that
+    /// reaches 24:00, a PC, a PDA and a phone (leaves nothing running).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
             Command::Prefs(args) => device_sync::prefs(&here, args).await,
             Command::Fetch { path } => device_sync::fetch(&here, &path).await,
             Command::Evict { path } => device_sync::evict(&here, &path),
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {

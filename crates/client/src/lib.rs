@@ -365,15 +365,26 @@ pub struct Hints {
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 }
 
+/// A hint to sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint {
+    /// Where the journal stood when the server looked.
+    pub cursor: i64,
+    /// The device's schedule asks for a sync now, whatever changed.
+    pub scheduled: bool,
+}
+
 impl Hints {
-    /// The next hint (the journal position it is about), or `None` once the connection is gone.
-    pub async fn next(&mut self) -> Option<i64> {
+    /// The next hint, or `None` once the connection is gone.
+    pub async fn next(&mut self) -> Option<Hint> {
         use tokio_tungstenite::tungstenite::Message;
         while let Some(message) = self.socket.next().await {
             match message.ok()? {
                 Message::Text(text) => {
                     let hint: serde_json::Value = serde_json::from_str(text.as_str()).ok()?;
-                    return hint.get("sync").and_then(serde_json::Value::as_i64);
+                    let cursor = hint.get("sync").and_then(serde_json::Value::as_i64)?;
+                    let scheduled = hint.get("reason").and_then(serde_json::Value::as_str) == Some("schedule");
+                    return Some(Hint { cursor, scheduled });
                 }
                 Message::Close(_) => return None,
                 _ => {}

@@ -6,6 +6,11 @@ use std::sync::Mutex;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+
+    /// How long to wait in real time for this clock to move on by `span`.
+    fn real_wait(&self, span: jiff::SignedDuration) -> std::time::Duration {
+        span.unsigned_abs()
+    }
 }
 
 /// The real clock.
@@ -63,6 +68,10 @@ impl Clock for SimulatedClock {
         let run = jiff::SignedDuration::try_from_secs_f64(elapsed).unwrap_or(jiff::SignedDuration::MAX);
         self.start.saturating_add(run).unwrap_or(Timestamp::MAX)
     }
+
+    fn real_wait(&self, span: jiff::SignedDuration) -> std::time::Duration {
+        span.unsigned_abs().div_f64(self.speed)
+    }
 }
 
 #[cfg(test)]
@@ -77,6 +86,7 @@ mod tests {
         assert!(first >= start && first < start + jiff::SignedDuration::from_secs(5), "{first}");
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(clock.now() >= start + jiff::SignedDuration::from_secs(20), "20 ms at 1000× is 20 s");
+        assert_eq!(clock.real_wait(jiff::SignedDuration::from_secs(10)), std::time::Duration::from_millis(10));
         for speed in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(SimulatedClock::new(start, speed).is_err(), "{speed}");
         }

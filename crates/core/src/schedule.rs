@@ -100,6 +100,50 @@ impl Schedule {
     }
 }
 
+/// Where a device's periodic sync stands, as the server keeps it between instants and restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// The schedule it counts for, as [`Schedule`] displays it: another schedule starts afresh.
+    pub schedule: String,
+    /// The latest instant served, or when the schedule was first seen.
+    pub fired_through: Timestamp,
+    /// An instant fired and the device has not synced since: it is told as soon as it connects.
+    pub owed: bool,
+}
+
+/// What a device's timer does at a given moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tick {
+    /// Nothing is due.
+    Wait,
+    /// A schedule seen for the first time counts from now: instants before it were never asked for.
+    Arm(Timer),
+    /// An instant is due: the device is told to sync once, however many instants passed.
+    Fire(Timer),
+}
+
+impl Schedule {
+    /// What `timer` does at `now` under this schedule.
+    ///
+    /// Invariant: each scheduled instant fires at most once per device. `fired_through` only
+    /// moves forward to an instant that fired, and the server stores it before telling anyone.
+    pub fn tick(&self, timer: Option<&Timer>, now: Timestamp) -> Tick {
+        let schedule = self.to_string();
+        match timer.filter(|timer| timer.schedule == schedule) {
+            None => Tick::Arm(Timer { schedule, fired_through: now, owed: timer.is_some_and(|timer| timer.owed) }),
+            Some(timer) => match self.due(timer.fired_through, now) {
+                Some(instant) => Tick::Fire(Timer { schedule, fired_through: instant, owed: true }),
+                None => Tick::Wait,
+            },
+        }
+    }
+
+    /// When `timer` next fires under this schedule.
+    pub fn wakes_at(&self, timer: &Timer) -> Option<Timestamp> {
+        self.next_after(timer.fired_through)
+    }
+}
+
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.spec, self.zone_name)
@@ -163,6 +207,41 @@ mod tests {
             pc.due(at("2026-11-25T00:00:00+01:00"), at("2026-11-26T00:00:00+01:00")),
             Some(at("2026-11-26T00:00:00+01:00"))
         );
+    }
+
+    #[test]
+    fn a_timer_fires_each_instant_once_and_collapses_missed_ones() {
+        let pc = Schedule::daily("24:00", "Europe/Paris").expect("a schedule");
+        let set_at = at("2026-11-25T20:00:00+01:00");
+        let Tick::Arm(armed) = pc.tick(None, set_at) else { panic!("a new schedule arms") };
+        assert_eq!(armed.fired_through, set_at);
+        assert_eq!(pc.wakes_at(&armed), Some(at("2026-11-26T00:00:00+01:00")));
+        assert_eq!(pc.tick(Some(&armed), at("2026-11-25T23:59:59+01:00")), Tick::Wait);
+        let Tick::Fire(fired) = pc.tick(Some(&armed), at("2026-11-26T00:00:00+01:00")) else { panic!("24:00 fires") };
+        assert!(fired.owed);
+        assert_eq!(fired.fired_through, at("2026-11-26T00:00:00+01:00"));
+        // Once fired, the same instant never fires again, whenever the server looks.
+        assert_eq!(pc.tick(Some(&fired), at("2026-11-26T00:00:01+01:00")), Tick::Wait);
+        assert_eq!(pc.tick(Some(&fired), at("2026-11-26T23:00:00+01:00")), Tick::Wait);
+        // Three midnights missed (the server was down): one firing, for the latest.
+        let Tick::Fire(late) = pc.tick(Some(&fired), at("2026-11-29T08:00:00+01:00")) else { panic!("fires once") };
+        assert_eq!(late.fired_through, at("2026-11-29T00:00:00+01:00"));
+        assert_eq!(pc.tick(Some(&late), at("2026-11-29T08:00:01+01:00")), Tick::Wait);
+    }
+
+    #[test]
+    fn a_changed_schedule_counts_from_the_change_and_keeps_what_is_owed() {
+        let old = Schedule::daily("03:00", "Europe/Paris").expect("a schedule");
+        let new = Schedule::daily("01:00", "Europe/Paris").expect("a schedule");
+        let timer = Timer { schedule: old.to_string(), fired_through: at("2026-11-25T03:00:00+01:00"), owed: true };
+        // At 02:00 the new 01:00 schedule has already passed today: it was not asked for then.
+        let now = at("2026-11-26T02:00:00+01:00");
+        let Tick::Arm(armed) = new.tick(Some(&timer), now) else { panic!("a changed schedule arms") };
+        assert_eq!((armed.fired_through, armed.owed), (now, true));
+        assert_eq!(new.wakes_at(&armed), Some(at("2026-11-27T01:00:00+01:00")));
+        // Another zone is another schedule.
+        let tokyo = Schedule::daily("03:00", "Asia/Tokyo").expect("a schedule");
+        assert!(matches!(tokyo.tick(Some(&timer), now), Tick::Arm(_)));
     }
 
     #[test]

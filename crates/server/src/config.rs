@@ -16,6 +16,10 @@
 //! [class.phone.bound]                      # what the user cannot go past
 //! content = ["stub"]
 //! min_schedule_interval = "1h"
+//! max_object_bytes = "20MB"                # payloads over this are never downloaded
+//!
+//! [user]
+//! quota_bytes = "10GB"                     # what each user's live objects may take
 //! ```
 
 use cpm_core::DeviceClass;
@@ -41,6 +45,8 @@ pub struct ServerConfig {
     pub gc_interval: Duration,
     /// The operator's defaults and bounds for device profiles, by class name.
     pub classes: BTreeMap<String, ClassPolicy>,
+    /// What each user's live objects may take; no limit when absent.
+    pub quota_bytes: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +61,7 @@ impl Default for ServerConfig {
             blob_grace: store.blob_grace,
             gc_interval: Duration::from_secs(600),
             classes: BTreeMap::new(),
+            quota_bytes: None,
         }
     }
 }
@@ -66,6 +73,14 @@ struct OperatorFile {
     server: ServerSection,
     #[serde(default)]
     class: BTreeMap<String, ClassSection>,
+    #[serde(default)]
+    user: UserSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserSection {
+    quota_bytes: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +185,7 @@ impl ServerConfig {
             blob_grace: duration("server.blob_grace", section.blob_grace)?.unwrap_or(defaults.blob_grace),
             gc_interval: duration("server.gc_interval", section.gc_interval)?.unwrap_or(defaults.gc_interval),
             classes,
+            quota_bytes: bytes("user.quota_bytes", file.user.quota_bytes)?,
         })
     }
 
@@ -208,6 +224,14 @@ mod tests {
         assert!(ServerConfig::parse("[server]\nmax_objet_bytes = \"1MB\"\n").is_err());
         assert!(ServerConfig::parse("[server]\nmax_object_bytes = \"lots\"\n").is_err());
         assert!(ServerConfig::parse("[server]\npublic_url = \"ftp://x\"\n").is_err());
+        assert_eq!(
+            ServerConfig::parse("[user]\nquota_bytes = \"10GB\"\n").expect("valid").quota_bytes,
+            Some(10_000_000_000)
+        );
+        assert!(
+            ServerConfig::parse("[user]\nquota_bytes = \"plenty\"\n")
+                .is_err_and(|error| error.contains("user.quota_bytes"))
+        );
         assert_eq!(ServerConfig::parse("").expect("empty is fine").listen.to_string(), DEFAULT_LISTEN);
     }
 

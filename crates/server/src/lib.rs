@@ -5,6 +5,7 @@ pub mod config;
 mod convert;
 pub mod error;
 pub mod metrics;
+mod schedules;
 pub mod state;
 
 pub use config::ServerConfig;
@@ -44,12 +45,16 @@ impl Server {
         let address = listener.local_addr().map_err(|error| error.to_string())?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
         let classes = std::sync::RwLock::new(Arc::new(config.classes.clone()));
+        let quota_bytes = config.quota_bytes.unwrap_or(0);
         let state = Arc::new(AppState {
             store: Arc::new(store),
             config,
             classes,
+            quota_bytes: quota_bytes.into(),
             journal: tokio::sync::broadcast::channel(16).0,
             online: Default::default(),
+            owed: Default::default(),
+            timers_changed: tokio::sync::Notify::new(),
             public_url,
             metrics: Default::default(),
             clock,
@@ -73,6 +78,7 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes the requests under way.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let collector = tokio::spawn(collect_garbage(Arc::clone(&self.state)));
+        let scheduler = tokio::spawn(schedules::run(Arc::clone(&self.state)));
         let app = api::router(self.state);
         // Headers and body go out as separate writes: without NODELAY, Nagle's algorithm holds
         // the body until the client's delayed ACK, some 40 ms per small response.
@@ -83,6 +89,7 @@ impl Server {
         });
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         collector.abort();
+        scheduler.abort();
         served
     }
 }
@@ -107,8 +114,8 @@ async fn collect_garbage(state: SharedState) {
     }
 }
 
-/// Reloads what can change while the server runs: the device class defaults and bounds. The
-/// listening address, size limits and collection intervals take a restart.
+/// Reloads what can change while the server runs: the device class defaults and bounds, and the
+/// user quota. The listening address, size limits and collection intervals take a restart.
 pub struct Settings {
     state: SharedState,
 }
@@ -116,5 +123,7 @@ pub struct Settings {
 impl Settings {
     pub fn reload(&self, config: &ServerConfig) {
         self.state.set_classes(config.classes.clone());
+        self.state.quota_bytes.store(config.quota_bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        self.state.timers_changed.notify_one();
     }
 }

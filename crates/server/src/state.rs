@@ -4,18 +4,27 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use cpm_core::Clock;
-use cpm_store::{Principal, Store, StoreError, secret};
-use std::sync::Arc;
+use cpm_store::{Principal, Store, StoreError, UserId, secret};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::watch;
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: ServerConfig,
     /// The operator's class settings, replaced whole when the settings are reloaded.
     pub classes: std::sync::RwLock<Arc<Classes>>,
-    /// Rings after every change the store accepts: connected devices then look for news.
-    pub journal: tokio::sync::broadcast::Sender<()>,
-    /// Event sockets open now, by device id.
-    pub online: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// What each user's live objects may take, in bytes; 0: no limit. Reloaded with the classes.
+    pub quota_bytes: std::sync::atomic::AtomicU64,
+    /// Rings with the user's id after every change the store accepts for that user: the user's
+    /// connected devices then look for news.
+    pub journal: tokio::sync::broadcast::Sender<UserId>,
+    /// Devices with an event socket open now.
+    pub online: Mutex<HashMap<String, Presence>>,
+    /// Devices told (or due to be told) to sync by their schedule, that have not synced since.
+    pub owed: Mutex<HashSet<String>>,
+    /// Rings when what decides the schedules may have changed: a profile, a device, the settings.
+    pub timers_changed: tokio::sync::Notify,
     /// Base of object links, without a trailing slash.
     pub public_url: String,
     pub metrics: Metrics,
@@ -27,19 +36,71 @@ pub type SharedState = Arc<AppState>;
 /// The operator's defaults and bounds, by device class name.
 pub type Classes = std::collections::BTreeMap<String, cpm_core::policy::ClassPolicy>;
 
-impl AppState {
-    /// Counts an event socket of `device` opening (`+1`) or closing (`-1`).
-    pub fn connected(&self, device: &str, opened: bool) {
-        let mut online = self.online.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = online.entry(device.to_owned()).or_default();
-        *count = if opened { *count + 1 } else { count.saturating_sub(1) };
-        if *count == 0 {
-            online.remove(device);
+/// A device's open event sockets, and the bell that tells them all to sync now.
+pub struct Presence {
+    sockets: usize,
+    nudge: watch::Sender<()>,
+}
+
+/// One open event socket; counted as online until dropped.
+pub struct Attached {
+    state: SharedState,
+    device: String,
+    /// Changes when the device must sync now.
+    pub nudges: watch::Receiver<()>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let mut online = lock(&self.state.online);
+        if let Some(presence) = online.get_mut(&self.device) {
+            presence.sockets = presence.sockets.saturating_sub(1);
+            if presence.sockets == 0 {
+                online.remove(&self.device);
+            }
         }
+        self.state.metrics.connected_devices.dec();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl AppState {
+    /// Counts an event socket of `device` as open until the returned value is dropped.
+    pub fn attach(self: &Arc<Self>, device: &str) -> Attached {
+        let mut online = lock(&self.online);
+        let presence =
+            online.entry(device.to_owned()).or_insert_with(|| Presence { sockets: 0, nudge: watch::channel(()).0 });
+        presence.sockets += 1;
+        let nudges = presence.nudge.subscribe();
+        drop(online);
+        self.metrics.connected_devices.inc();
+        Attached { state: Arc::clone(self), device: device.to_owned(), nudges }
     }
 
     pub fn is_online(&self, device: &str) -> bool {
-        self.online.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(device)
+        lock(&self.online).contains_key(device)
+    }
+
+    /// Tells the connected ones of `devices` to sync now; returns how many were connected.
+    pub fn nudge<'a>(&self, devices: impl IntoIterator<Item = &'a str>) -> usize {
+        let online = lock(&self.online);
+        devices
+            .into_iter()
+            .filter_map(|device| online.get(device))
+            .map(|presence| presence.nudge.send_replace(()))
+            .count()
+    }
+
+    pub fn is_owed(&self, device: &str) -> bool {
+        lock(&self.owed).contains(device)
+    }
+
+    /// Takes a device off the owed list; true when it was on it.
+    pub fn settle(&self, device: &str) -> bool {
+        lock(&self.owed).remove(device)
     }
 
     /// The class settings in force now.
@@ -57,6 +118,11 @@ impl AppState {
             Ok(mut current) => *current = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
+    }
+
+    /// The quota in force now.
+    pub fn quota_bytes(&self) -> Option<u64> {
+        Some(self.quota_bytes.load(std::sync::atomic::Ordering::Relaxed)).filter(|quota| *quota > 0)
     }
 
     /// Runs a store call on a blocking thread.
@@ -107,6 +173,16 @@ impl axum::extract::FromRequestParts<SharedState> for Auth {
             .filter(|token| !token.is_empty())
             .ok_or_else(|| ApiError::from(StoreError::Unauthorized))?;
         let hash = secret::token_hash(token);
-        state.run(move |store| store.authenticate(&hash)).await.map(Auth)
+        let principal = state.run(move |store| store.authenticate(&hash)).await?;
+        if let Some(Acting(user)) = parts.extensions.get::<Acting>() {
+            // Set once per request; a second extractor finds it set to the same user.
+            let _ = user.set(principal.user_id);
+        }
+        Ok(Auth(principal))
     }
 }
+
+/// Filled with the user a request acts for once it is authenticated, so that what runs after the
+/// handler knows whose store changed.
+#[derive(Clone, Default)]
+pub struct Acting(pub Arc<std::sync::OnceLock<UserId>>);

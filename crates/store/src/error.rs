@@ -29,6 +29,8 @@ pub enum StoreError {
     HashMismatch(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("cursor {since} cannot be served: changes up to modseq {oldest} are no longer kept; sync again from 0")]
     ResyncRequired { since: i64, oldest: i64 },
     #[error("internal storage error: {0}")]
@@ -52,6 +54,7 @@ impl StoreError {
             StoreError::BlobMissing(_) => "blob_missing",
             StoreError::HashMismatch(_) => "hash_mismatch",
             StoreError::TooLarge(_) => "too_large",
+            StoreError::QuotaExceeded(_) => "quota_exceeded",
             StoreError::ResyncRequired { .. } => "resync_required",
             StoreError::Internal(_) | StoreError::Io(_) => "internal",
         }

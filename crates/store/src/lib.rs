@@ -16,6 +16,7 @@ pub use blobs::{BlobDir, BlobWriter, VerifiedBlob, is_valid_hash};
 pub use error::{Result, StoreError};
 pub use sqlite::SqliteStore;
 
+use cpm_core::schedule::Timer;
 use cpm_core::{ChangedRow, Folder, Item, MessageInfo, Name, Object, ObjectKind, StorePath};
 use jiff::Timestamp;
 use std::path::PathBuf;
@@ -75,6 +76,17 @@ pub struct NewObject {
     pub replace: bool,
     /// With `replace`: refuse (conflict) unless the object is still at this modseq.
     pub base_modseq: Option<i64>,
+    /// The user's quota in force: refuse when the user's live objects would take more bytes.
+    pub quota_bytes: Option<u64>,
+}
+
+/// A live device and what its periodic sync is made from, as the server's scheduler reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceTimer {
+    pub user: UserId,
+    pub device_id: String,
+    pub profile: DeviceProfile,
+    pub timer: Option<Timer>,
 }
 
 /// One page of a folder: folders first, then objects, each in byte order of their names.
@@ -137,6 +149,14 @@ pub trait Store: Send + Sync + 'static {
     fn device_profile(&self, user: UserId, device_id: &str) -> Result<DeviceProfile>;
     /// Sets a device's preferences (a JSON object of profile keys); returns the new revision.
     fn set_device_profile(&self, user: UserId, device_id: &str, profile: &str) -> Result<i64>;
+    /// Every live device of every user, with its profile and periodic sync timer.
+    fn device_timers(&self) -> Result<Vec<DeviceTimer>>;
+    /// Stores timers, all together or none.
+    fn save_timers(&self, timers: &[(String, Timer)]) -> Result<()>;
+    /// Marks that a device has synced since its last fired instant.
+    fn settle_timer(&self, device_id: &str) -> Result<()>;
+    /// Bytes the user's live objects take.
+    fn bytes_used(&self, user: UserId) -> Result<u64>;
 
     // The tree.
     fn resolve(&self, user: UserId, path: &StorePath) -> Result<Item>;

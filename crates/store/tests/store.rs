@@ -63,6 +63,7 @@ fn put(store: &SqliteStore, user: UserId, folder: &str, file: &str, bytes: &[u8]
                 modified: None,
                 replace: false,
                 base_modseq: None,
+                quota_bytes: None,
             },
         )
         .expect("object")
@@ -126,6 +127,7 @@ fn folders_objects_and_name_rules() -> TestResult {
         modified: None,
         replace: false,
         base_modseq: None,
+        quota_bytes: None,
     };
     assert!(matches!(f.store.create_object(f.alice, again.clone()), Err(StoreError::AlreadyExists(_))));
     let replaced = f.store.create_object(f.alice, NewObject { replace: true, ..again.clone() })?;

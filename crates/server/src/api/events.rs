@@ -2,7 +2,7 @@
 //! store changes in a way that matters to its profile. A hint is never the data: the device
 //! syncs as usual, so a lost hint costs latency, not correctness.
 
-use crate::api::sync::view_page;
+use crate::api::sync::{effective_profile, view_page};
 use crate::error::{ApiError, ApiQuery};
 use crate::state::{AppState, Auth, SharedState};
 use axum::extract::State;
@@ -36,7 +36,8 @@ pub async fn events(
 }
 
 /// Whether the journal after `since` holds anything for the device, and where it ends. What
-/// was created after `unseen_after` outside the device's view never reached it: no news.
+/// was created after `unseen_after` outside the device's view never reached it: no news. A
+/// device without automatic sync hears of no changes.
 async fn news(
     state: &SharedState,
     user: UserId,
@@ -47,6 +48,10 @@ async fn news(
     let (shared, device) = (Arc::clone(state), device.to_owned());
     state
         .run(move |store| {
+            let view = effective_profile(store, &shared.classes(), user, &device, shared.clock.now())?;
+            if !view.effective.profile.auto {
+                return Ok((false, since));
+            }
             let mut cursor = since;
             loop {
                 let page = view_page(&shared, store, user, &device, cursor, 1000, unseen_after)?;
@@ -59,37 +64,65 @@ async fn news(
         .await
 }
 
+/// Why the socket woke.
+enum Wake {
+    /// The user's store changed.
+    Journal,
+    /// The device's schedule says: sync now.
+    Schedule,
+    Closed,
+}
+
 async fn hint(state: SharedState, user: UserId, device: String, mut since: i64, mut socket: WebSocket) {
     let mut journal = state.journal.subscribe();
-    state.metrics.connected_devices.inc();
-    state.connected(&device, true);
+    let mut attached = state.attach(&device);
     // At first nothing is known of what the device holds: every change since its cursor counts.
     let mut unseen_after = None;
+    let mut wake = if state.is_owed(&device) { Wake::Schedule } else { Wake::Journal };
     loop {
-        let checking = state.clock.now();
-        let checked = news(&state, user, &device, since, unseen_after).await;
-        unseen_after = Some(checking);
-        match checked {
-            Ok((relevant, cursor)) => {
-                since = cursor;
-                let text = format!("{{\"sync\":{cursor}}}");
-                if relevant && socket.send(Message::Text(text.into())).await.is_err() {
-                    break;
+        let sent = match wake {
+            Wake::Journal => {
+                let checking = state.clock.now();
+                let checked = news(&state, user, &device, since, unseen_after).await;
+                unseen_after = Some(checking);
+                match checked {
+                    Ok((relevant, cursor)) => {
+                        since = cursor;
+                        !relevant || send(&mut socket, cursor, "changes").await
+                    }
+                    Err(_) => false,
                 }
             }
-            Err(_) => break,
-        }
-        let woken = tokio::select! {
-            moved = journal.recv() => !matches!(moved, Err(RecvError::Closed)),
-            // The device speaks only to close; anything else is ignored.
-            incoming = socket.recv() => matches!(incoming, Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_) | Message::Binary(_)))),
+            Wake::Schedule => send(&mut socket, since, "schedule").await,
+            Wake::Closed => false,
         };
-        if !woken {
+        if !sent {
             break;
         }
-        tokio::time::sleep(COALESCE).await;
-        while journal.try_recv().is_ok() {}
+        wake = loop {
+            tokio::select! {
+                moved = journal.recv() => match moved {
+                    Ok(changed) if changed != user => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        tokio::time::sleep(COALESCE).await;
+                        while journal.try_recv().is_ok() {}
+                        break Wake::Journal;
+                    }
+                    Err(RecvError::Closed) => break Wake::Closed,
+                },
+                rung = attached.nudges.changed() => break if rung.is_ok() { Wake::Schedule } else { Wake::Closed },
+                // The device speaks only to close; anything else is ignored.
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_) | Message::Binary(_))) => continue,
+                    _ => break Wake::Closed,
+                },
+            }
+        };
     }
-    state.metrics.connected_devices.dec();
-    state.connected(&device, false);
+}
+
+/// Sends a hint; false when the socket is gone.
+async fn send(socket: &mut WebSocket, cursor: i64, reason: &str) -> bool {
+    let text = format!("{{\"sync\":{cursor},\"reason\":\"{reason}\"}}");
+    socket.send(Message::Text(text.into())).await.is_ok()
 }

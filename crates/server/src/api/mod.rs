@@ -9,7 +9,7 @@ pub mod tree;
 
 use crate::error::ApiError;
 use crate::metrics;
-use crate::state::SharedState;
+use crate::state::{Acting, SharedState};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -68,17 +68,30 @@ impl Predicate for JsonOnly {
     }
 }
 
-/// After a request that changed the store, connected devices are told to look for news.
+/// After a request that changed a user's store, the user's connected devices are told to look
+/// for news.
 async fn ring_after_changes(
     State(state): State<SharedState>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
     let writes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let acting = Acting::default();
+    // A new or revoked device, or a changed profile, may change what is scheduled.
+    let path = request.uri().path();
+    let touches_timers = path.starts_with("/v1/devices") || path == "/v1/profile";
+    if writes {
+        request.extensions_mut().insert(acting.clone());
+    }
     let response = next.run(request).await;
     if writes && response.status().is_success() {
-        // Nobody listening is not an error.
-        let _ = state.journal.send(());
+        if let Some(user) = acting.0.get() {
+            // Nobody listening is not an error.
+            let _ = state.journal.send(*user);
+        }
+        if touches_timers {
+            state.timers_changed.notify_one();
+        }
     }
     response
 }

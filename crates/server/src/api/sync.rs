@@ -10,7 +10,7 @@ use cpm_core::policy::{ClassPolicy, Effective, merge_preferences};
 use cpm_core::profile::CompiledProfile;
 use cpm_core::{ChangedRow, EntryKind, Item, Object};
 use cpm_proto::{Change, ChangesPage, ChangesQuery, Entry, ErrorBody, ProfileState};
-use cpm_store::{Store, StoreError, UserId};
+use cpm_store::{DeviceProfile, Store, StoreError, UserId};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,10 +36,18 @@ pub fn effective_profile(
     device: &str,
     now: Timestamp,
 ) -> Result<DeviceProfileView, StoreError> {
-    let record = store.device_profile(user, device)?;
+    profile_of(store.device_profile(user, device)?, classes, now)
+}
+
+/// [`effective_profile`] of a device record already read.
+pub fn profile_of(
+    record: DeviceProfile,
+    classes: &BTreeMap<String, ClassPolicy>,
+    now: Timestamp,
+) -> Result<DeviceProfileView, StoreError> {
     let preferences = match record.preferences {
         Some(json) => serde_json::from_str(&json)
-            .map_err(|error| StoreError::Internal(format!("stored preferences of {device} do not parse: {error}")))?,
+            .map_err(|error| StoreError::Internal(format!("stored preferences do not parse: {error}")))?,
         None => Map::new(),
     };
     let policy = classes
@@ -115,8 +123,16 @@ pub async fn sync_changes(
     let device = AppState::device_of(&principal)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE) as usize;
     let shared = Arc::clone(&state);
-    let page =
-        state.run(move |store| view_page(&shared, store, principal.user_id, &device, query.since, limit, None)).await?;
+    // A device that syncs after a scheduled instant has done what the schedule asked.
+    let settles = state.settle(&device);
+    let page = state
+        .run(move |store| {
+            if settles {
+                store.settle_timer(&device)?;
+            }
+            view_page(&shared, store, principal.user_id, &device, query.since, limit, None)
+        })
+        .await?;
     Ok(Json(page))
 }
 

@@ -145,6 +145,7 @@ pub async fn create_object(
         return Err(ApiError::bad_request(format!("bad content type {content_type:?}: expected type/subtype")));
     }
     let max_message = state.config.max_message_bytes;
+    let quota_bytes = state.quota_bytes();
     let user = principal.user_id;
     let object = state
         .run(move |store| {
@@ -178,6 +179,7 @@ pub async fn create_object(
                 modified: request.modified,
                 replace: request.replace,
                 base_modseq: request.base_modseq,
+                quota_bytes,
             };
             store.create_object(user, new)
         })

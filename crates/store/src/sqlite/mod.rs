@@ -7,9 +7,10 @@
 use crate::blobs::{BlobDir, VerifiedBlob};
 use crate::error::{Result, StoreError};
 use crate::{
-    ChangeBatch, DeviceProfile, DeviceRecord, GcReport, ListBatch, NewObject, Principal, Store, StoreSettings, UserId,
-    UserSummary, secret,
+    ChangeBatch, DeviceProfile, DeviceRecord, DeviceTimer, GcReport, ListBatch, NewObject, Principal, Store,
+    StoreSettings, UserId, UserSummary, secret,
 };
+use cpm_core::schedule::Timer;
 use cpm_core::{ChangedRow, Clock, EntryKind, Folder, Item, Name, Object, StorePath};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Each step takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 2] = [include_str!("schema.sql"), include_str!("v2.sql")];
+const MIGRATIONS: [&str; 3] = [include_str!("schema.sql"), include_str!("v2.sql"), include_str!("v3.sql")];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const FOLDER_COLUMNS: &str = "id, parent_id, name, created_ms, modified_ms, modseq";
 const OBJECT_COLUMNS: &str =
@@ -113,6 +114,12 @@ fn migrate(connection: &mut Connection) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+fn bytes_used(tx: &Transaction<'_>, user: UserId) -> Result<u64> {
+    let used: i64 =
+        tx.prepare_cached("SELECT bytes_used FROM users WHERE id = ?1")?.query_row(params![user], |row| row.get(0))?;
+    Ok(u64::try_from(used).unwrap_or(0))
 }
 
 fn timestamp(ms: i64) -> Timestamp {
@@ -616,6 +623,71 @@ impl Store for SqliteStore {
         })
     }
 
+    fn device_timers(&self) -> Result<Vec<DeviceTimer>> {
+        self.read(|tx| {
+            let mut statement = tx.prepare(
+                "SELECT d.user_id, d.id, d.class, d.time_zone, d.profile, d.profile_revision,
+                        t.schedule, t.fired_through_ms, t.owed
+                 FROM devices d LEFT JOIN device_timers t ON t.device_id = d.id
+                 WHERE d.revoked_ms IS NULL ORDER BY d.id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                let schedule: Option<String> = row.get(6)?;
+                let timer = match schedule {
+                    Some(schedule) => Some(Timer {
+                        schedule,
+                        fired_through: timestamp(row.get(7)?),
+                        owed: row.get::<_, i64>(8)? != 0,
+                    }),
+                    None => None,
+                };
+                Ok(DeviceTimer {
+                    user: row.get(0)?,
+                    device_id: row.get(1)?,
+                    profile: DeviceProfile {
+                        class: row.get(2)?,
+                        time_zone: row.get(3)?,
+                        preferences: row.get(4)?,
+                        revision: row.get(5)?,
+                    },
+                    timer,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn save_timers(&self, timers: &[(String, Timer)]) -> Result<()> {
+        self.write(|tx, _now| {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO device_timers (device_id, schedule, fired_through_ms, owed) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (device_id) DO UPDATE SET schedule = excluded.schedule,
+                     fired_through_ms = excluded.fired_through_ms, owed = excluded.owed",
+            )?;
+            for (device_id, timer) in timers {
+                upsert.execute(params![
+                    device_id,
+                    timer.schedule,
+                    timer.fired_through.as_millisecond(),
+                    i64::from(timer.owed)
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn settle_timer(&self, device_id: &str) -> Result<()> {
+        self.write(|tx, _now| {
+            tx.prepare_cached("UPDATE device_timers SET owed = 0 WHERE device_id = ?1 AND owed <> 0")?
+                .execute(params![device_id])?;
+            Ok(())
+        })
+    }
+
+    fn bytes_used(&self, user: UserId) -> Result<u64> {
+        self.read(|tx| bytes_used(tx, user))
+    }
+
     fn set_device_profile(&self, user: UserId, device_id: &str, profile: &str) -> Result<i64> {
         self.write(|tx, _now| {
             tx.query_row(
@@ -788,6 +860,16 @@ impl Store for SqliteStore {
                     id
                 }
             };
+            if let Some(quota) = new.quota_bytes {
+                let used = bytes_used(tx, user)?;
+                if used > quota {
+                    // Returning the error rolls the whole transaction back: nothing was stored.
+                    return Err(StoreError::QuotaExceeded(format!(
+                        "storing {} would take the account to {used} bytes, over its quota of {quota} bytes",
+                        entry_path(tx, &folder.id, name)
+                    )));
+                }
+            }
             live_object(tx, user, &id)
         })
     }
