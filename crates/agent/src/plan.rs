@@ -13,7 +13,7 @@
 //!   and local files an interrupted pull left behind are recognized, not uploaded as new.
 
 use crate::naming::{conflict_name, is_stub, join, local_name, split};
-use cpm_core::profile::ContentPolicy;
+use cpm_core::profile::Holding;
 use cpm_core::{EntryKind, ObjectKind};
 use cpm_proto::{Change, Entry};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -233,7 +233,8 @@ fn touched<'a>(tree: &Tree, remote: &'a [Change]) -> HashSet<&'a str> {
         .collect()
 }
 
-pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: ContentPolicy) -> Vec<Push> {
+pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: impl Into<Holding>) -> Vec<Push> {
+    let content = content.into();
     let touched = touched(tree, remote);
     let paths = tree.paths();
     let tracked: HashSet<&str> = paths.values().map(String::as_str).collect();
@@ -417,7 +418,7 @@ pub struct PullPlan {
 struct Puller<'a> {
     plan: PullPlan,
     scan: &'a Scan,
-    content: ContentPolicy,
+    content: Holding,
     device: &'a str,
     today: jiff::civil::Date,
     /// Paths the plan has already given a new occupant or set aside.
@@ -433,7 +434,7 @@ pub fn plan_pull(
     tree: Tree,
     scan: &Scan,
     remote: &[Change],
-    content: ContentPolicy,
+    content: impl Into<Holding>,
     device: &str,
     today: jiff::civil::Date,
     full: bool,
@@ -441,7 +442,7 @@ pub fn plan_pull(
     let mut puller = Puller {
         plan: PullPlan { tree, ..PullPlan::default() },
         scan,
-        content,
+        content: content.into(),
         device,
         today,
         claimed: HashSet::new(),
@@ -556,7 +557,8 @@ impl Puller<'_> {
             (EntryKind::Folder, _) => LocalState::Folder,
             // Content fetched on a stub device stays, until the store's version changes.
             (_, Some(record)) if record.state == LocalState::File && !content_changed(record) => LocalState::File,
-            _ if self.content == ContentPolicy::Stub => LocalState::Stub,
+            // Too large for this device, or a stub device: the link stands in for the content.
+            _ if !self.content.downloads(entry.size) => LocalState::Stub,
             _ => LocalState::File,
         };
         // The echo of the device's own change: it holds this version already, as it should.

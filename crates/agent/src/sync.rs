@@ -10,7 +10,7 @@ use crate::plan::{LocalState, Pull, Push, Record, Tree, plan_pull, plan_push};
 use crate::scan::{CleanStamps, scan, stamp};
 use anyhow::{Context, Result, anyhow, bail};
 use cpm_client::{Client, ClientError};
-use cpm_core::profile::ContentPolicy;
+use cpm_core::profile::{ContentPolicy, Holding};
 use cpm_core::{EntryKind, ObjectKind};
 use cpm_proto::{Change, CreateObjectRequest, Entry, MoveRequest};
 use futures_util::StreamExt;
@@ -185,7 +185,10 @@ impl Device {
         let mut phases = Phases::start();
         let mut index = Index::open(&self.meta_dir())?;
         let profile = self.client.profile().await?;
-        let content = profile.profile.content;
+        let content = Holding {
+            content: profile.profile.content,
+            max_download: profile.profile.max_download_bytes().map_err(anyhow::Error::msg)?,
+        };
         // What the device holds depends on the profile's view, not on its triggers.
         let view = profile.profile.view_key();
         // A new profile re-scopes the device: it reads its whole view again.
@@ -303,7 +306,7 @@ impl Device {
             ("cursor", new_cursor.to_string()),
             ("profile_view", view),
             ("profile_summary", profile.summary.clone()),
-            ("content", if content == ContentPolicy::Stub { "stub" } else { "download" }.to_owned()),
+            ("content", if content.content == ContentPolicy::Stub { "stub" } else { "download" }.to_owned()),
             ("last_sync", jiff::Timestamp::now().to_string()),
             (UNFLUSHED_BOOT, unflushed),
         ];

@@ -118,6 +118,10 @@ struct PrefsSet {
     /// No periodic sync.
     #[arg(long)]
     no_schedule: bool,
+    /// Download no payload larger than this (e.g. 20MB): larger objects stay stubs; 'none' for
+    /// no limit of your own (the operator's, if any, still holds).
+    #[arg(long, value_name = "SIZE")]
+    max_download: Option<String>,
 }
 
 fn device(here: &Path) -> Result<Device> {
@@ -337,6 +341,9 @@ pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
             if set.no_schedule {
                 profile.schedule = Some(String::new());
             }
+            if let Some(size) = &set.max_download {
+                profile.max_download = (size != "none").then(|| size.clone());
+            }
             if let Some(zone) = &set.tz {
                 profile.zone = Some(zone.clone());
             } else if profile.schedule.is_some() && profile.zone.is_none() {
@@ -356,6 +363,7 @@ pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
                 ("auto", set.auto.is_some()),
                 ("schedule", scheduling),
                 ("zone", set.tz.is_some() || scheduling),
+                ("max_download", set.max_download.is_some()),
             ];
             let chosen = serde_json::to_value(&profile)?;
             let patch: serde_json::Map<String, serde_json::Value> = touched

@@ -4,29 +4,7 @@
 mod support;
 
 use serde_json::Value;
-use std::path::Path;
-use support::{World, entry};
-
-fn files_under(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut queue = vec![root.to_owned()];
-    while let Some(dir) = queue.pop() {
-        for item in std::fs::read_dir(&dir).expect("readable") {
-            let path = item.expect("entry").path();
-            let relative = path.strip_prefix(root).expect("inside").to_string_lossy().into_owned();
-            if relative.starts_with(".cpm") {
-                continue;
-            }
-            if path.is_dir() {
-                queue.push(path);
-            } else {
-                found.push(relative);
-            }
-        }
-    }
-    found.sort();
-    found
-}
+use support::{World, entry, eventually, files_under};
 
 fn stub(world: &World, path: &str) -> Value {
     serde_json::from_slice(&world.read(path)).expect("a stub is JSON")
@@ -386,31 +364,11 @@ fn the_operator_settings_reload_on_sighup_and_a_broken_file_keeps_the_old_ones()
 }
 
 /// Waits up to a generous bound for `done`; the latency itself belongs to the benchmark.
-fn eventually(done: impl Fn() -> bool) -> bool {
-    (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        done()
-    })
-}
-
 #[test]
 fn the_agent_follows_a_move_on_the_pda_without_being_asked_and_ignores_what_is_outside_its_view() {
     let (world, _) = world_with_three_devices();
     world.on("phone", &["prefs", "set", "--auto", "on"]);
-    let mut agent = support::Running(
-        world
-            .command(&["-C", "phone", "agent", "--json"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the agent starts"),
-    );
-    let stdout = agent.0.stdout.take().expect("stdout");
-    let (lines, heard) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let (mut agent, heard) = world.agent("phone");
     let phone = world.path("phone");
     assert!(eventually(|| files_under(&phone) == ["content/song1.mp3.cpmlink", "content/song2.mp3.cpmlink"]));
 
@@ -447,4 +405,53 @@ fn the_agent_follows_a_move_on_the_pda_without_being_asked_and_ignores_what_is_o
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     assert!(agent.0.wait().expect("the agent stops").success(), "SIGTERM stops the agent cleanly");
     assert!(eventually(|| phone_online() == Some(false)), "and then gone");
+}
+
+#[test]
+fn a_device_away_at_its_scheduled_instant_syncs_once_when_it_comes_back() {
+    let midnight: jiff::Timestamp = "2026-11-26T00:00:00+01:00".parse().expect("an instant");
+    let start = (midnight - jiff::SignedDuration::from_secs(30)).to_string();
+    let world = World::with_server(None, &["--clock-start", &start, "--clock-speed", "10"]);
+    world.register_as("pc", "pc", &["--tz", "Europe/Paris"]);
+    world.on("pc", &["prefs", "set", "--daily", "24:00", "--auto", "off"]);
+    let server_time = || -> jiff::Timestamp {
+        world.get_json("/health")["time"].as_str().expect("a time").parse().expect("an instant")
+    };
+    assert!(server_time() < midnight, "set up too slowly to see 24:00 come");
+    // The PC is away at 24:00.
+    assert!(eventually(|| server_time() > midnight + jiff::SignedDuration::from_secs(5)));
+    let (_agent, reports) = world.agent("pc");
+    let first = reports.recv_timeout(std::time::Duration::from_secs(30)).expect("the agent syncs when it starts");
+    assert_eq!(first["full"], true, "{first}");
+    // The sync it makes on coming back is the one it was owed: no second one.
+    assert!(reports.recv_timeout(std::time::Duration::from_secs(2)).is_err(), "synced twice for one instant");
+}
+
+#[test]
+fn payloads_over_the_operators_bound_stay_stubs_and_are_never_downloaded() {
+    let world = World::with_operator_settings(Some("[class.tablet.bound]\nmax_object_bytes = \"100KB\"\n"));
+    world.register("pda", &[]);
+    world.register_as("tablet", "tablet", &[]);
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    world.write("film.mp4", &big);
+    world.write("note.txt", b"a small note");
+    world.pda(&["put", "film.mp4", "note.txt", "/content/"]);
+
+    let report = world.sync("tablet");
+    assert_eq!((report["downloaded"].as_u64(), report["stubs_written"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(files_under(&world.path("tablet")), ["content/film.mp4.cpmlink", "content/note.txt"]);
+    assert_eq!(world.read("tablet/content/note.txt"), b"a small note");
+    let refused = world.fails(&["-C", "tablet", "fetch", "/content/film.mp4"]);
+    assert!(refused.contains("downloads at most 100000"), "{refused}");
+    assert!(!world.path("tablet/content/film.mp4").exists());
+
+    let shown = world.on("tablet", &["prefs", "show", "--effective"]);
+    assert!(shown.contains("max_download") && shown.contains("operator bound"), "{shown}");
+    let over = world.fails(&["-C", "tablet", "prefs", "set", "--max-download", "1GB"]);
+    assert!(over.contains("class.tablet.bound.max_object_bytes"), "{over}");
+    let bad = world.fails(&["-C", "tablet", "prefs", "set", "--max-download", "lots"]);
+    assert!(bad.contains("bad size"), "{bad}");
+    world.on("tablet", &["prefs", "set", "--max-download", "50KB"]);
+    assert!(world.sync("tablet")["downloaded"] == 0);
+    assert_eq!(files_under(&world.path("tablet")), ["content/film.mp4.cpmlink", "content/note.txt"]);
 }

@@ -1,9 +1,13 @@
-//! Use case 7.1, steps 1–5, played with the real `cpm` binary against a real `cpm serve`
-//! process on a loopback port, checking the PDA's view after each step.
+//! Use case 7.1 played with the real `cpm` binary against a real `cpm serve` process on a
+//! loopback port: steps 1–5 on the PDA in detail, then steps 1–7 end to end with a PC, a PDA and
+//! a phone whose agents run on their own.
 
 mod support;
 
-use support::{World, entry};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+use std::time::Duration;
+use support::{World, entry, eventually, files_under};
 
 #[test]
 fn use_case_7_1_steps_1_to_5_on_the_pda() {
@@ -179,4 +183,104 @@ fn the_store_runs_on_a_simulated_clock_when_told_to() {
     let line =
         world.fails(&["serve", "--data", "x", "--clock-start", "2026-11-25T23:59:50+01:00", "--clock-speed", "0"]);
     assert!(line.contains("bad clock speed 0"), "{line}");
+}
+
+/// The store's clock, as `/health` tells it.
+fn server_time(world: &World) -> Timestamp {
+    world.get_json("/health")["time"].as_str().expect("a time").parse().expect("an instant")
+}
+
+/// The next sync report of an agent.
+fn next_report(reports: &std::sync::mpsc::Receiver<Value>, device: &str) -> Value {
+    reports.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("the {device} agent did not sync"))
+}
+
+#[test]
+fn use_case_7_1_end_to_end_the_phone_follows_at_once_and_the_pc_at_24_00() {
+    let midnight: Timestamp = "2026-11-26T00:00:00+01:00".parse().expect("an instant");
+    let start = (midnight - SignedDuration::from_secs(120)).to_string();
+    // 120 simulated seconds before midnight at 8× real time: 24:00 comes some 15 s after the start.
+    let mut world = World::with_server(None, &["--clock-start", &start, "--clock-speed", "8"]);
+    for (name, class) in [("pc", "pc"), ("pda", "pda"), ("phone", "phone")] {
+        world.register_as(name, class, &["--tz", "Europe/Paris"]);
+    }
+    world.on("pc", &["prefs", "set", "--mode", "full", "--content", "download", "--daily", "24:00", "--auto", "off"]);
+    world.on(
+        "phone",
+        &[
+            "prefs",
+            "set",
+            "--mode",
+            "partial",
+            "--include",
+            "/content/**",
+            "--type",
+            "audio/*",
+            "--fields",
+            "name,size,content_type,modified",
+            "--content",
+            "stub",
+            "--auto",
+            "on",
+        ],
+    );
+    let song1: Vec<u8> = (0..500_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    world.write("song1.mp3", &song1);
+    world.write("song2.mp3", b"the second song");
+    world.write("photo.jpg", b"a picture");
+    world.pda(&["put", "song1.mp3", "song2.mp3", "photo.jpg", "/content/"]);
+    let (_pc_agent, pc) = world.agent("pc");
+    let (_phone_agent, phone) = world.agent("phone");
+    assert_eq!(next_report(&pc, "pc")["downloaded"], 3, "the PC's agent backs up the store when it starts");
+    assert_eq!(next_report(&phone, "phone")["stubs_written"], 2, "the phone holds the songs as stubs");
+    let (pc_dir, phone_dir) = (world.path("pc"), world.path("phone"));
+    assert_eq!(files_under(&pc_dir), ["content/photo.jpg", "content/song1.mp3", "content/song2.mp3"]);
+    assert_eq!(files_under(&phone_dir), ["content/song1.mp3.cpmlink", "content/song2.mp3.cpmlink"]);
+
+    // Steps 3-5 on the PDA: the list with details, a new folder, the songs moved into it.
+    let listed = world.listing("/content");
+    assert_eq!(entry(&listed, "song1.mp3")["size"], 500_000);
+    let link = entry(&listed, "song1.mp3")["link"].clone();
+    world.pda(&["mkdir", "/content/favourite song"]);
+    assert_eq!(world.names("/content"), ["favourite song", "photo.jpg", "song1.mp3", "song2.mp3"]);
+    world.pda(&["mv", "/content/*.mp3", "/content/favourite song/"]);
+    assert_eq!(world.names("/content"), ["favourite song", "photo.jpg"]);
+    assert_eq!(world.names("/content/favourite song"), ["song1.mp3", "song2.mp3"]);
+
+    // Step 6: the phone follows without a sync started by hand, and no content crosses the wire.
+    let moved = next_report(&phone, "phone");
+    assert_eq!((moved["renamed"].as_u64(), moved["bytes_downloaded"].as_u64()), (Some(2), Some(0)), "{moved}");
+    assert_eq!(
+        files_under(&phone_dir),
+        ["content/favourite song/song1.mp3.cpmlink", "content/favourite song/song2.mp3.cpmlink"]
+    );
+    let stub: Value =
+        serde_json::from_slice(&world.read("phone/content/favourite song/song1.mp3.cpmlink")).expect("a stub");
+    assert_eq!(stub["link"], link, "a move keeps the link");
+    world.on("phone", &["fetch", "/content/favourite song/song1.mp3"]);
+    assert_eq!(world.read("phone/content/favourite song/song1.mp3"), song1, "the link downloads the moved song");
+
+    // Step 7: not before 24:00...
+    assert!(server_time(&world) < midnight, "the test ran too slowly to see the PC wait for 24:00");
+    assert!(pc.try_recv().is_err(), "the PC synced before its schedule");
+    assert_eq!(files_under(&pc_dir), ["content/photo.jpg", "content/song1.mp3", "content/song2.mp3"]);
+    // ...and at 24:00, by the store's word alone.
+    let nightly = next_report(&pc, "pc");
+    assert!(server_time(&world) >= midnight);
+    assert_eq!((nightly["renamed"].as_u64(), nightly["bytes_downloaded"].as_u64()), (Some(2), Some(0)), "{nightly}");
+    assert_eq!(
+        files_under(&pc_dir),
+        ["content/favourite song/song1.mp3", "content/favourite song/song2.mp3", "content/photo.jpg"]
+    );
+    assert_eq!(world.read("pc/content/favourite song/song1.mp3"), song1);
+
+    // A crash, and a store whose clock comes back to just before the same midnight: the instant
+    // that fired stays fired. The PC's agent reconnects and catches up once, and that is all.
+    let again = (midnight - SignedDuration::from_secs(20)).to_string();
+    world.server.crash_and_restart_with(&["--clock-start", &again, "--clock-speed", "8"]);
+    let caught_up = next_report(&pc, "pc");
+    assert_eq!(caught_up["renamed"], 0, "{caught_up}");
+    assert!(server_time(&world) < midnight, "the agent must be back before 24:00 for this to prove anything");
+    assert!(eventually(|| server_time(&world) >= midnight + SignedDuration::from_secs(16)));
+    assert!(pc.recv_timeout(Duration::from_secs(1)).is_err(), "24:00 fired twice");
 }

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// The keys of a profile, as preferences and defaults name them.
-pub const PROFILE_KEYS: [&str; 9] =
-    ["mode", "include", "exclude", "filter", "fields", "content", "auto", "schedule", "zone"];
+pub const PROFILE_KEYS: [&str; 10] =
+    ["mode", "include", "exclude", "filter", "fields", "content", "auto", "schedule", "zone", "max_download"];
 
 /// Where a field of an effective profile came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,8 @@ pub struct Bounds {
     /// `false`: automatic sync is not allowed.
     pub auto: Option<bool>,
     pub min_schedule_interval: Option<SignedDuration>,
+    /// The largest payload a device of the class may download (`max_object_bytes`).
+    pub max_download: Option<u64>,
 }
 
 /// The operator's settings for one device class.
@@ -113,6 +115,13 @@ impl ClassPolicy {
             );
             return Some(("schedule", message));
         }
+        if let Some(bound) = self.bounds.max_download
+            && profile.max_download_bytes().ok().flatten().is_some_and(|max| max > bound)
+        {
+            let message =
+                format!("max_download may be at most {bound} bytes for {class} devices ({})", rule("max_object_bytes"));
+            return Some(("max_download", message));
+        }
         None
     }
 
@@ -158,9 +167,17 @@ impl ClassPolicy {
                         self.bounds.content.as_ref().and_then(|allowed| allowed.first().copied()).unwrap_or_default();
                 }
                 "auto" => profile.auto = false,
+                "max_download" => profile.max_download = None,
                 _ => profile.schedule = None,
             }
             sources.insert(key.to_owned(), Source::OperatorBound);
+        }
+        // A device that set no limit of its own gets the operator's.
+        if let Some(bound) = self.bounds.max_download
+            && profile.max_download.is_none()
+        {
+            profile.max_download = Some(bound.to_string());
+            sources.insert("max_download".to_owned(), Source::OperatorBound);
         }
         Ok(Effective { profile, sources })
     }
@@ -224,6 +241,37 @@ mod tests {
         assert!(!effective.profile.auto);
         assert_eq!(effective.sources["content"], Source::OperatorBound);
         assert_eq!(effective.sources["auto"], Source::OperatorBound);
+    }
+
+    #[test]
+    fn the_largest_download_is_bounded_and_given_where_the_user_set_none() {
+        let policy = ClassPolicy {
+            class: "tablet".into(),
+            bounds: Bounds { max_download: Some(20_000_000), ..Bounds::default() },
+            ..ClassPolicy::default()
+        };
+        let unset = policy.effective(&Map::new(), now()).expect("merges");
+        assert_eq!(unset.profile.max_download.as_deref(), Some("20000000"));
+        assert_eq!(unset.sources["max_download"], Source::OperatorBound);
+        let smaller = prefs(serde_json::json!({"max_download": "5MB"}));
+        policy.check(&smaller, now()).expect("within the bound");
+        let effective = policy.effective(&smaller, now()).expect("merges");
+        assert_eq!(
+            (effective.profile.max_download.as_deref(), effective.sources["max_download"]),
+            (Some("5MB"), Source::User)
+        );
+        let larger = prefs(serde_json::json!({"max_download": "1GB"}));
+        let error = policy.check(&larger, now()).expect_err("refused");
+        assert_eq!(
+            error,
+            "max_download may be at most 20000000 bytes for tablet devices (class.tablet.bound.max_object_bytes)"
+        );
+        let held = policy.effective(&larger, now()).expect("merges");
+        assert_eq!(held.profile.compile().expect("compiles").holding().max_download, Some(20_000_000));
+        let holding = held.profile.compile().expect("compiles").holding();
+        assert!(
+            holding.downloads(Some(20_000_000)) && !holding.downloads(Some(20_000_001)) && !holding.downloads(None)
+        );
     }
 
     #[test]

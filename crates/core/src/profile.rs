@@ -2,7 +2,7 @@
 //! (field filter), whether it keeps their content or only a stub with a link, and what starts
 //! its syncs besides the user (the store changing, a schedule).
 
-use crate::filter::{Filter, ObjectFacts};
+use crate::filter::{Filter, ObjectFacts, parse_size};
 use crate::pattern::Pattern;
 use crate::schedule::{Schedule, ScheduleError};
 use jiff::Timestamp;
@@ -79,6 +79,30 @@ pub struct SyncProfile {
     /// The IANA zone the schedule is read in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The largest payload a `download` device downloads (`20MB`); larger objects stay stubs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_download: Option<String>,
+}
+
+/// How a device holds payloads: whether it downloads them, and up to what size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holding {
+    pub content: ContentPolicy,
+    pub max_download: Option<u64>,
+}
+
+impl Holding {
+    /// Whether an object of `size` bytes (unknown: `None`) is downloaded rather than stubbed.
+    pub fn downloads(&self, size: Option<u64>) -> bool {
+        self.content == ContentPolicy::Download
+            && self.max_download.is_none_or(|max| size.is_some_and(|size| size <= max))
+    }
+}
+
+impl From<ContentPolicy> for Holding {
+    fn from(content: ContentPolicy) -> Self {
+        Self { content, max_download: None }
+    }
 }
 
 /// A profile checked and ready to apply.
@@ -90,6 +114,7 @@ pub struct CompiledProfile {
     exclude: Vec<Pattern>,
     filter: Option<Filter>,
     fields: Option<BTreeSet<String>>,
+    max_download: Option<u64>,
 }
 
 /// A subtree glob: `/music` alone means the folder and everything below it.
@@ -164,6 +189,7 @@ impl SyncProfile {
             exclude.extend(subtree_patterns(raw)?);
         }
         let filter = self.filter.as_deref().map(Filter::parse).transpose().map_err(|error| error.to_string())?;
+        let max_download = self.max_download_bytes()?;
         let fields = match &self.fields {
             None => None,
             Some(names) => {
@@ -194,7 +220,16 @@ impl SyncProfile {
             exclude,
             filter,
             fields,
+            max_download,
         })
+    }
+
+    /// [`Self::max_download`] in bytes.
+    pub fn max_download_bytes(&self) -> Result<Option<u64>, String> {
+        self.max_download
+            .as_deref()
+            .map(|raw| parse_size(raw).map_err(|error| format!("max_download: {error}")))
+            .transpose()
     }
 }
 
@@ -205,6 +240,10 @@ impl CompiledProfile {
 
     pub fn content(&self) -> ContentPolicy {
         self.profile.content
+    }
+
+    pub fn holding(&self) -> Holding {
+        Holding { content: self.profile.content, max_download: self.max_download }
     }
 
     pub fn wants_object(&self, object: &ObjectFacts<'_>, now: Timestamp) -> bool {
@@ -264,6 +303,11 @@ impl fmt::Display for SyncProfile {
         match &self.fields {
             Some(fields) => write!(f, "; fields {}", fields.join(","))?,
             None => write!(f, "; all fields")?,
+        }
+        if let Some(max) = &self.max_download
+            && self.content == ContentPolicy::Download
+        {
+            write!(f, "; downloads up to {max}")?;
         }
         if self.auto {
             write!(f, "; syncs when the store changes")?;

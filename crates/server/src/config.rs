@@ -99,6 +99,7 @@ struct BoundSection {
     content: Option<Vec<ContentPolicy>>,
     auto: Option<bool>,
     min_schedule_interval: Option<String>,
+    max_object_bytes: Option<String>,
 }
 
 /// One `[class.NAME]` section, checked: a known class, default keys that make a valid profile,
@@ -127,6 +128,7 @@ fn class_policy(name: &str, section: ClassSection) -> Result<ClassPolicy, String
             content: section.bound.content,
             auto: section.bound.auto,
             min_schedule_interval,
+            max_download: bytes(&format!("class.{name}.bound.max_object_bytes"), section.bound.max_object_bytes)?,
         },
     };
     // The defaults must make a valid profile, within the bounds themselves.
@@ -246,12 +248,15 @@ mod tests {
         assert_eq!(phone.defaults["content"], "stub");
         assert_eq!(phone.bounds.content, Some(vec![ContentPolicy::Stub]));
         assert_eq!(phone.bounds.min_schedule_interval, Some(jiff::SignedDuration::from_hours(1)));
+        let bounded = ServerConfig::parse("[class.tablet.bound]\nmax_object_bytes = \"20MB\"\n").expect("valid");
+        assert_eq!(bounded.classes["tablet"].bounds.max_download, Some(20_000_000));
         for (text, says) in [
             ("[class.toaster.default]\nmode = \"full\"\n", "class.toaster: unknown device class"),
             ("[class.phone.default]\ncolour = \"blue\"\n", "class.phone.default: unknown profile key"),
             ("[class.phone.default]\nmode = \"sometimes\"\n", "class.phone.default:"),
             ("[class.phone.bound]\ncontnet = [\"stub\"]\n", "unknown field"),
             ("[class.phone.bound]\nmin_schedule_interval = \"soon\"\n", "class.phone.bound.min_schedule_interval"),
+            ("[class.phone.bound]\nmax_object_bytes = \"big\"\n", "class.phone.bound.max_object_bytes"),
             (
                 "[class.phone.default]\ncontent = \"download\"\n[class.phone.bound]\ncontent = [\"stub\"]\n",
                 "class.phone.default: content must be one of stub",

@@ -48,6 +48,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unauthorized | StoreError::BadCredentials => StatusCode::UNAUTHORIZED,
             StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             StoreError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
+            StoreError::TooLargeForDevice(_) => StatusCode::FORBIDDEN,
             StoreError::ResyncRequired { .. } => StatusCode::GONE,
             StoreError::Internal(_) | StoreError::Io(_) => {
                 tracing::error!(%error, "request failed");

@@ -520,3 +520,35 @@ fn preferences(profile: &cpm_core::profile::SyncProfile) -> serde_json::Map<Stri
         _ => serde_json::Map::new(),
     }
 }
+
+#[tokio::test]
+async fn a_quota_refuses_objects_that_would_pass_it_and_stores_nothing_of_them() -> TestResult {
+    let config = ServerConfig { quota_bytes: Some(1000), ..ServerConfig::default() };
+    let server = TestServer::start_with(config).await;
+    let alice = server.device("alice", "pda").await;
+    put(&alice, "/content", "a.mp3", &[1u8; 600]).await;
+    let before = cursor(&alice).await;
+    let scratch = tempfile::tempdir()?;
+    let uploaded = alice.upload_file(&file(scratch.path(), "b.mp3", &[2u8; 600])).await?;
+    let folder = alice.resolve("/content").await?;
+    let over = alice
+        .create_object(&CreateObjectRequest {
+            folder_id: folder.id,
+            name: "b.mp3".into(),
+            kind: ObjectKind::File,
+            hash: uploaded.hash,
+            content_type: None,
+            replace: false,
+            base_modseq: None,
+            modified: None,
+        })
+        .await;
+    let (status, code, message) = api_error(over);
+    assert_eq!((status, code.as_str()), (507, "quota_exceeded"));
+    assert!(message.contains("/content/b.mp3") && message.contains("quota of 1000 bytes"), "{message}");
+    assert_eq!(cursor(&alice).await, before, "nothing was stored");
+    // Another user has a quota of their own.
+    let bob = server.device("bob", "pda").await;
+    put(&bob, "/content", "b.mp3", &[2u8; 600]).await;
+    Ok(())
+}

@@ -373,6 +373,7 @@ fn changes_based_on_a_stale_version_are_refused() -> TestResult {
         modified: None,
         replace: true,
         base_modseq: Some(stale),
+        quota_bytes: None,
     };
     assert!(matches!(f.store.create_object(f.alice, replace.clone()), Err(StoreError::Conflict(_))));
     assert!(matches!(f.store.delete(f.alice, &song.id, false, Some(stale)), Err(StoreError::Conflict(_))));
@@ -383,5 +384,65 @@ fn changes_based_on_a_stale_version_are_refused() -> TestResult {
     let replaced = f.store.create_object(f.alice, NewObject { base_modseq: Some(current), ..replace })?;
     assert_eq!(replaced.id, song.id);
     f.store.delete(f.alice, &song.id, false, Some(replaced.modseq))?;
+    Ok(())
+}
+
+#[test]
+fn the_bytes_used_follow_every_change_and_a_quota_refuses_what_would_pass_it() -> TestResult {
+    let f = fixture();
+    let song = put(&f.store, f.alice, "/content", "song.mp3", &[7u8; 1000]);
+    put(&f.store, f.alice, "/content", "photo.jpg", &[8u8; 500]);
+    assert_eq!(f.store.bytes_used(f.alice)?, 1500);
+    let bigger = NewObject {
+        folder_id: song.folder_id.clone(),
+        name: name("song.mp3"),
+        kind: ObjectKind::File,
+        hash: upload(&f.store, f.alice, &[9u8; 1200]),
+        content_type: "audio/mpeg".into(),
+        message: None,
+        modified: None,
+        replace: true,
+        base_modseq: None,
+        quota_bytes: Some(1600),
+    };
+    let refused = f.store.create_object(f.alice, bigger.clone());
+    let Err(StoreError::QuotaExceeded(message)) = refused else { panic!("over quota: {refused:?}") };
+    assert!(message.contains("/content/song.mp3") && message.contains("1600"), "{message}");
+    assert_eq!(f.store.bytes_used(f.alice)?, 1500, "a refused object changes nothing");
+    assert_eq!(listing(&f.store, f.alice, "/content"), ["photo.jpg", "song.mp3"]);
+    f.store.create_object(f.alice, NewObject { quota_bytes: Some(1700), ..bigger })?;
+    assert_eq!(f.store.bytes_used(f.alice)?, 1700, "a new version replaces the old size");
+    f.store.delete(f.alice, &song.id, false, None)?;
+    assert_eq!(f.store.bytes_used(f.alice)?, 500);
+    let Item::Folder(content) = f.store.resolve(f.alice, &path("/content"))? else { panic!("a folder") };
+    f.store.delete(f.alice, &content.id, true, None)?;
+    assert_eq!(f.store.bytes_used(f.alice)?, 0, "a recursive delete frees everything below");
+    Ok(())
+}
+
+#[test]
+fn timers_are_kept_per_device_and_settled() -> TestResult {
+    use cpm_core::schedule::Timer;
+    let f = fixture();
+    let pc = f.store.register_device(f.alice, &name("pc"), "pc", Some("Europe/Paris"), "token-pc")?;
+    let phone = f.store.register_device(f.alice, &name("phone"), "phone", None, "token-phone")?;
+    let timers = f.store.device_timers()?;
+    assert_eq!(timers.len(), 2);
+    assert!(timers.iter().all(|device| device.timer.is_none() && device.user == f.alice));
+    let fired = Timer {
+        schedule: "daily 24:00 (Europe/Paris)".into(),
+        fired_through: Timestamp::from_second(1_800_000_000)?,
+        owed: true,
+    };
+    f.store.save_timers(&[(pc.id.clone(), fired.clone())])?;
+    let read = |id: &str| -> Option<Timer> {
+        f.store.device_timers().ok()?.into_iter().find(|device| device.device_id == id)?.timer
+    };
+    assert_eq!(read(&pc.id), Some(fired.clone()));
+    assert_eq!(read(&phone.id), None);
+    f.store.settle_timer(&pc.id)?;
+    assert_eq!(read(&pc.id), Some(Timer { owed: false, ..fired }));
+    f.store.revoke_device(f.alice, "pc")?;
+    assert!(f.store.device_timers()?.iter().all(|device| device.device_id != pc.id), "revoked devices have no timers");
     Ok(())
 }

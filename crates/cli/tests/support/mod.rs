@@ -15,6 +15,7 @@ pub struct ServeProcess {
     pub url: String,
     data: std::path::PathBuf,
     config: Option<std::path::PathBuf>,
+    extra: Vec<String>,
 }
 
 impl ServeProcess {
@@ -24,25 +25,27 @@ impl ServeProcess {
 
     /// Starts `cpm serve`, with operator settings when given.
     pub fn start_with(data: &Path, config: Option<&Path>) -> Self {
-        Self::start_on(data, config, "127.0.0.1:0")
+        Self::start_command(data, config, "127.0.0.1:0", &[])
     }
 
     /// Kills the server (SIGKILL, as a crash would) and starts it again on the same address.
     pub fn crash_and_restart(&mut self) {
+        let extra = self.extra.clone();
+        self.crash_and_restart_with(&extra.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// [`Self::crash_and_restart`], with other extra arguments (a clock set back, say).
+    pub fn crash_and_restart_with(&mut self, extra: &[&str]) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let address = self.url.trim_start_matches("http://").to_owned();
         let (data, config) = (self.data.clone(), self.config.clone());
-        *self = Self::start_on(&data, config.as_deref(), &address);
+        *self = Self::start_command(&data, config.as_deref(), &address, extra);
     }
 
     /// Starts `cpm serve` with extra arguments (a simulated clock, say).
     pub fn start_with_args(data: &Path, extra: &[&str]) -> Self {
         Self::start_command(data, None, "127.0.0.1:0", extra)
-    }
-
-    fn start_on(data: &Path, config: Option<&Path>, listen: &str) -> Self {
-        Self::start_command(data, config, listen, &[])
     }
 
     fn start_command(data: &Path, config: Option<&Path>, listen: &str, extra: &[&str]) -> Self {
@@ -65,7 +68,8 @@ impl ServeProcess {
             .find(|word| word.starts_with("http://"))
             .unwrap_or_else(|| panic!("no URL in {line:?}"))
             .to_owned();
-        Self { child, url, data: data.to_owned(), config: config.map(Path::to_owned) }
+        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        Self { child, url, data: data.to_owned(), config: config.map(Path::to_owned), extra }
     }
 }
 
@@ -88,6 +92,11 @@ impl World {
 
     /// A world whose server runs with these operator settings (TOML).
     pub fn with_operator_settings(settings: Option<&str>) -> Self {
+        Self::with_server(settings, &[])
+    }
+
+    /// A world whose server runs with these operator settings and extra `cpm serve` arguments.
+    pub fn with_server(settings: Option<&str>, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("cpm-data");
         let config = settings.map(|text| {
@@ -95,7 +104,7 @@ impl World {
             std::fs::write(&path, text).expect("writes the settings");
             path
         });
-        let server = ServeProcess::start_with(&data, config.as_deref());
+        let server = ServeProcess::start_command(&data, config.as_deref(), "127.0.0.1:0", extra);
         let world = Self { dir, server };
         world.ok(&["admin", "--data", data.to_str().expect("utf-8"), "user", "add", "alice"]);
         world
@@ -224,6 +233,23 @@ impl World {
     pub fn write(&self, name: &str, bytes: &[u8]) {
         std::fs::write(self.path(name), bytes).expect("writes");
     }
+
+    /// Starts `cpm -C DEVICE agent --json`; its sync reports arrive on the receiver, parsed.
+    pub fn agent(&self, device: &str) -> (Running, std::sync::mpsc::Receiver<Value>) {
+        let mut agent = Running(
+            self.command(&["-C", device, "agent", "--json"]).stdout(Stdio::piped()).spawn().expect("the agent starts"),
+        );
+        let stdout = agent.0.stdout.take().expect("stdout");
+        let (reports, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(report) = serde_json::from_str(&line) {
+                    let _ = reports.send(report);
+                }
+            }
+        });
+        (agent, heard)
+    }
 }
 
 pub fn entry<'a>(entries: &'a [Value], name: &str) -> &'a Value {
@@ -238,4 +264,34 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The files under a device directory, relative and sorted, leaving out `.cpm`.
+pub fn files_under(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut queue = vec![root.to_owned()];
+    while let Some(dir) = queue.pop() {
+        for item in std::fs::read_dir(&dir).expect("readable") {
+            let path = item.expect("entry").path();
+            let relative = path.strip_prefix(root).expect("inside").to_string_lossy().into_owned();
+            if relative.starts_with(".cpm") {
+                continue;
+            }
+            if path.is_dir() {
+                queue.push(path);
+            } else {
+                found.push(relative);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Waits up to 10 s for `done`.
+pub fn eventually(done: impl Fn() -> bool) -> bool {
+    (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        done()
+    })
 }

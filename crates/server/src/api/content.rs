@@ -1,5 +1,6 @@
 //! Payloads: content-addressed uploads and ranged downloads through an object's link.
 
+use crate::api::sync::download_limit;
 use crate::error::{ApiError, ApiPath};
 use crate::state::{Auth, SharedState};
 use axum::Json;
@@ -132,9 +133,20 @@ pub async fn download(
         return Err(not_found());
     }
     let lookup = id.clone();
+    let (classes, now) = (state.classes(), state.clock.now());
     let (item, whole) = state
         .run(move |store| {
             let item = store.item(principal.user_id, &lookup)?;
+            // Invariant: a device never downloads a payload larger than its profile allows.
+            if let (Some(device), Item::Object(object)) = (&principal.device_id, &item)
+                && let Some(limit) = download_limit(store, &classes, principal.user_id, device, now)?
+                && object.size > limit
+            {
+                return Err(StoreError::TooLargeForDevice(format!(
+                    "{lookup} is {} bytes; this device downloads at most {limit} (its profile's max_download)",
+                    object.size
+                )));
+            }
             // A small payload is read in the same blocking call as its lookup: one hand-off to a
             // blocking thread per download instead of one for each open, seek and read.
             let whole = match &item {

@@ -39,6 +39,27 @@ pub fn effective_profile(
     profile_of(store.device_profile(user, device)?, classes, now)
 }
 
+/// The largest payload a device may download, when it has a limit.
+pub fn download_limit(
+    store: &dyn Store,
+    classes: &BTreeMap<String, ClassPolicy>,
+    user: UserId,
+    device: &str,
+    now: Timestamp,
+) -> Result<Option<u64>, StoreError> {
+    let record = store.device_profile(user, device)?;
+    let policy = classes.get(&record.class);
+    // Downloads are the hot path: most devices have no limit, and that is told without merging.
+    let limited = policy
+        .is_some_and(|policy| policy.bounds.max_download.is_some() || policy.defaults.contains_key("max_download"))
+        || record.preferences.as_deref().is_some_and(|json| json.contains("\"max_download\""));
+    if !limited {
+        return Ok(None);
+    }
+    let view = profile_of(record, classes, now)?;
+    view.effective.profile.max_download_bytes().map_err(StoreError::Internal)
+}
+
 /// [`effective_profile`] of a device record already read.
 pub fn profile_of(
     record: DeviceProfile,
