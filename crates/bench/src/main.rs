@@ -4,6 +4,7 @@
 //! side by side in the same run (the machine is shared and noisy). Nothing here is a pass/fail
 //! test: the output says which targets were met.
 
+mod hints;
 mod procs;
 mod store;
 mod sync;
@@ -23,6 +24,9 @@ enum Command {
     Store(store::StoreArgs),
     /// The sync agent: initial sync vs cp -r, sync after a move, stub devices, no-op syncs.
     Sync(sync::SyncArgs),
+    /// Automatic and periodic sync: hint latency with crowds connected, memory per connected
+    /// device, one schedule firing for many devices.
+    Hints(hints::HintsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Store(args) => store::run(args).await,
             Command::Sync(args) => sync::run(args).await,
+            Command::Hints(args) => hints::run(args).await,
         }
     })
 }

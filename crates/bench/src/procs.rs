@@ -40,11 +40,12 @@ impl Running {
     }
 }
 
-/// Starts `cpm serve` on a free loopback port; returns it and its URL.
-pub fn start_cpm(cpm: &Path, data: &Path) -> Result<(Running, String)> {
+/// Starts `cpm serve` on a free loopback port, with `extra` arguments; returns it and its URL.
+pub fn start_cpm(cpm: &Path, data: &Path, extra: &[&str]) -> Result<(Running, String)> {
     let mut child = Command::new(cpm)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(extra)
         .env("CPM_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -161,6 +162,13 @@ pub struct Bench {
 impl Bench {
     pub fn start(cpm: &Path, tag: &str, user: &str, password: &str) -> Result<Self> {
         let work = std::env::temp_dir().join(format!("cpm-bench-{tag}-{}", std::process::id()));
+        Self::on(cpm, &work, user, password, &[])
+    }
+
+    /// A bench in `work` (its store under `work/data` may already hold data), its server
+    /// started with `extra` arguments.
+    pub fn on(cpm: &Path, work: &Path, user: &str, password: &str, extra: &[&str]) -> Result<Self> {
+        let work = work.to_owned();
         std::fs::create_dir_all(&work)?;
         let added = Command::new(cpm)
             .args(["admin", "--data"])
@@ -172,7 +180,7 @@ impl Bench {
             let _ = std::fs::remove_dir_all(&work);
             bail!("cannot add the bench user: {}", String::from_utf8_lossy(&added.stderr));
         }
-        let (server, url) = start_cpm(cpm, &work.join("data"))?;
+        let (server, url) = start_cpm(cpm, &work.join("data"), extra)?;
         Ok(Self { work, server, url, cpm: cpm.to_owned(), user: user.to_owned(), password: password.to_owned() })
     }
 
@@ -215,6 +223,15 @@ impl Drop for Bench {
         let _ = self.server.child.kill();
         let _ = self.server.child.wait();
         let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// A directory removed when dropped.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

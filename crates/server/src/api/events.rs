@@ -17,6 +17,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// Changes that land this close together make one hint: moving 1,000 files is one sync.
 const COALESCE: Duration = Duration::from_millis(20);
+/// The largest message a device may send, and the socket's read buffer.
+const SOCKET_BUFFER: usize = 4096;
 
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
@@ -32,6 +34,12 @@ pub async fn events(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let device = AppState::device_of(&principal)?;
+    // A device only ever says close or ping: small buffers keep an idle connection cheap.
+    let upgrade = upgrade
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(SOCKET_BUFFER)
+        .max_frame_size(SOCKET_BUFFER);
     Ok(upgrade.on_upgrade(move |socket| hint(state, principal.user_id, device, query.since, socket)))
 }
 
