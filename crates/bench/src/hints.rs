@@ -207,14 +207,7 @@ async fn latency(cpm: &Path, args: &HintsArgs, rows: &mut Vec<Row>) -> Result<()
         eprintln!("cpm-bench: {size} connected: {}", millis(&samples));
     }
     if let (Some(before), false) = (baseline, crowd.is_empty()) {
-        let after = procs::rss_kib(server_pid).unwrap_or(0);
-        let each = (after.saturating_sub(before) as f64) / crowd.len() as f64;
-        rows.push(Row {
-            measure: format!("server memory per idle connected device ({} connected)", crowd.len()),
-            target: "< 32 KiB".into(),
-            result: format!("{each:.1} KiB (RSS {before} → {after} KiB)"),
-            met: Some(each < 32.0),
-        });
+        rows.push(memory_row(before, procs::rss_kib(server_pid).unwrap_or(0), crowd.len()));
     }
     drop(crowd);
     drop(agent);
@@ -266,13 +259,18 @@ async fn firing(cpm: &Path, args: &HintsArgs, rows: &mut Vec<Row>) -> Result<()>
         result: format!("last after {:.0} ms (median {:.0} ms)", last * 1000.0, quantile(&alerted, 0.5) * 1000.0),
         met: Some(last < 2.0),
     });
-    let each = (after.saturating_sub(before) as f64) / tokens.len() as f64;
-    rows.push(Row {
-        measure: format!("server memory per idle connected device ({} connected)", tokens.len()),
+    rows.push(memory_row(before, after, tokens.len()));
+    drop(server);
+    Ok(())
+}
+
+/// The server's memory per idle connected device, from its RSS before and after they connected.
+fn memory_row(before: u64, after: u64, connected: usize) -> Row {
+    let each = (after.saturating_sub(before) as f64) / connected as f64;
+    Row {
+        measure: format!("server memory per idle connected device ({connected} connected)"),
         target: "< 32 KiB".into(),
         result: format!("{each:.1} KiB (RSS {before} → {after} KiB)"),
         met: Some(each < 32.0),
-    });
-    drop(server);
-    Ok(())
+    }
 }

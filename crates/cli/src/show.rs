@@ -94,7 +94,9 @@ pub fn devices(devices: &[Device], current: &str, as_json: bool) -> Result<()> {
     if as_json {
         return json(devices);
     }
-    let mut rows = vec![["NAME", "CLASS", "TIME ZONE", "REGISTERED", "LAST SEEN", "STATE"].map(str::to_owned).to_vec()];
+    let mut rows = vec![
+        ["NAME", "CLASS", "TIME ZONE", "REGISTERED", "LAST SEEN", "LAST SYNC", "STATE"].map(str::to_owned).to_vec(),
+    ];
     for device in devices {
         let state = match (device.revoked, device.id == current, device.online) {
             (true, _, _) => "revoked",
@@ -109,6 +111,7 @@ pub fn devices(devices: &[Device], current: &str, as_json: bool) -> Result<()> {
             device.time_zone.clone().unwrap_or_else(|| "-".to_owned()),
             local(device.registered),
             device.last_seen.map_or_else(|| "never".to_owned(), local),
+            device.last_sync.map_or_else(|| "never".to_owned(), local),
             state.to_owned(),
         ]);
     }

@@ -22,21 +22,7 @@ fn world_with_three_devices() -> (World, Vec<u8>) {
     world.write("photo.jpg", b"a picture");
     world.write("clip.mp4", b"a video");
     world.pda(&["put", "song1.mp3", "song2.mp3", "photo.jpg", "clip.mp4", "/content/"]);
-    world.on(
-        "phone",
-        &[
-            "prefs",
-            "set",
-            "--include",
-            "/content/**",
-            "--type",
-            "audio/*",
-            "--fields",
-            "name,size,content_type,modified",
-            "--content",
-            "stub",
-        ],
-    );
+    world.on("phone", &[&["prefs", "set"], support::PHONE_PROFILE.as_slice()].concat());
     (world, song1)
 }
 
@@ -401,6 +387,15 @@ fn the_agent_follows_a_move_on_the_pda_without_being_asked_and_ignores_what_is_o
             .map(|d| d["online"] == true)
     };
     assert_eq!(phone_online(), Some(true), "the server sees the agent connected");
+    let devices: Value = serde_json::from_str(&world.pda(&["devices", "--json"])).expect("json");
+    let last_sync = |name: &str| {
+        devices
+            .as_array()
+            .and_then(|all| all.iter().find(|device| device["name"] == name))
+            .map(|d| d["last_sync"].is_string())
+    };
+    assert_eq!((last_sync("phone"), last_sync("pc")), (Some(true), Some(false)), "{devices}");
+    assert!(world.pda(&["devices"]).contains("LAST SYNC"));
     let pid = agent.0.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     assert!(agent.0.wait().expect("the agent stops").success(), "SIGTERM stops the agent cleanly");

@@ -205,25 +205,7 @@ fn use_case_7_1_end_to_end_the_phone_follows_at_once_and_the_pc_at_24_00() {
         world.register_as(name, class, &["--tz", "Europe/Paris"]);
     }
     world.on("pc", &["prefs", "set", "--mode", "full", "--content", "download", "--daily", "24:00", "--auto", "off"]);
-    world.on(
-        "phone",
-        &[
-            "prefs",
-            "set",
-            "--mode",
-            "partial",
-            "--include",
-            "/content/**",
-            "--type",
-            "audio/*",
-            "--fields",
-            "name,size,content_type,modified",
-            "--content",
-            "stub",
-            "--auto",
-            "on",
-        ],
-    );
+    world.on("phone", &[&["prefs", "set", "--auto", "on"], support::PHONE_PROFILE.as_slice()].concat());
     let song1: Vec<u8> = (0..500_000u32).map(|i| (i * 13 % 251) as u8).collect();
     world.write("song1.mp3", &song1);
     world.write("song2.mp3", b"the second song");

@@ -179,6 +179,10 @@ pub struct Device {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen: Option<Timestamp>,
     pub revoked: bool,
+    /// When it last synced (to the minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_sync: Option<Timestamp>,
     /// Connected now for sync hints (`cpm agent` running).
     #[serde(default)]
     pub online: bool,

@@ -52,6 +52,8 @@ pub struct DeviceRecord {
     pub registered: Timestamp,
     pub last_seen: Option<Timestamp>,
     pub revoked: bool,
+    /// When it last read its sync feed (to the minute).
+    pub last_sync: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +155,8 @@ pub trait Store: Send + Sync + 'static {
     fn device_timers(&self) -> Result<Vec<DeviceTimer>>;
     /// Stores timers, all together or none.
     fn save_timers(&self, timers: &[(String, Timer)]) -> Result<()>;
+    /// Notes that a device reads its sync feed now (kept to the minute).
+    fn record_sync(&self, device_id: &str) -> Result<()>;
     /// Marks that a device has synced since its last fired instant.
     fn settle_timer(&self, device_id: &str) -> Result<()>;
     /// Bytes the user's live objects take.

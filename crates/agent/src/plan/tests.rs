@@ -1,4 +1,5 @@
 use super::*;
+use cpm_core::profile::ContentPolicy;
 use jiff::Timestamp;
 
 const ROOT: &str = "froot";

@@ -8,6 +8,17 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub const CPM: &str = env!("CARGO_BIN_EXE_cpm");
 pub const PASSWORD: &str = "correct horse";
+/// The phone of use case 7.1: the music under /content, as stubs with four details.
+pub const PHONE_PROFILE: [&str; 8] = [
+    "--include",
+    "/content/**",
+    "--type",
+    "audio/*",
+    "--fields",
+    "name,size,content_type,modified",
+    "--content",
+    "stub",
+];
 
 /// A `cpm serve` process, stopped when dropped.
 pub struct ServeProcess {

@@ -19,6 +19,7 @@ fn device(state: &AppState, record: DeviceRecord) -> Device {
         time_zone: record.time_zone,
         registered: record.registered,
         last_seen: record.last_seen,
+        last_sync: record.last_sync,
         revoked: record.revoked,
     }
 }

@@ -151,6 +151,7 @@ pub async fn sync_changes(
             if settles {
                 store.settle_timer(&device)?;
             }
+            store.record_sync(&device)?;
             view_page(&shared, store, principal.user_id, &device, query.since, limit, None)
         })
         .await?;

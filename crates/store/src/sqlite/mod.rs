@@ -27,7 +27,8 @@ const OBJECT_COLUMNS: &str =
     "id, folder_id, name, kind, content_type, size, hash, flags, attributes, created_ms, modified_ms, modseq";
 /// Readers kept open between calls; more are opened under load and closed after.
 const IDLE_READERS: usize = 8;
-/// A device's `last_seen` is written at most this often, so that authenticating is a pure read.
+/// A device's `last_seen` and `last_sync` are written at most this often, so that authenticating
+/// and reading the sync feed are pure reads.
 const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
 pub const MAX_PAGE: usize = 10_000;
 
@@ -419,10 +420,11 @@ fn device_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         registered: timestamp(row.get(4)?),
         last_seen: row.get::<_, Option<i64>>(5)?.map(timestamp),
         revoked: row.get::<_, Option<i64>>(6)?.is_some(),
+        last_sync: row.get::<_, Option<i64>>(7)?.map(timestamp),
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, name, class, time_zone, created_ms, last_seen_ms, revoked_ms";
+const DEVICE_COLUMNS: &str = "id, name, class, time_zone, created_ms, last_seen_ms, revoked_ms, last_sync_ms";
 
 /// User names: 1 to 64 of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit.
 fn validate_user_name(name: &str) -> Result<()> {
@@ -674,6 +676,23 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+    }
+
+    fn record_sync(&self, device_id: &str) -> Result<()> {
+        let last: Option<i64> = self.read(|tx| {
+            Ok(tx
+                .prepare_cached("SELECT last_sync_ms FROM devices WHERE id = ?1")?
+                .query_row(params![device_id], |row| row.get(0))
+                .optional()?
+                .flatten())
+        })?;
+        if last.is_none_or(|at| self.now_ms() - at >= LAST_SEEN_RESOLUTION_MS) {
+            self.write(|tx, now| {
+                tx.execute("UPDATE devices SET last_sync_ms = ?1 WHERE id = ?2", params![now, device_id])?;
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     fn settle_timer(&self, device_id: &str) -> Result<()> {

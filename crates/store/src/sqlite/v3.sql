@@ -1,11 +1,14 @@
 -- Version 3: where each device's periodic sync stands, so that each scheduled instant fires at
--- most once across server restarts; and the bytes each user's live objects take, for quotas.
+-- most once across server restarts; when each device last synced; and the bytes each user's live
+-- objects take, for quotas.
 CREATE TABLE device_timers (
     device_id          TEXT PRIMARY KEY REFERENCES devices(id),
     schedule           TEXT NOT NULL,
     fired_through_ms   BIGINT NOT NULL,
     owed               INTEGER NOT NULL DEFAULT 0
 );
+
+ALTER TABLE devices ADD COLUMN last_sync_ms BIGINT;
 
 ALTER TABLE users ADD COLUMN bytes_used BIGINT NOT NULL DEFAULT 0;
 UPDATE users SET bytes_used =
