@@ -9,6 +9,20 @@ use std::time::Duration;
 
 /// The longest wait between two attempts to reach the server.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a burst of changes gathers before the next sync, once one sync did not keep up.
+const BURST_PAUSE: Duration = Duration::from_millis(250);
+
+/// The hints already received, without waiting; `None` once the channel is gone.
+async fn drain(hints: &mut cpm_client::Hints) -> Option<Vec<cpm_client::Hint>> {
+    let mut waiting = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::ZERO, hints.next()).await {
+            Ok(Some(hint)) => waiting.push(hint),
+            Ok(None) => return None,
+            Err(_) => return Some(waiting),
+        }
+    }
+}
 
 /// The wait before attempt `failures + 1`: doubling from half a second, at most
 /// [`MAX_BACKOFF`], spread by ±50% so that devices cut off together do not return together.
@@ -52,10 +66,21 @@ pub async fn keep_in_sync(device: &Device, once: bool, mut synced: impl FnMut(&R
         };
         failures = 0;
         let mut cursor = cursor;
-        while let Some(hint) = hints.next().await {
-            // A hint about what the last sync already took is old news; a schedule is not.
-            if hint.cursor <= cursor && !hint.scheduled {
-                continue;
+        let mut burst = false;
+        loop {
+            if burst {
+                // Hints came while the last sync ran: the store is busy. Let the burst gather for
+                // a moment, then one sync takes all of it.
+                tokio::time::sleep(BURST_PAUSE).await;
+                if drain(&mut hints).await.is_none() {
+                    break;
+                }
+            } else {
+                let Some(hint) = hints.next().await else { break };
+                // A hint about what the last sync already took is old news; a schedule is not.
+                if hint.cursor <= cursor && !hint.scheduled {
+                    continue;
+                }
             }
             match device.sync().await {
                 Ok(report) => {
@@ -66,6 +91,10 @@ pub async fn keep_in_sync(device: &Device, once: bool, mut synced: impl FnMut(&R
                     tracing::warn!(error = format!("{error:#}"), "sync failed");
                     break;
                 }
+            }
+            match drain(&mut hints).await {
+                Some(waiting) => burst = waiting.iter().any(|hint| hint.cursor > cursor || hint.scheduled),
+                None => break,
             }
         }
         tracing::info!("hint channel closed; reconnecting");

@@ -450,3 +450,31 @@ fn payloads_over_the_operators_bound_stay_stubs_and_are_never_downloaded() {
     assert!(world.sync("tablet")["downloaded"] == 0);
     assert_eq!(files_under(&world.path("tablet")), ["content/film.mp4.cpmlink", "content/note.txt"]);
 }
+
+#[test]
+fn a_burst_of_changes_makes_a_few_syncs_not_one_each() {
+    let (world, _) = world_with_three_devices();
+    world.on("phone", &["prefs", "set", "--auto", "on"]);
+    let songs = world.path("songs");
+    std::fs::create_dir_all(&songs).expect("a folder");
+    let names: Vec<String> = (0..300).map(|i| format!("songs/tune{i:03}.mp3")).collect();
+    for name in &names {
+        world.write(name, name.as_bytes());
+    }
+    let (_agent, reports) = world.agent("phone");
+    reports.recv_timeout(std::time::Duration::from_secs(30)).expect("the agent's first sync");
+
+    // 300 uploads, each its own change, then one move of all of them.
+    let put: Vec<&str> = ["put"].into_iter().chain(names.iter().map(String::as_str)).chain(["/content/"]).collect();
+    world.pda(&put);
+    world.pda(&["mkdir", "/content/album"]);
+    world.pda(&["mv", "/content/tune*.mp3", "/content/album/"]);
+    let phone = world.path("phone");
+    assert!(eventually(|| files_under(&phone).iter().filter(|path| path.starts_with("content/album/")).count() == 300));
+    let mut syncs = 0;
+    while reports.recv_timeout(std::time::Duration::from_millis(500)).is_ok() {
+        syncs += 1;
+    }
+    // Before bursts were gathered this took about 50 syncs.
+    assert!((1..=30).contains(&syncs), "{syncs} syncs for 302 changes");
+}

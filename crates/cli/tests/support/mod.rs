@@ -277,13 +277,16 @@ impl Drop for Running {
     }
 }
 
-/// The files under a device directory, relative and sorted, leaving out `.cpm`.
+/// The files under a device directory, relative and sorted, leaving out `.cpm`. A running agent
+/// may remove a folder while it is read: what vanishes is left out.
 pub fn files_under(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut queue = vec![root.to_owned()];
     while let Some(dir) = queue.pop() {
-        for item in std::fs::read_dir(&dir).expect("readable") {
-            let path = item.expect("entry").path();
+        let Ok(items) = std::fs::read_dir(&dir) else { continue };
+        for item in items {
+            let Ok(item) = item else { continue };
+            let path = item.path();
             let relative = path.strip_prefix(root).expect("inside").to_string_lossy().into_owned();
             if relative.starts_with(".cpm") {
                 continue;
