@@ -29,6 +29,9 @@ pub struct HintsArgs {
     /// Moves timed at each crowd size.
     #[arg(long, default_value_t = 100)]
     moves: usize,
+    /// Devices of the phone's own user connected, with automatic sync, in the last measure.
+    #[arg(long, default_value_t = 100)]
+    own: usize,
     /// Devices sharing one scheduled instant.
     #[arg(long, default_value_t = 10_000)]
     scheduled: usize,
@@ -37,6 +40,7 @@ pub struct HintsArgs {
 const PASSWORD: &str = "bench-password";
 const DEVICES_PER_USER: usize = 4;
 const SCHEDULE: &str = r#"{"schedule":"daily 24:00","zone":"Europe/Paris"}"#;
+const PICTURES: &str = r#"{"mode":"partial","filter":"type ~ \"image/*\"","auto":true}"#;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -58,6 +62,21 @@ fn add_crowd(data: &Path, count: usize, scheduled: bool) -> Result<Vec<String>> 
         if scheduled {
             store.set_device_profile(user, &device.id, SCHEDULE)?;
         }
+        tokens.push(token);
+    }
+    Ok(tokens)
+}
+
+/// Adds `count` devices to `user`'s own, each holding only pictures and syncing automatically.
+fn add_own_devices(data: &Path, user: &str, count: usize) -> Result<Vec<String>> {
+    let store = SqliteStore::open(data, Arc::new(cpm_core::SystemClock), StoreSettings::default())?;
+    let (user, _) = store.credentials(user)?;
+    let mut tokens = Vec::with_capacity(count);
+    for i in 0..count {
+        let token = format!("own-token-{i}");
+        let name = cpm_core::Name::parse(&format!("frame-{i}")).map_err(anyhow::Error::msg)?;
+        let device = store.register_device(user, &name, "other", Some("Europe/Paris"), &secret::token_hash(&token))?;
+        store.set_device_profile(user, &device.id, PICTURES)?;
         tokens.push(token);
     }
     Ok(tokens)
@@ -159,9 +178,15 @@ async fn latency(cpm: &Path, args: &HintsArgs, rows: &mut Vec<Row>) -> Result<()
     let server_pid = bench.server.pid();
     let mut crowd: Vec<Socket> = Vec::new();
     let mut baseline = None;
-    let mut moves_made = 0;
-    let in_favourites = work.join("phone/content/favourite song/song1.mp3.cpmlink");
-    let in_content = work.join("phone/content/song1.mp3.cpmlink");
+    let mut mover = Mover {
+        pda,
+        song,
+        content,
+        favourites,
+        in_content: work.join("phone/content/song1.mp3.cpmlink"),
+        in_favourites: work.join("phone/content/favourite song/song1.mp3.cpmlink"),
+        made: 0,
+    };
     for &size in &args.crowds {
         let wanted = size.saturating_sub(1);
         if crowd.len() < wanted {
@@ -172,44 +197,23 @@ async fn latency(cpm: &Path, args: &HintsArgs, rows: &mut Vec<Row>) -> Result<()
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         crowd.truncate(wanted);
-        let mut samples = Vec::with_capacity(args.moves);
-        for round in 0..args.moves {
-            while synced.try_recv().is_ok() {}
-            // Back and forth, from wherever the song is.
-            let to = if (moves_made + round) % 2 == 0 { &favourites } else { &content };
-            let request = cpm_proto::MoveRequest { ids: vec![song.clone()], to: Some(to.clone()), name: None };
-            pda.move_entries(&request).await?;
-            let moved = Instant::now();
-            // Updated: the placeholder is at its new place in the phone's directory.
-            let stub = if to == &favourites { &in_favourites } else { &in_content };
-            while !stub.exists() {
-                ensure!(moved.elapsed() < Duration::from_secs(10), "the phone did not follow a move");
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            }
-            samples.push(moved.elapsed().as_secs_f64());
-            // The agent's report closes the sync; the next move starts after it.
-            synced.recv_timeout(Duration::from_secs(10)).context("the phone's sync did not end")?;
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-        moves_made += args.moves;
-        let p99 = quantile(&samples, 0.99);
-        rows.push(Row {
-            measure: format!("change on the PDA → phone's storage updated, {size} devices connected: p50 / p99"),
-            target: "p99 < 100 ms".into(),
-            result: format!(
-                "{:.1} ms / {:.1} ms ({} moves)",
-                quantile(&samples, 0.5) * 1000.0,
-                p99 * 1000.0,
-                samples.len()
-            ),
-            met: Some(p99 < 0.1),
-        });
-        eprintln!("cpm-bench: {size} connected: {}", millis(&samples));
+        let samples = mover.time(args.moves, &synced).await?;
+        rows.push(latency_row(&format!("{size} devices connected"), &samples));
     }
     if let (Some(before), false) = (baseline, crowd.is_empty()) {
         rows.push(memory_row(before, procs::rss_kib(server_pid).unwrap_or(0), crowd.len()));
     }
     drop(crowd);
+
+    // The hardest crowd: the same user's devices, with automatic sync, each looking for news in
+    // its own view (pictures only) after every change.
+    if args.own > 0 {
+        let tokens = add_own_devices(&data, "alice", args.own)?;
+        let own = connect_all(&bench.url, &tokens).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let samples = mover.time(args.moves, &synced).await?;
+        rows.push(latency_row(&format!("{} more devices of the same user connected", own.len()), &samples));
+    }
     drop(agent);
     Ok(())
 }
@@ -272,5 +276,53 @@ fn memory_row(before: u64, after: u64, connected: usize) -> Row {
         target: "< 32 KiB".into(),
         result: format!("{each:.1} KiB (RSS {before} → {after} KiB)"),
         met: Some(each < 32.0),
+    }
+}
+
+/// Moves a song back and forth on the PDA and times each move until the phone's placeholder is
+/// at its new place.
+struct Mover {
+    pda: Client,
+    song: String,
+    content: String,
+    favourites: String,
+    in_content: std::path::PathBuf,
+    in_favourites: std::path::PathBuf,
+    made: usize,
+}
+
+impl Mover {
+    async fn time(&mut self, moves: usize, synced: &mpsc::Receiver<Instant>) -> Result<Vec<f64>> {
+        let mut samples = Vec::with_capacity(moves);
+        for _ in 0..moves {
+            while synced.try_recv().is_ok() {}
+            let into_favourites = self.made % 2 == 0;
+            self.made += 1;
+            let to = if into_favourites { &self.favourites } else { &self.content };
+            let request = cpm_proto::MoveRequest { ids: vec![self.song.clone()], to: Some(to.clone()), name: None };
+            self.pda.move_entries(&request).await?;
+            let moved = Instant::now();
+            let stub = if into_favourites { &self.in_favourites } else { &self.in_content };
+            while !stub.exists() {
+                ensure!(moved.elapsed() < Duration::from_secs(10), "the phone did not follow a move");
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            samples.push(moved.elapsed().as_secs_f64());
+            // The agent's report closes the sync; the next move starts after it.
+            synced.recv_timeout(Duration::from_secs(10)).context("the phone's sync did not end")?;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        Ok(samples)
+    }
+}
+
+fn latency_row(crowd: &str, samples: &[f64]) -> Row {
+    let p99 = quantile(samples, 0.99);
+    eprintln!("cpm-bench: {crowd}: {}", millis(samples));
+    Row {
+        measure: format!("change on the PDA → phone's storage updated, {crowd}: p50 / p99"),
+        target: "p99 < 100 ms".into(),
+        result: format!("{:.1} ms / {:.1} ms ({} moves)", quantile(samples, 0.5) * 1000.0, p99 * 1000.0, samples.len()),
+        met: Some(p99 < 0.1),
     }
 }
