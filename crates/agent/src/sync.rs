@@ -84,6 +84,9 @@ pub struct Device {
     pub name: String,
     pub client: Client,
     pub progress: Box<dyn Progress>,
+    /// Dates conflict copies and the last sync; file-system stamps are compared with the real
+    /// clock, whatever this one says.
+    pub clock: std::sync::Arc<dyn cpm_core::Clock>,
 }
 
 /// What a sync did.
@@ -155,6 +158,11 @@ fn is_code(error: &ClientError, code: &str) -> bool {
 }
 
 impl Device {
+    /// The date on this device, for the names of conflict copies.
+    fn today(&self) -> jiff::civil::Date {
+        self.clock.now().to_zoned(jiff::tz::TimeZone::system()).date()
+    }
+
     fn meta_dir(&self) -> PathBuf {
         self.root.join(META_DIR)
     }
@@ -221,8 +229,7 @@ impl Device {
         // Nothing new in the store and every stamp of the last clean scan holding: nothing to do,
         // found without reading the index or every folder.
         if !full && changes.is_empty() && inflight.is_empty() && index.clean()?.hold(&self.root) {
-            index
-                .set_metas(&[("cursor", new_cursor.to_string()), ("last_sync", jiff::Timestamp::now().to_string())])?;
+            index.set_metas(&[("cursor", new_cursor.to_string()), ("last_sync", self.clock.now().to_string())])?;
             phases.done("check stamps");
             return Ok(report);
         }
@@ -264,7 +271,7 @@ impl Device {
         }
 
         let local = if pushed { self.scan(&tree, &inflight)? } else { local };
-        let today = jiff::Zoned::now().date();
+        let today = self.today();
         let mut plan = plan_pull(tree, &local, &changes, content, &self.name, today, full);
         phases.done("plan pull");
         if !plan.orphans.is_empty() {
@@ -307,7 +314,7 @@ impl Device {
             ("profile_view", view),
             ("profile_summary", profile.summary.clone()),
             ("content", if content.content == ContentPolicy::Stub { "stub" } else { "download" }.to_owned()),
-            ("last_sync", jiff::Timestamp::now().to_string()),
+            ("last_sync", self.clock.now().to_string()),
             (UNFLUSHED_BOOT, unflushed),
         ];
         index.commit(&plan.tree, &plan.changed, &plan.dropped, &meta)?;
@@ -486,7 +493,7 @@ impl Device {
             // Changed in the store meanwhile, or its name taken: this version is kept beside it.
             Err(error) if is_code(&error, "conflict") || is_code(&error, "already_exists") => {
                 let (folder, name) = split(relative);
-                let aside = join(folder, &conflict_name(name, &self.name, jiff::Zoned::now().date()));
+                let aside = join(folder, &conflict_name(name, &self.name, self.today()));
                 std::fs::rename(&path, self.local(&aside)).with_context(|| format!("cannot set {relative} aside"))?;
                 let request = CreateObjectRequest {
                     name: split(&aside).1.to_owned(),

@@ -131,7 +131,8 @@ fn device(here: &Path) -> Result<Device> {
 fn device_with(here: &Path, progress: Box<dyn Progress>) -> Result<Device> {
     let dir = DeviceDir::find(here)?;
     let client = Client::new(&dir.config.server, Some(dir.token.clone()))?;
-    Ok(Device { root: dir.root, name: dir.config.device, client, progress })
+    let clock = std::sync::Arc::new(cpm_core::SystemClock);
+    Ok(Device { root: dir.root, name: dir.config.device, client, progress, clock })
 }
 
 /// A progress bar on stderr for syncs that last: it appears only after a second, so quick syncs
