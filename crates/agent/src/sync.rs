@@ -19,6 +19,37 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const PAGE: u32 = 1000;
+/// Payloads up to this size travel in bundles, many to a request.
+const BUNDLED_UP_TO: u64 = 1 << 20;
+/// The most payload bytes one bundle asks for: enough that request costs fade, few enough that
+/// bundles in flight together keep both sides busy.
+const BUNDLE_BYTES: u64 = 4 << 20;
+
+/// Groups downloads into requests: small payloads many to a bundle, the rest one each.
+fn bundles(jobs: Vec<(String, String, Entry)>) -> Vec<Vec<(String, String, Entry)>> {
+    let mut groups = Vec::new();
+    let mut bundle = Vec::new();
+    let mut bytes = 0;
+    for job in jobs {
+        match job.2.size.filter(|size| *size <= BUNDLED_UP_TO) {
+            Some(size) => {
+                if !bundle.is_empty() && (bytes + size > BUNDLE_BYTES || bundle.len() == cpm_proto::MAX_BUNDLE_OBJECTS)
+                {
+                    groups.push(std::mem::take(&mut bundle));
+                    bytes = 0;
+                }
+                bytes += size;
+                bundle.push(job);
+            }
+            None => groups.push(vec![job]),
+        }
+    }
+    if !bundle.is_empty() {
+        groups.push(bundle);
+    }
+    groups
+}
+
 /// Downloads in flight at once: enough to hide round trips, few enough to stay gentle.
 const CONCURRENT_DOWNLOADS: usize = 8;
 
@@ -675,31 +706,55 @@ impl Device {
                 jobs.push((id.clone(), path.clone(), entry));
             }
         }
-        let mut done = futures_util::stream::iter(jobs)
-            .map(|(id, path, entry)| async move {
-                let target = self.local(&path);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
+        let mut done = futures_util::stream::iter(bundles(jobs))
+            .map(|bundle| async move {
+                for (_, path, _) in &bundle {
+                    if let Some(parent) = self.local(path).parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
                 }
-                let bytes = self
-                    .client
-                    .download_to(&entry, &target, false)
-                    .await
-                    .with_context(|| format!("cannot download {path}"))?;
-                let local = std::fs::metadata(&target).ok().map(|metadata| stamp(&metadata));
-                Ok::<_, anyhow::Error>((id, bytes, local))
+                let targets: Vec<PathBuf> = bundle.iter().map(|(_, path, _)| self.local(path)).collect();
+                let sizes = match bundle.as_slice() {
+                    [(_, path, entry)] => vec![
+                        self.client
+                            .download_to(entry, &targets[0], false)
+                            .await
+                            .with_context(|| format!("cannot download {path}"))?,
+                    ],
+                    _ => {
+                        let items: Vec<(&Entry, &Path)> = bundle
+                            .iter()
+                            .zip(&targets)
+                            .map(|((_, _, entry), target)| (entry, target.as_path()))
+                            .collect();
+                        self.client
+                            .download_bundle(&items)
+                            .await
+                            .with_context(|| format!("cannot download {} files from {}", bundle.len(), bundle[0].1))?
+                    }
+                };
+                let finished: Vec<_> = bundle
+                    .into_iter()
+                    .zip(targets)
+                    .zip(sizes)
+                    .map(|(((id, _, _), target), bytes)| {
+                        (id, bytes, std::fs::metadata(&target).ok().map(|metadata| stamp(&metadata)))
+                    })
+                    .collect();
+                Ok::<_, anyhow::Error>(finished)
             })
             .buffer_unordered(CONCURRENT_DOWNLOADS);
         while let Some(finished) = done.next().await {
-            let (id, bytes, local) = finished?;
-            report.downloaded += 1;
-            report.bytes_downloaded += bytes;
-            if let Some(record) = tree.records.get_mut(&id) {
-                record.local = local;
+            for (id, bytes, local) in finished? {
+                report.downloaded += 1;
+                report.bytes_downloaded += bytes;
+                if let Some(record) = tree.records.get_mut(&id) {
+                    record.local = local;
+                }
+                changed.insert(id);
+                self.progress.done(bytes);
+                faults().applied();
             }
-            changed.insert(id);
-            self.progress.done(bytes);
-            faults().applied();
         }
         Ok(())
     }

@@ -271,6 +271,28 @@ pub struct ProfileState {
     pub sources: std::collections::BTreeMap<String, cpm_core::policy::Source>,
 }
 
+/// `POST /v1/contents`: the payloads of many objects in one answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContentsRequest {
+    /// Object ids, at most [`MAX_BUNDLE_OBJECTS`]; the answer holds their payloads in this order.
+    pub ids: Vec<String>,
+}
+
+/// The most objects one `POST /v1/contents` may ask for.
+pub const MAX_BUNDLE_OBJECTS: usize = 256;
+/// The most payload bytes one `POST /v1/contents` may ask for.
+pub const MAX_BUNDLE_BYTES: u64 = 64 << 20;
+
+/// The header of one payload in the answer to `POST /v1/contents`: a line of JSON, then exactly
+/// `size` bytes of payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BundlePart {
+    pub id: String,
+    /// BLAKE3 of the payload, lowercase hex.
+    pub hash: String,
+    pub size: u64,
+}
+
 /// The answer to a blob upload.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlobReceipt {

@@ -552,3 +552,35 @@ async fn a_quota_refuses_objects_that_would_pass_it_and_stores_nothing_of_them()
     put(&bob, "/content", "b.mp3", &[2u8; 600]).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn many_payloads_come_in_one_answer_in_the_order_asked_and_only_the_owners() -> TestResult {
+    let server = TestServer::start().await;
+    let alice = server.device("alice", "pda").await;
+    let bob = server.device("bob", "pda").await;
+    let first = put(&alice, "/content", "a.mp3", b"first payload").await;
+    let empty = put(&alice, "/content", "empty.mp3", b"").await;
+    let second = put(&alice, "/content/deeper", "b.mp3", &[9u8; 300_000]).await;
+    let scratch = tempfile::tempdir()?;
+    let targets: Vec<PathBuf> = (0..3).map(|i| scratch.path().join(format!("out{i}"))).collect();
+    let items = [(&second, targets[0].as_path()), (&empty, targets[1].as_path()), (&first, targets[2].as_path())];
+    assert_eq!(alice.download_bundle(&items).await?, [300_000, 0, 13]);
+    assert_eq!(std::fs::read(&targets[0])?, vec![9u8; 300_000]);
+    assert_eq!(std::fs::read(&targets[1])?, b"");
+    assert_eq!(std::fs::read(&targets[2])?, b"first payload");
+
+    let (status, code, _) = api_error(bob.download_bundle(&[(&first, targets[0].as_path())]).await);
+    assert_eq!((status, code.as_str()), (404, "not_found"), "another user's object is not there");
+    let http = reqwest::Client::new();
+    let token = Client::new(&server.url, None)?.login("alice", "pw").await?.token;
+    let too_many: Vec<String> = (0..300).map(|_| first.id.clone()).collect();
+    for body in [serde_json::json!({"ids": []}), serde_json::json!({"ids": too_many}), serde_json::json!({"id": 1})] {
+        let answer = http.post(format!("{}/v1/contents", server.url)).bearer_auth(&token).json(&body).send().await?;
+        assert!(answer.status().is_client_error(), "{body}: {}", answer.status());
+        assert!(answer.json::<Value>().await?["message"].is_string());
+    }
+    let before = cursor(&alice).await;
+    alice.download_bundle(&[(&first, targets[2].as_path())]).await?;
+    assert_eq!(cursor(&alice).await, before, "asking for payloads changes nothing");
+    Ok(())
+}

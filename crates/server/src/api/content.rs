@@ -1,7 +1,7 @@
 //! Payloads: content-addressed uploads and ranged downloads through an object's link.
 
 use crate::api::sync::download_limit;
-use crate::error::{ApiError, ApiPath};
+use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::{Auth, SharedState};
 use axum::Json;
 use axum::body::Body;
@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cpm_core::Item;
-use cpm_proto::{BlobReceipt, ErrorBody};
+use cpm_proto::{BlobReceipt, BundlePart, ContentsRequest, ErrorBody, MAX_BUNDLE_BYTES, MAX_BUNDLE_OBJECTS};
 use cpm_store::{StoreError, is_valid_hash};
 use futures_util::StreamExt;
 use std::io::SeekFrom;
@@ -142,10 +142,7 @@ pub async fn download(
                 && let Some(limit) = download_limit(store, &classes, principal.user_id, device, now)?
                 && object.size > limit
             {
-                return Err(StoreError::TooLargeForDevice(format!(
-                    "{lookup} is {} bytes; this device downloads at most {limit} (its profile's max_download)",
-                    object.size
-                )));
+                return Err(too_large_for_device(&lookup, object.size, limit));
             }
             // A small payload is read in the same blocking call as its lookup: one hand-off to a
             // blocking thread per download instead of one for each open, seek and read.
@@ -216,6 +213,106 @@ pub async fn download(
         response = response.header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{}", object.size));
     }
     response.body(body).map_err(|error| StoreError::Internal(error.to_string()).into())
+}
+
+#[utoipa::path(post, path = "/v1/contents", tag = "content", security(("bearer" = [])),
+    request_body = ContentsRequest,
+    responses((status = 200, content_type = "application/octet-stream", description = "for each id in order: a \
+        line of JSON (BundlePart: id, hash, size), then exactly size bytes of payload"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn download_many(
+    State(state): State<SharedState>,
+    Auth(principal): Auth,
+    ApiJson(request): ApiJson<ContentsRequest>,
+) -> Result<Response, ApiError> {
+    if request.ids.is_empty() || request.ids.len() > MAX_BUNDLE_OBJECTS {
+        return Err(ApiError::bad_request(format!("ask for 1 to {MAX_BUNDLE_OBJECTS} objects at a time")));
+    }
+    let (classes, now) = (state.classes(), state.clock.now());
+    let parts = state
+        .run(move |store| {
+            let limit = match &principal.device_id {
+                Some(device) => download_limit(store, &classes, principal.user_id, device, now)?,
+                None => None,
+            };
+            let mut parts = Vec::with_capacity(request.ids.len());
+            for id in &request.ids {
+                let Item::Object(object) = store.item(principal.user_id, id)? else {
+                    return Err(StoreError::NotFound(format!("no object with id {id}")));
+                };
+                // Invariant: a device never downloads a payload larger than its profile allows.
+                if let Some(limit) = limit.filter(|limit| object.size > *limit) {
+                    return Err(too_large_for_device(id, object.size, limit));
+                }
+                parts.push(BundlePart { id: object.id, hash: object.hash, size: object.size });
+            }
+            Ok(parts)
+        })
+        .await?;
+    let payload: u64 = parts.iter().map(|part| part.size).sum();
+    if payload > MAX_BUNDLE_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "these objects hold {payload} bytes; ask for at most {MAX_BUNDLE_BYTES} at a time"
+        )));
+    }
+    let headers: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|part| {
+            serde_json::to_vec(part).map(|mut line| {
+                line.push(b'\n');
+                line
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|error| StoreError::Internal(error.to_string()))?;
+    let length = payload + headers.iter().map(|line| line.len() as u64).sum::<u64>();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
+    let store = std::sync::Arc::clone(&state.store);
+    // One blocking task reads the payloads in turn; the channel holds a few pieces ahead.
+    tokio::task::spawn_blocking(move || {
+        for (part, header) in parts.iter().zip(headers) {
+            if sender.blocking_send(Ok(header.into())).is_err() {
+                return;
+            }
+            let sent = std::fs::File::open(store.blob_path(&part.hash)).and_then(|mut file| {
+                let mut left = part.size;
+                while left > 0 {
+                    let mut piece = vec![0u8; usize::try_from(left).unwrap_or(DOWNLOAD_CHUNK).min(DOWNLOAD_CHUNK)];
+                    std::io::Read::read_exact(&mut file, &mut piece)?;
+                    left -= piece.len() as u64;
+                    if sender.blocking_send(Ok(piece.into())).is_err() {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            });
+            match sent {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::error!(%error, hash = part.hash, "cannot read a stored payload");
+                    let _ = sender.blocking_send(Err(error));
+                    return;
+                }
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|piece| (piece, receiver))
+    });
+    state.metrics.download_bytes.inc_by(payload);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, length)
+        .body(Body::from_stream(body))
+        .map_err(|error| StoreError::Internal(error.to_string()).into())
+}
+
+fn too_large_for_device(id: &str, size: u64, limit: u64) -> StoreError {
+    StoreError::TooLargeForDevice(format!(
+        "{id} is {size} bytes; this device downloads at most {limit} (its profile's max_download)"
+    ))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ const JSON_BODY_LIMIT: usize = 16 << 20;
         account::login, account::register_device, account::list_devices, account::revoke_device,
         tree::resolve, tree::get_entry, tree::children, tree::create_folder, tree::delete_folder,
         tree::create_object, tree::set_flags, tree::delete_object, tree::move_entries,
-        content::has_blob, content::upload_blob, content::download,
+        content::has_blob, content::upload_blob, content::download, content::download_many,
         changes::changes, sync::get_profile, sync::set_profile, sync::sync_changes, health
     ),
     components(schemas(Entry, ErrorBody)),
@@ -75,7 +75,9 @@ async fn ring_after_changes(
     mut request: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
-    let writes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    // Asking for many payloads at once is a POST that changes nothing.
+    let writes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+        && request.uri().path() != "/v1/contents";
     let acting = Acting::default();
     // A new or revoked device, or a changed profile, may change what is scheduled.
     let path = request.uri().path();
@@ -111,6 +113,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/objects/{id}/flags", put(tree::set_flags))
         .route("/v1/objects/{id}/content", get(content::download))
         .route("/v1/move", post(tree::move_entries))
+        .route("/v1/contents", post(content::download_many))
         .route("/v1/blobs/{hash}", put(content::upload_blob).head(content::has_blob))
         .route("/v1/changes", get(changes::changes))
         .route("/v1/profile", get(sync::get_profile).put(sync::set_profile))
