@@ -230,7 +230,7 @@ async fn firing(cpm: &Path, args: &HintsArgs, rows: &mut Vec<Row>) -> Result<()>
     // Enough time before midnight to connect every device.
     let lead = SignedDuration::from_secs(20 + (args.scheduled / 1000) as i64 * 2);
     let start = (midnight - lead).to_string();
-    let (server, url) = procs::start_cpm(cpm, &data, &["--clock-start", &start])?;
+    let (server, url) = procs::start_cpm(cpm, &data, "127.0.0.1:0", &["--clock-start", &start])?;
     let before = procs::rss_kib(server.pid()).unwrap_or(0);
     eprintln!("cpm-bench: connecting {} devices", tokens.len());
     let sockets = connect_all(&url, &tokens).await?;

@@ -5,6 +5,7 @@
 //! test: the output says which targets were met.
 
 mod hints;
+mod peers;
 mod procs;
 mod store;
 mod sync;
@@ -27,6 +28,9 @@ enum Command {
     /// Automatic and periodic sync: hint latency with crowds connected, memory per connected
     /// device, one schedule firing for many devices.
     Hints(hints::HintsArgs),
+    /// cpm against cp -r, rclone, unison and mbsync from Dovecot, side by side on the same data;
+    /// writes bench/results/REPORT.md and chart.png.
+    Peers(peers::PeersArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +41,7 @@ fn main() -> anyhow::Result<()> {
             Command::Store(args) => store::run(args).await,
             Command::Sync(args) => sync::run(args).await,
             Command::Hints(args) => hints::run(args).await,
+            Command::Peers(args) => peers::run(args).await,
         }
     })
 }

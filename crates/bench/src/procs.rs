@@ -40,10 +40,11 @@ impl Running {
     }
 }
 
-/// Starts `cpm serve` on a free loopback port, with `extra` arguments; returns it and its URL.
-pub fn start_cpm(cpm: &Path, data: &Path, extra: &[&str]) -> Result<(Running, String)> {
+/// Starts `cpm serve` on `listen` (port 0: a free one), with `extra` arguments; returns it and
+/// its URL.
+pub fn start_cpm(cpm: &Path, data: &Path, listen: &str, extra: &[&str]) -> Result<(Running, String)> {
     let mut child = Command::new(cpm)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args(["serve", "--listen", listen, "--data"])
         .arg(data)
         .args(extra)
         .env("CPM_LOG", "warn")
@@ -180,7 +181,7 @@ impl Bench {
             let _ = std::fs::remove_dir_all(&work);
             bail!("cannot add the bench user: {}", String::from_utf8_lossy(&added.stderr));
         }
-        let (server, url) = start_cpm(cpm, &work.join("data"), extra)?;
+        let (server, url) = start_cpm(cpm, &work.join("data"), "127.0.0.1:0", extra)?;
         Ok(Self { work, server, url, cpm: cpm.to_owned(), user: user.to_owned(), password: password.to_owned() })
     }
 
