@@ -296,7 +296,7 @@ impl Mover {
         let mut samples = Vec::with_capacity(moves);
         for _ in 0..moves {
             while synced.try_recv().is_ok() {}
-            let into_favourites = self.made % 2 == 0;
+            let into_favourites = self.made.is_multiple_of(2);
             self.made += 1;
             let to = if into_favourites { &self.favourites } else { &self.content };
             let request = cpm_proto::MoveRequest { ids: vec![self.song.clone()], to: Some(to.clone()), name: None };

@@ -285,7 +285,7 @@ fn goals(measures: &[Measure], case: u8) -> Vec<String> {
     let mut lines = Vec::new();
     let peer = fastest_peer(measures, case);
     match case {
-        1 | 2 | 3 => {
+        1..=3 => {
             let Some(cpm) = find(measures, case, "cpm") else { return lines };
             let cpm_time = cpm.time().median;
             if let Some(peer) = peer {
