@@ -99,6 +99,28 @@ pub struct Scan {
     pub started_ns: i64,
 }
 
+impl Scan {
+    /// The scan of a directory that holds exactly what `tree` records, stamps included: what
+    /// reading it would find while its clean stamps hold, without reading it.
+    pub fn as_indexed(tree: &Tree, started_ns: i64, dir_mtimes: BTreeMap<String, i64>) -> Self {
+        let mut scan = Scan { dir_mtimes, started_ns, ..Scan::default() };
+        for (id, path) in tree.paths() {
+            let Some(record) = tree.records.get(&id).filter(|_| id != tree.root_id) else { continue };
+            let stamp = match record.state {
+                LocalState::Folder => {
+                    scan.dirs.insert(path);
+                    continue;
+                }
+                // A stub's presence is all that counts, as when it is read.
+                LocalState::Stub => FileStamp { size: 0, mtime_ns: 0 },
+                LocalState::File => record.local.unwrap_or(FileStamp { size: 0, mtime_ns: 0 }),
+            };
+            scan.files.insert(path, LocalFile { stamp, hash: None });
+        }
+        scan
+    }
+}
+
 /// True when the directory holds exactly what the index says and every content file is as
 /// recorded: with no change from the store, the planners then have nothing to do.
 pub fn agrees(tree: &Tree, scan: &Scan) -> bool {

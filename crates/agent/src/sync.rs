@@ -6,8 +6,8 @@
 
 use crate::index::Index;
 use crate::naming::{META_DIR, STUB_SUFFIX, conflict_name, is_stub, join, split, store_path};
-use crate::plan::{LocalState, Pull, Push, Record, Tree, plan_pull, plan_push};
-use crate::scan::{CleanStamps, scan, stamp};
+use crate::plan::{LocalState, Pull, Push, Record, Scan, Tree, plan_pull, plan_push};
+use crate::scan::{CleanStamps, now_ns, scan, stamp};
 use anyhow::{Context, Result, anyhow, bail};
 use cpm_client::{Client, ClientError};
 use cpm_core::profile::{ContentPolicy, Holding};
@@ -257,9 +257,12 @@ impl Device {
         phases.done("read changes");
 
         let inflight = index.inflight()?;
-        // Nothing new in the store and every stamp of the last clean scan holding: nothing to do,
-        // found without reading the index or every folder.
-        if !full && changes.is_empty() && inflight.is_empty() && index.clean()?.hold(&self.root) {
+        let clean = index.clean()?;
+        // Every stamp of the last clean scan holding: the directory is as the index says.
+        let unchanged_here = !full && inflight.is_empty() && clean.hold(&self.root);
+        // Nothing new in the store either: nothing to do, found without reading the index or
+        // every folder.
+        if unchanged_here && changes.is_empty() {
             index.set_metas(&[("cursor", new_cursor.to_string()), ("last_sync", self.clock.now().to_string())])?;
             phases.done("check stamps");
             return Ok(report);
@@ -273,7 +276,11 @@ impl Device {
             index.set_meta("root_id", &tree.root_id)?;
         }
         phases.done("load index");
-        let local = self.scan(&tree, &inflight)?;
+        let local = if unchanged_here {
+            Scan::as_indexed(&tree, now_ns(), clean.dirs.iter().cloned().collect())
+        } else {
+            self.scan(&tree, &inflight)?
+        };
         phases.done("scan");
         let pushes = plan_push(&tree, &local, &changes, content);
         phases.done("plan push");

@@ -446,23 +446,7 @@ fn a_rename_on_both_sides_keeps_one_object_under_the_devices_later_name() {
 
 /// The directory a tree describes, exactly.
 fn scan_of(tree: &Tree) -> Scan {
-    let mut scan = Scan::default();
-    for (id, path) in tree.paths() {
-        let Some(record) = tree.records.get(&id) else { continue };
-        match record.state {
-            LocalState::Folder => {
-                scan.dirs.insert(path);
-            }
-            LocalState::Stub => {
-                scan.files.insert(path, LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });
-            }
-            LocalState::File => {
-                let stamp = record.local.unwrap_or(FileStamp { size: 0, mtime_ns: 0 });
-                scan.files.insert(path, LocalFile { stamp, hash: None });
-            }
-        }
-    }
-    scan
+    Scan::as_indexed(tree, 0, BTreeMap::new())
 }
 
 #[test]

@@ -44,6 +44,10 @@ impl Tool {
 const RCLONE_TUNED: [&str; 7] =
     ["--transfers", "16", "--checkers", "16", "--track-renames", "--track-renames-strategy", "modtime,leaf"];
 
+/// How rclone serves the store: read-only, and listing the directory afresh each time (by default
+/// it keeps listings for five minutes, and would not see the store change between two syncs).
+const RCLONE_SERVE: [&str; 3] = ["--read-only", "--dir-cache-time", "0s"];
+
 /// The servers of every tool, each behind its counting proxy, over the same data.
 pub struct Stores {
     pub work: PathBuf,
@@ -114,14 +118,18 @@ impl Stores {
         let http_port = free_port()?;
         let rclone_http = spawn(
             Command::new("rclone")
-                .args(["serve", "http", "--read-only", "--addr", &format!("127.0.0.1:{http_port}")])
+                .args(["serve", "http"])
+                .args(RCLONE_SERVE)
+                .args(["--addr", &format!("127.0.0.1:{http_port}")])
                 .arg(&served),
             "rclone serve http",
         )?;
         let webdav_port = free_port()?;
         let rclone_webdav = spawn(
             Command::new("rclone")
-                .args(["serve", "webdav", "--read-only", "--addr", &format!("127.0.0.1:{webdav_port}")])
+                .args(["serve", "webdav"])
+                .args(RCLONE_SERVE)
+                .args(["--addr", &format!("127.0.0.1:{webdav_port}")])
                 .arg(&served),
             "rclone serve webdav",
         )?;
@@ -354,7 +362,7 @@ pub async fn run(stores: &Stores, runs: usize, webdav_runs: usize) -> Result<Vec
             }
         }
     }
-    for (tool, samples) in initial {
+    for (tool, samples) in initial.into_iter().filter(|(_, samples)| !samples.is_empty()) {
         measures.push(Measure { case: 1, tool: tool.name(), samples });
     }
     kept.retain(|(tool, _)| *tool != Tool::RcloneWebdav && *tool != Tool::Cp);
@@ -370,6 +378,15 @@ pub async fn run(stores: &Stores, runs: usize, webdav_runs: usize) -> Result<Vec
         for ((tool, dest), (_, samples)) in kept.iter().zip(&mut after_move) {
             procs::flush_file_systems()?;
             samples.push(stores.sync(*tool, dest).await?);
+            // Each tool must have done the work: the moved files are in their new folder.
+            let folder = match tool {
+                Tool::Cpm => dest.join("tree").join(format!("moved-{round}")),
+                _ => dest.join(format!("moved-{round}")),
+            };
+            let found = std::fs::read_dir(&folder).map_or(0, Iterator::count);
+            if found != moved {
+                bail!("{} has {found} of the {moved} moved files in {}", tool.name(), folder.display());
+            }
         }
     }
     for (tool, samples) in after_move {
