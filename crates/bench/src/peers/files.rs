@@ -44,9 +44,13 @@ impl Tool {
 const RCLONE_TUNED: [&str; 7] =
     ["--transfers", "16", "--checkers", "16", "--track-renames", "--track-renames-strategy", "modtime,leaf"];
 
-/// How rclone serves the store: read-only, and listing the directory afresh each time (by default
-/// it keeps listings for five minutes, and would not see the store change between two syncs).
-const RCLONE_SERVE: [&str; 3] = ["--read-only", "--dir-cache-time", "0s"];
+/// Starts `rclone serve KIND` (http, webdav) over `served`, read-only, on `port`.
+fn serve_rclone(kind: &str, served: &Path, port: u16) -> Result<Running> {
+    spawn(
+        Command::new("rclone").args(["serve", kind, "--read-only", "--addr", &format!("127.0.0.1:{port}")]).arg(served),
+        "rclone serve",
+    )
+}
 
 /// The servers of every tool, each behind its counting proxy, over the same data.
 pub struct Stores {
@@ -56,9 +60,10 @@ pub struct Stores {
     _cpm: procs::Running,
     pub cpm_proxy: Proxy,
     pub cpm_url: String,
-    _rclone_http: Running,
+    /// rclone's servers, restarted after a change behind their backs (they keep directory
+    /// listings for five minutes, and would not see it), with their ports.
+    rclone: std::cell::RefCell<Vec<(Running, &'static str, u16)>>,
     pub http_proxy: Proxy,
-    _rclone_webdav: Running,
     pub webdav_proxy: Proxy,
     _unison: Running,
     pub unison_proxy: Proxy,
@@ -115,24 +120,9 @@ impl Stores {
         )?;
         let cpm_url = format!("http://{}", cpm_proxy.address);
 
-        let http_port = free_port()?;
-        let rclone_http = spawn(
-            Command::new("rclone")
-                .args(["serve", "http"])
-                .args(RCLONE_SERVE)
-                .args(["--addr", &format!("127.0.0.1:{http_port}")])
-                .arg(&served),
-            "rclone serve http",
-        )?;
-        let webdav_port = free_port()?;
-        let rclone_webdav = spawn(
-            Command::new("rclone")
-                .args(["serve", "webdav"])
-                .args(RCLONE_SERVE)
-                .args(["--addr", &format!("127.0.0.1:{webdav_port}")])
-                .arg(&served),
-            "rclone serve webdav",
-        )?;
+        let (http_port, webdav_port) = (free_port()?, free_port()?);
+        let rclone_http = serve_rclone("http", &served, http_port)?;
+        let rclone_webdav = serve_rclone("webdav", &served, webdav_port)?;
         let unison_port = free_port()?;
         let unison_home = work.join("unison-server");
         std::fs::create_dir_all(&unison_home)?;
@@ -156,9 +146,11 @@ impl Stores {
             _cpm: server,
             cpm_proxy,
             cpm_url,
-            _rclone_http: rclone_http,
+            rclone: std::cell::RefCell::new(vec![
+                (rclone_http, "http", http_port),
+                (rclone_webdav, "webdav", webdav_port),
+            ]),
             http_proxy: Proxy::start(local(http_port)).await?,
-            _rclone_webdav: rclone_webdav,
             webdav_proxy: Proxy::start(local(webdav_port)).await?,
             _unison: unison,
             unison_proxy: Proxy::start(local(unison_port)).await?,
@@ -284,9 +276,26 @@ impl Stores {
         Ok(Sample { seconds, bytes })
     }
 
+    /// Restarts rclone's servers on their ports, so that they list the store afresh.
+    async fn restart_rclone(&self) -> Result<()> {
+        let ports: Vec<u16> = {
+            let mut servers = self.rclone.borrow_mut();
+            for (server, kind, port) in servers.iter_mut() {
+                let _ = server.child.kill();
+                let _ = server.child.wait();
+                *server = serve_rclone(kind, &self.served, *port)?;
+            }
+            servers.iter().map(|(_, _, port)| *port).collect()
+        };
+        for port in ports {
+            listening(port, "rclone serve").await?;
+        }
+        Ok(())
+    }
+
     /// Moves the files of `folders` into a new folder `to`, in every store: one transaction in
     /// cpm's, renames in the served tree.
-    pub fn move_on_store_side(&self, folders: &[String], to: &str) -> Result<usize> {
+    pub async fn move_on_store_side(&self, folders: &[String], to: &str) -> Result<usize> {
         let target = self.served.join(to);
         std::fs::create_dir_all(&target)?;
         let mut moved = 0;
@@ -297,6 +306,7 @@ impl Stores {
                 moved += 1;
             }
         }
+        self.restart_rclone().await?;
         self.cpm(&["-C", "pda", "mkdir", &format!("/tree/{to}")])?;
         for folder in folders {
             self.cpm(&["-C", "pda", "mv", &format!("/tree/{folder}/*"), &format!("/tree/{to}/")])?;
@@ -371,7 +381,7 @@ pub async fn run(stores: &Stores, runs: usize, webdav_runs: usize) -> Result<Vec
     let mut after_move: Vec<(Tool, Vec<Sample>)> = kept.iter().map(|(tool, _)| (*tool, Vec::new())).collect();
     for round in 0..runs {
         eprintln!("cpm-bench: case 2, round {}", round + 1);
-        let moved = stores.move_on_store_side(&folders(stores, round * 10, 10)?, &format!("moved-{round}"))?;
+        let moved = stores.move_on_store_side(&folders(stores, round * 10, 10)?, &format!("moved-{round}")).await?;
         if moved == 0 {
             bail!("the tree has too few folders to move 1,000 files {runs} times");
         }

@@ -343,8 +343,9 @@ const COMMANDS: &str = "Commands (each server behind its own counting proxy on l
   device `cpm prefs set --kind message --content stub --fields name,size,from,subject,date`.
   Case 5: `cpm -C DEVICE agent` with `--auto on`, time from the new message's upload to its file
   in the device's directory.
-- rclone: `rclone serve http --read-only --dir-cache-time 0s DIR` (and `webdav`; without that
-  flag the server keeps listings for five minutes and a sync right after a change sees nothing); tuned:
+- rclone: `rclone serve http --read-only DIR` and `rclone serve webdav --read-only DIR`, restarted
+  after the store-side move (they keep listings for five minutes, and a sync right after a change
+  would see nothing; with `--dir-cache-time 0s` instead, a sync with nothing to do takes 14 s); tuned:
   `rclone sync :http: DEST --http-url URL --transfers 16 --checkers 16 --track-renames
   --track-renames-strategy modtime,leaf`; defaults: `rclone sync :http: DEST --http-url URL` and
   `rclone sync :webdav: DEST --webdav-url URL`.
