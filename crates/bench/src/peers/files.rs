@@ -3,14 +3,12 @@
 //! WebDAV), unison and `cp -r`.
 
 use super::proxy::Proxy;
-use super::{Measure, Sample, timed};
+use super::{Measure, ProxiedCpm, Sample, timed};
 use crate::procs::{self, Running};
 use anyhow::{Context, Result, bail};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-pub const PASSWORD: &str = "bench-password";
 
 /// One way of keeping a device's copy of the content tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +55,7 @@ pub struct Stores {
     pub work: PathBuf,
     /// The tree as the rclone and unison servers serve it; moves on the store side happen here.
     pub served: PathBuf,
-    _cpm: procs::Running,
-    pub cpm_proxy: Proxy,
-    pub cpm_url: String,
+    cpm: ProxiedCpm,
     /// rclone's servers, restarted after a change behind their backs (they keep directory
     /// listings for five minutes, and would not see it), with their ports.
     rclone: std::cell::RefCell<Vec<(Running, &'static str, u16)>>,
@@ -67,7 +63,6 @@ pub struct Stores {
     pub webdav_proxy: Proxy,
     _unison: Running,
     pub unison_proxy: Proxy,
-    next_device: std::cell::Cell<usize>,
 }
 
 fn free_port() -> Result<u16> {
@@ -97,28 +92,7 @@ impl Stores {
         let served = work.join("served");
         copy_tree(tree, &served)?;
 
-        // cpm: object links must name the proxy, so that payloads are counted too.
-        let cpm_port = free_port()?;
-        let cpm_proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cpm_port))).await?;
-        let config = work.join("operator.toml");
-        std::fs::write(&config, format!("[server]\npublic_url = \"http://{}\"\n", cpm_proxy.address))?;
-        let data = work.join("cpm-data");
-        let added = Command::new(cpm)
-            .args(["admin", "--data"])
-            .arg(&data)
-            .args(["user", "add", "alice"])
-            .env("CPM_PASSWORD", PASSWORD)
-            .output()?;
-        if !added.status.success() {
-            bail!("cannot add the user: {}", String::from_utf8_lossy(&added.stderr));
-        }
-        let (server, _) = procs::start_cpm(
-            cpm,
-            &data,
-            &format!("127.0.0.1:{cpm_port}"),
-            &["--config", config.to_str().context("utf-8 path")?],
-        )?;
-        let cpm_url = format!("http://{}", cpm_proxy.address);
+        let cpm = ProxiedCpm::start(cpm, work).await?;
 
         let (http_port, webdav_port) = (free_port()?, free_port()?);
         let rclone_http = serve_rclone("http", &served, http_port)?;
@@ -143,9 +117,7 @@ impl Stores {
         let stores = Self {
             work: work.to_owned(),
             served,
-            _cpm: server,
-            cpm_proxy,
-            cpm_url,
+            cpm,
             rclone: std::cell::RefCell::new(vec![
                 (rclone_http, "http", http_port),
                 (rclone_webdav, "webdav", webdav_port),
@@ -154,7 +126,6 @@ impl Stores {
             webdav_proxy: Proxy::start(local(webdav_port)).await?,
             _unison: unison,
             unison_proxy: Proxy::start(local(unison_port)).await?,
-            next_device: std::cell::Cell::new(0),
         };
         stores.register("pda", "pda")?;
         eprintln!("cpm-bench: putting the tree in cpm's store");
@@ -170,47 +141,16 @@ impl Stores {
         Ok(stores)
     }
 
-    /// Runs `cpm ARGS` in the work directory.
     pub fn cpm(&self, args: &[&str]) -> Result<String> {
-        let output = Command::new(procs::cpm_binary()?)
-            .args(args)
-            .current_dir(&self.work)
-            .env("CPM_PASSWORD", PASSWORD)
-            .output()?;
-        if !output.status.success() {
-            bail!("cpm {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        self.cpm.run(args)
     }
 
-    pub fn register(&self, name: &str, class: &str) -> Result<()> {
-        let args = [
-            "device",
-            "register",
-            "--server",
-            &self.cpm_url,
-            "--user",
-            "alice",
-            "--name",
-            name,
-            "--class",
-            class,
-            "--dir",
-            name,
-        ];
-        self.cpm(&args).map(drop)
+    pub fn register(&self, name: &str, class: &str) -> Result<PathBuf> {
+        self.cpm.register(name, class, &self.cpm.url)
     }
 
-    /// A new cpm device directory with `profile` set, not synced yet.
     pub fn new_device(&self, class: &str, profile: &[&str]) -> Result<PathBuf> {
-        let number = self.next_device.get();
-        self.next_device.set(number + 1);
-        let name = format!("{}-{number}", class);
-        self.register(&name, class)?;
-        if !profile.is_empty() {
-            self.cpm(&[&["-C", name.as_str(), "prefs", "set"], profile].concat())?;
-        }
-        Ok(self.work.join(name))
+        self.cpm.new_device(class, profile)
     }
 
     /// Syncs `tool`'s replica in `dest` (created empty when missing) with its store: time and
@@ -228,7 +168,7 @@ impl Stores {
             Tool::Cpm => {
                 let mut command = Command::new(procs::cpm_binary()?);
                 command.args(["-C", dest_text, "sync", "--quiet"]);
-                (command, Some(&self.cpm_proxy))
+                (command, Some(&self.cpm.proxy))
             }
             Tool::RcloneHttp | Tool::RcloneHttpDefaults => {
                 let mut command = Command::new("rclone");

@@ -2,7 +2,7 @@
 //! arrives; cpm (a stub device, a download device, and its agent) against mbsync from Dovecot.
 
 use super::proxy::Proxy;
-use super::{Measure, Sample, data, timed};
+use super::{Measure, PASSWORD, ProxiedCpm, Sample, data, timed};
 use crate::procs::{self, Running};
 use anyhow::{Context, Result, bail};
 use std::net::SocketAddr;
@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "bench-password";
 /// What the stub device keeps of each message.
 const STUB_PROFILE: [&str; 6] = ["--kind", "message", "--content", "stub", "--fields", "size,from,subject,date"];
 
@@ -20,10 +19,7 @@ pub struct Mailbox {
     next_id: std::cell::Cell<usize>,
     _dovecot: Running,
     dovecot_proxy: Proxy,
-    _cpm: Running,
-    cpm_proxy: Proxy,
-    cpm_url: String,
-    direct_url: String,
+    cpm: ProxiedCpm,
     seed: u64,
 }
 
@@ -76,53 +72,18 @@ impl Mailbox {
         super::files::listening(port, "dovecot").await?;
         let dovecot_proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await?;
 
-        let cpm_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let cpm_proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cpm_port))).await?;
-        let settings = work.join("operator.toml");
-        std::fs::write(&settings, format!("[server]\npublic_url = \"http://{}\"\n", cpm_proxy.address))?;
-        let data_dir = work.join("cpm-data");
-        let added = Command::new(cpm)
-            .args(["admin", "--data"])
-            .arg(&data_dir)
-            .args(["user", "add", "alice"])
-            .env("CPM_PASSWORD", PASSWORD)
-            .output()?;
-        if !added.status.success() {
-            bail!("cannot add the user: {}", String::from_utf8_lossy(&added.stderr));
-        }
-        let (server, direct_url) = procs::start_cpm(
-            cpm,
-            &data_dir,
-            &format!("127.0.0.1:{cpm_port}"),
-            &["--config", settings.to_str().context("utf-8")?],
-        )?;
+        let cpm_store = ProxiedCpm::start(cpm, work).await?;
         let mailbox = Self {
             work: work.to_owned(),
             bytes,
             next_id: std::cell::Cell::new(messages),
             _dovecot: dovecot,
             dovecot_proxy,
-            _cpm: server,
-            cpm_url: format!("http://{}", cpm_proxy.address),
-            cpm_proxy,
-            direct_url,
+            cpm: cpm_store,
             seed,
         };
         // The sending device talks to the server directly: only the receiving devices are counted.
-        mailbox.cpm(&[
-            "device",
-            "register",
-            "--server",
-            &mailbox.direct_url,
-            "--user",
-            "alice",
-            "--name",
-            "sender",
-            "--class",
-            "pda",
-            "--dir",
-            "sender",
-        ])?;
+        mailbox.cpm.register("sender", "pda", &mailbox.cpm.direct_url)?;
         eprintln!("cpm-bench: putting the messages in cpm's store");
         let mut names: Vec<PathBuf> =
             std::fs::read_dir(&eml)?.map(|item| item.map(|item| item.path())).collect::<Result<_, _>>()?;
@@ -137,48 +98,7 @@ impl Mailbox {
     }
 
     fn cpm(&self, args: &[&str]) -> Result<String> {
-        let output = Command::new(procs::cpm_binary()?)
-            .args(args)
-            .current_dir(&self.work)
-            .env("CPM_PASSWORD", PASSWORD)
-            .output()?;
-        if !output.status.success() {
-            bail!("cpm {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// A new cpm device with `profile`.
-    fn device(&self, label: &str, profile: &[&str]) -> Result<PathBuf> {
-        let number = self.next_id.get();
-        self.next_id.set(number + 1);
-        let name = format!("{label}-{number}");
-        self.cpm(&[
-            "device",
-            "register",
-            "--server",
-            &self.cpm_url,
-            "--user",
-            "alice",
-            "--name",
-            &name,
-            "--class",
-            "phone",
-            "--dir",
-            &name,
-        ])?;
-        if !profile.is_empty() {
-            self.cpm(&[&["-C", name.as_str(), "prefs", "set"], profile].concat())?;
-        }
-        Ok(self.work.join(name))
-    }
-
-    fn cpm_sync(&self, device: &Path) -> Result<Sample> {
-        self.cpm_proxy.take();
-        let mut command = Command::new(procs::cpm_binary()?);
-        command.arg("-C").arg(device).args(["sync", "--quiet"]);
-        let seconds = timed(&mut command)?;
-        Ok(Sample { seconds, bytes: self.cpm_proxy.take() })
+        self.cpm.run(args)
     }
 
     /// `mbsync -a` into the local maildir `local` (created when missing).
@@ -214,12 +134,12 @@ impl Mailbox {
             mbsync_dir = self.work.join(format!("mbsync-{round}"));
             procs::flush_file_systems()?;
             mbsync.push(self.mbsync(&mbsync_dir)?);
-            stub_dir = self.device("stub", &STUB_PROFILE)?;
+            stub_dir = self.cpm.new_device("phone", &STUB_PROFILE)?;
             procs::flush_file_systems()?;
-            stub.push(self.cpm_sync(&stub_dir)?);
-            download_dir = self.device("download", &["--kind", "message"])?;
+            stub.push(self.cpm.sync(&stub_dir)?);
+            download_dir = self.cpm.new_device("tablet", &["--kind", "message"])?;
             procs::flush_file_systems()?;
-            download.push(self.cpm_sync(&download_dir)?);
+            download.push(self.cpm.sync(&download_dir)?);
         }
         let mut measures = vec![
             Measure { case: 4, tool: "mbsync", samples: mbsync },
@@ -230,7 +150,7 @@ impl Mailbox {
         // Case 5: one new message at a time.
         let (mut mbsync, mut synced, mut pushed) = (Vec::new(), Vec::new(), Vec::new());
         self.cpm(&["-C", download_dir.to_str().context("utf-8")?, "prefs", "set", "--auto", "on"])?;
-        self.cpm_sync(&download_dir)?;
+        self.cpm.sync(&download_dir)?;
         let mut agent = Running {
             child: Command::new(procs::cpm_binary()?)
                 .arg("-C")
@@ -249,7 +169,7 @@ impl Mailbox {
             // upload to its file in the device's inbox.
             let name = message.file_name().and_then(|name| name.to_str()).context("name")?.to_owned();
             let landing = download_dir.join("inbox").join(&name);
-            self.cpm_proxy.take();
+            self.cpm.proxy.take();
             self.cpm(&["-C", "sender", "put", "--message", message.to_str().context("utf-8")?, "/inbox/"])?;
             let uploaded = Instant::now();
             while !landing.exists() {
@@ -261,9 +181,9 @@ impl Mailbox {
             let seconds = uploaded.elapsed().as_secs_f64();
             // Let the agent's sync finish before its bytes are counted.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            pushed.push(Sample { seconds, bytes: self.cpm_proxy.take() });
+            pushed.push(Sample { seconds, bytes: self.cpm.proxy.take() });
             // The stub device syncs by hand, as mbsync does.
-            synced.push(self.cpm_sync(&stub_dir)?);
+            synced.push(self.cpm.sync(&stub_dir)?);
         }
         let _ = agent.child.kill();
         measures.push(Measure { case: 5, tool: "mbsync", samples: mbsync });

@@ -41,6 +41,91 @@ pub struct PeersArgs {
     out: PathBuf,
 }
 
+pub const PASSWORD: &str = "bench-password";
+
+/// cpm's server behind a counting proxy, with the user alice. Object links name the proxy, so
+/// that payloads are counted too.
+pub struct ProxiedCpm {
+    work: PathBuf,
+    _server: crate::procs::Running,
+    pub proxy: proxy::Proxy,
+    /// The store as measured devices reach it: through the proxy.
+    pub url: String,
+    /// The store reached directly, by devices whose traffic is not measured.
+    pub direct_url: String,
+    devices: std::cell::Cell<usize>,
+}
+
+impl ProxiedCpm {
+    /// Starts it with its data under `work`.
+    pub async fn start(cpm: &Path, work: &Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let proxy = proxy::Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        let settings = work.join("operator.toml");
+        std::fs::write(&settings, format!("[server]\npublic_url = \"http://{}\"\n", proxy.address))?;
+        let data = work.join("cpm-data");
+        let added = Command::new(cpm)
+            .args(["admin", "--data"])
+            .arg(&data)
+            .args(["user", "add", "alice"])
+            .env("CPM_PASSWORD", PASSWORD)
+            .output()?;
+        if !added.status.success() {
+            bail!("cannot add the user: {}", String::from_utf8_lossy(&added.stderr));
+        }
+        let listen = format!("127.0.0.1:{port}");
+        let config = settings.to_str().context("utf-8 path")?;
+        let (server, direct_url) = crate::procs::start_cpm(cpm, &data, &listen, &["--config", config])?;
+        let url = format!("http://{}", proxy.address);
+        Ok(Self { work: work.to_owned(), _server: server, proxy, url, direct_url, devices: Default::default() })
+    }
+
+    /// Runs `cpm ARGS` in the work directory as alice; what it printed.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        let output = Command::new(crate::procs::cpm_binary()?)
+            .args(args)
+            .current_dir(&self.work)
+            .env("CPM_PASSWORD", PASSWORD)
+            .output()?;
+        if !output.status.success() {
+            bail!("cpm {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Registers device `name` of `class` (in the work directory's folder of that name) with the
+    /// store at `server`.
+    pub fn register(&self, name: &str, class: &str, server: &str) -> Result<PathBuf> {
+        let args = [
+            "device", "register", "--server", server, "--user", "alice", "--name", name, "--class", class, "--dir",
+            name,
+        ];
+        self.run(&args)?;
+        Ok(self.work.join(name))
+    }
+
+    /// A new measured device of `class`, named after it, with `profile` set; not synced yet.
+    pub fn new_device(&self, class: &str, profile: &[&str]) -> Result<PathBuf> {
+        let number = self.devices.get();
+        self.devices.set(number + 1);
+        let name = format!("{class}-{number}");
+        let dir = self.register(&name, class, &self.url)?;
+        if !profile.is_empty() {
+            self.run(&[&["-C", name.as_str(), "prefs", "set"], profile].concat())?;
+        }
+        Ok(dir)
+    }
+
+    /// Times `cpm -C DEVICE sync --quiet`, with the bytes it moved through the proxy.
+    pub fn sync(&self, device: &Path) -> Result<Sample> {
+        self.proxy.take();
+        let mut command = Command::new(crate::procs::cpm_binary()?);
+        command.arg("-C").arg(device).args(["sync", "--quiet"]);
+        let seconds = timed(&mut command)?;
+        Ok(Sample { seconds, bytes: self.proxy.take() })
+    }
+}
+
 /// One timed run: wall time and bytes on the wire (both ways, at the tool's proxy).
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
