@@ -345,6 +345,35 @@ fn report(measures: &[Measure], args: &PeersArgs, tree_bytes: u64, message_bytes
         }
         let _ = writeln!(out);
     }
+    let _ = writeln!(out, "## Reading these numbers\n");
+    let _ = writeln!(out, "{READING}");
+    if let Some(cp) = find(measures, 1, "cp -r") {
+        let _ = writeln!(out, "In this run `cp -r` took {}.\n", seconds(cp.time()));
+    }
+    let faster: Vec<String> = measures
+        .iter()
+        .filter(|measure| !measure.tool.starts_with("cpm"))
+        .filter_map(|peer| {
+            let cpm = measures.iter().find(|cpm| cpm.case == peer.case && cpm.tool.starts_with("cpm"))?;
+            (peer.time().median < cpm.time().median).then(|| {
+                format!(
+                    "case {}: {} {} against {} {}",
+                    peer.case,
+                    peer.tool,
+                    seconds(peer.time()),
+                    cpm.tool,
+                    seconds(cpm.time())
+                )
+            })
+        })
+        .collect();
+    if !faster.is_empty() {
+        let _ = writeln!(out, "Where a tool was faster than cpm in this run:\n");
+        for line in faster {
+            let _ = writeln!(out, "- {line}");
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "## Versions and exact commands\n");
     for (program, args) in [
         ("cpm", &["--version"][..]),
@@ -420,6 +449,15 @@ fn goals(measures: &[Measure], case: u8) -> Vec<String> {
     }
     lines
 }
+
+const READING: &str = "Every tool ran on the same data, in the same run, one after the other in each round, \
+each from a flushed file system. This machine is shared and its file system slows down after mass \
+deletions (a `perf` profile of a copy shows ext4's inode allocator checking recently freed inodes, \
+`recently_deleted` under `ext4_create`), so that even `cp -r` varies widely from one round to the \
+next: compare medians within a run, not across runs. `cp -r` copies on the local disk with no \
+network and no durability; cpm flushes what it downloads before recording it. In case 5 `mbsync` \
+and `cpm stub sync` are whole processes started by hand; `cpm agent` is the time from the end of the \
+upload to the file in the device's directory, with the agent running.\n";
 
 const COMMANDS: &str = "Commands (each server behind its own counting proxy on loopback):
 
