@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-/// Changes that land this close together make one hint: moving 1,000 files is one sync.
-const COALESCE: Duration = Duration::from_millis(20);
+/// Changes that land this close together make one hint. Kept short: a burst that lasts longer
+/// is gathered by the agent, which waits while hints keep coming during its syncs.
+const COALESCE: Duration = Duration::from_millis(5);
 /// The largest message a device may send, and the socket's read buffer.
 const SOCKET_BUFFER: usize = 4096;
 
