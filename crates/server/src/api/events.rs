@@ -2,13 +2,13 @@
 //! store changes in a way that matters to its profile. A hint is never the data: the device
 //! syncs as usual, so a lost hint costs latency, not correctness.
 
-use crate::api::sync::{effective_profile, view_page};
+use crate::api::sync::{effective_profile, page_through};
 use crate::error::{ApiError, ApiQuery};
 use crate::state::{AppState, Auth, SharedState};
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use cpm_store::UserId;
+use cpm_store::{StoreError, UserId};
 use jiff::Timestamp;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -61,9 +61,10 @@ async fn news(
             if !view.effective.profile.auto {
                 return Ok((false, since));
             }
+            let profile = view.effective.profile.compile().map_err(StoreError::Internal)?;
             let mut cursor = since;
             loop {
-                let page = view_page(&shared, store, user, &device, cursor, 1000, unseen_after)?;
+                let page = page_through(&shared, store, user, &profile, cursor, 1000, unseen_after)?;
                 cursor = page.cursor;
                 if !page.changes.is_empty() || !page.has_more {
                     return Ok((!page.changes.is_empty(), cursor));

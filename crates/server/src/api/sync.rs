@@ -168,15 +168,28 @@ pub fn view_page(
     limit: usize,
     unseen_after: Option<Timestamp>,
 ) -> Result<ChangesPage, StoreError> {
-    let now = state.clock.now();
-    let view = effective_profile(store, &state.classes(), user, device, now)?;
+    let view = effective_profile(store, &state.classes(), user, device, state.clock.now())?;
     let profile = view.effective.profile.compile().map_err(StoreError::Internal)?;
+    page_through(state, store, user, &profile, since, limit, unseen_after)
+}
+
+/// [`view_page`] through a profile already worked out.
+pub fn page_through(
+    state: &AppState,
+    store: &dyn Store,
+    user: UserId,
+    profile: &CompiledProfile,
+    since: i64,
+    limit: usize,
+    unseen_after: Option<Timestamp>,
+) -> Result<ChangesPage, StoreError> {
+    let now = state.clock.now();
     let batch = store.changes(user, since, limit)?;
     let mut view = DeviceView {
         state,
         store,
         user,
-        profile: &profile,
+        profile,
         now,
         folder_paths: HashMap::new(),
         changes: Vec::new(),
