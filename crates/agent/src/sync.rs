@@ -715,12 +715,10 @@ impl Device {
         }
         let mut done = futures_util::stream::iter(bundles(jobs))
             .map(|bundle| async move {
-                for (_, path, _) in &bundle {
-                    if let Some(parent) = self.local(path).parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                }
                 let targets: Vec<PathBuf> = bundle.iter().map(|(_, path, _)| self.local(path)).collect();
+                for parent in targets.iter().filter_map(|target| target.parent()) {
+                    std::fs::create_dir_all(parent)?;
+                }
                 let sizes = match bundle.as_slice() {
                     [(_, path, entry)] => vec![
                         self.client

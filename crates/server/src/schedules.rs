@@ -96,9 +96,7 @@ async fn load(state: &SharedState) -> Result<HashMap<String, Planned>, String> {
         })
         .await
         .map_err(|error| error.message)?;
-    let mut known = state.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    known.clear();
-    known.extend(owed);
+    state.set_owed(owed);
     Ok(planned)
 }
 
@@ -120,7 +118,7 @@ async fn fire_due(state: &SharedState, planned: &mut HashMap<String, Planned>) -
     // Invariant (each instant fires at most once): the timers are stored before anyone is told;
     // a crash in between leaves the devices owed, and they sync on their next connection.
     state.run(move |store| store.save_timers(&stored)).await.map_err(|error| error.message)?;
-    state.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(fired.iter().map(|(id, _)| id.clone()));
+    state.owe(fired.iter().map(|(id, _)| id.clone()));
     let told = state.nudge(fired.iter().map(|(id, _)| id.as_str()));
     tracing::info!(fired = fired.len(), told, "scheduled syncs");
     for (id, timer) in fired {

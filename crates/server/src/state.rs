@@ -94,6 +94,18 @@ impl AppState {
             .count()
     }
 
+    /// Adds `devices` to those owed a scheduled sync.
+    pub fn owe(&self, devices: impl IntoIterator<Item = String>) {
+        lock(&self.owed).extend(devices);
+    }
+
+    /// Replaces the whole owed list (read afresh from the store).
+    pub fn set_owed(&self, devices: impl IntoIterator<Item = String>) {
+        let mut owed = lock(&self.owed);
+        owed.clear();
+        owed.extend(devices);
+    }
+
     pub fn is_owed(&self, device: &str) -> bool {
         lock(&self.owed).contains(device)
     }

@@ -137,12 +137,8 @@ pub async fn download(
     let (item, whole) = state
         .run(move |store| {
             let item = store.item(principal.user_id, &lookup)?;
-            // Invariant: a device never downloads a payload larger than its profile allows.
-            if let (Some(device), Item::Object(object)) = (&principal.device_id, &item)
-                && let Some(limit) = download_limit(store, &classes, principal.user_id, device, now)?
-                && object.size > limit
-            {
-                return Err(too_large_for_device(&lookup, object.size, limit));
+            if let (Some(device), Item::Object(object)) = (&principal.device_id, &item) {
+                within(object, download_limit(store, &classes, principal.user_id, device, now)?)?;
             }
             // A small payload is read in the same blocking call as its lookup: one hand-off to a
             // blocking thread per download instead of one for each open, seek and read.
@@ -240,10 +236,7 @@ pub async fn download_many(
                 let Item::Object(object) = store.item(principal.user_id, id)? else {
                     return Err(StoreError::NotFound(format!("no object with id {id}")));
                 };
-                // Invariant: a device never downloads a payload larger than its profile allows.
-                if let Some(limit) = limit.filter(|limit| object.size > *limit) {
-                    return Err(too_large_for_device(id, object.size, limit));
-                }
+                within(&object, limit)?;
                 parts.push(BundlePart { id: object.id, hash: object.hash, size: object.size });
             }
             Ok(parts)
@@ -309,10 +302,17 @@ pub async fn download_many(
         .map_err(|error| StoreError::Internal(error.to_string()).into())
 }
 
-fn too_large_for_device(id: &str, size: u64, limit: u64) -> StoreError {
-    StoreError::TooLargeForDevice(format!(
-        "{id} is {size} bytes; this device downloads at most {limit} (its profile's max_download)"
-    ))
+/// Refuses a payload larger than the asking device's `limit`.
+///
+/// Invariant: a device never downloads a payload larger than its profile allows.
+fn within(object: &cpm_core::Object, limit: Option<u64>) -> Result<(), StoreError> {
+    match limit.filter(|limit| object.size > *limit) {
+        Some(limit) => Err(StoreError::TooLargeForDevice(format!(
+            "{} is {} bytes; this device downloads at most {limit} (its profile's max_download)",
+            object.id, object.size
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
