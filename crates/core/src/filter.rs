@@ -126,6 +126,16 @@ impl Filter {
     pub fn reads_path(&self) -> bool {
         self.root.reads_path()
     }
+
+    /// The ages the filter compares with, each once: an object's answer can change with time
+    /// alone only when its age passes one of them.
+    pub fn ages(&self) -> Vec<SignedDuration> {
+        let mut ages = Vec::new();
+        self.root.ages(&mut ages);
+        ages.sort();
+        ages.dedup();
+        ages
+    }
 }
 
 impl fmt::Display for Filter {
@@ -150,6 +160,15 @@ impl Node {
             Node::Not(node) => node.reads_path(),
             Node::Test(Test::Text { field, .. }) => *field == TextField::Path,
             Node::Test(_) => false,
+        }
+    }
+
+    fn ages(&self, into: &mut Vec<SignedDuration>) {
+        match self {
+            Node::Or(nodes) | Node::And(nodes) => nodes.iter().for_each(|node| node.ages(into)),
+            Node::Not(node) => node.ages(into),
+            Node::Test(Test::Age { age, .. }) => into.push(*age),
+            Node::Test(_) => {}
         }
     }
 }

@@ -274,6 +274,15 @@ impl CompiledProfile {
                 || self.filter.as_ref().is_some_and(Filter::reads_path))
     }
 
+    /// The ages the record filter compares with: as time passes, objects cross them into or
+    /// out of the view.
+    pub fn ages(&self) -> Vec<jiff::SignedDuration> {
+        match (&self.filter, self.profile.mode) {
+            (Some(filter), Mode::Partial) => filter.ages(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether the device keeps this detail of its objects.
     pub fn keeps(&self, field: &str) -> bool {
         ALWAYS_KEPT.contains(&field) || self.fields.as_ref().is_none_or(|kept| kept.contains(field))

@@ -126,13 +126,27 @@ pub struct ChangesPage {
     /// The modseq this page brings the caller up to: pass it as `since` next time.
     pub cursor: i64,
     pub has_more: bool,
+    /// For a device's feed: the instant its view was read at. Pass it as `at` for the next pages
+    /// of the same sync, and as `seen_at` in the next sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub time: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 pub struct ChangesQuery {
     #[serde(default)]
     pub since: i64,
     pub limit: Option<u32>,
+    /// A device's feed: read every page of one sync at this instant (the first page's `time`).
+    #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub at: Option<Timestamp>,
+    /// A device's feed: the `time` of its last sync. Objects that entered or left its view since
+    /// then only because they aged (a filter on `age`) come in the last page.
+    #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub seen_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use cpm_proto::ErrorBody;
+use cpm_service::{ErrorKind, ServiceError};
 use cpm_store::StoreError;
 use serde::de::DeserializeOwned;
 
@@ -34,28 +35,29 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        let status = match &error {
-            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::AlreadyExists(_)
-            | StoreError::NotEmpty(_)
-            | StoreError::BlobMissing(_)
-            | StoreError::Conflict(_) => StatusCode::CONFLICT,
-            StoreError::Invalid(_) | StoreError::MoveIntoItself(_) | StoreError::HashMismatch(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            StoreError::Unauthorized | StoreError::BadCredentials => StatusCode::UNAUTHORIZED,
-            StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            StoreError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
-            StoreError::TooLargeForDevice(_) => StatusCode::FORBIDDEN,
-            StoreError::ResyncRequired { .. } => StatusCode::GONE,
-            StoreError::Internal(_) | StoreError::Io(_) => {
-                tracing::error!(%error, "request failed");
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        let status = match error.kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Gone => StatusCode::GONE,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorKind::Internal => {
+                tracing::error!(error = error.message, "request failed");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log");
             }
         };
-        Self::new(status, error.code(), error.to_string())
+        Self::new(status, error.code, error.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ServiceError::from(error).into()
     }
 }
 

@@ -2,7 +2,6 @@
 
 pub mod api;
 pub mod config;
-mod convert;
 pub mod error;
 pub mod metrics;
 mod schedules;
@@ -12,6 +11,7 @@ pub use config::ServerConfig;
 
 use axum::serve::ListenerExt;
 use cpm_core::Clock;
+use cpm_service::{Limits, Service};
 use cpm_store::{SqliteStore, Store};
 use state::{AppState, SharedState};
 use std::future::Future;
@@ -44,20 +44,17 @@ impl Server {
             .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-        let classes = std::sync::RwLock::new(Arc::new(config.classes.clone()));
-        let quota_bytes = config.quota_bytes.unwrap_or(0);
+        let limits = Limits { max_object_bytes: config.max_object_bytes, max_message_bytes: config.max_message_bytes };
+        let service =
+            Service::new(Arc::new(store), clock, limits, &public_url, config.classes.clone(), config.quota_bytes);
         let state = Arc::new(AppState {
-            store: Arc::new(store),
+            service: Arc::new(service),
             config,
-            classes,
-            quota_bytes: quota_bytes.into(),
             journal: tokio::sync::broadcast::channel(16).0,
             online: Default::default(),
             owed: Default::default(),
             timers_changed: tokio::sync::Notify::new(),
-            public_url,
             metrics: Default::default(),
-            clock,
         });
         Ok(Self { state, listener })
     }
@@ -67,7 +64,7 @@ impl Server {
     }
 
     pub fn public_url(&self) -> &str {
-        &self.state.public_url
+        self.state.service.public_url()
     }
 
     /// A handle that puts reloaded operator settings in force while the server runs.
@@ -99,7 +96,7 @@ async fn collect_garbage(state: SharedState) {
     let mut ticks = tokio::time::interval(state.config.gc_interval);
     loop {
         ticks.tick().await;
-        let store: Arc<dyn Store> = Arc::clone(&state.store);
+        let store: Arc<dyn Store> = Arc::clone(&state.service.store);
         match tokio::task::spawn_blocking(move || store.collect_garbage()).await {
             Ok(Ok(report)) => {
                 state.metrics.gc_blobs_removed.inc_by(report.blobs_removed);
@@ -122,8 +119,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn reload(&self, config: &ServerConfig) {
-        self.state.set_classes(config.classes.clone());
-        self.state.quota_bytes.store(config.quota_bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        self.state.service.set_settings(config.classes.clone(), config.quota_bytes);
         self.state.timers_changed.notify_one();
     }
 }

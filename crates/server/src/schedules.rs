@@ -5,12 +5,11 @@
 //! Timers live in the store, so an instant fires at most once per device across restarts, and
 //! instants missed while the server was down collapse into one firing when it comes back.
 
-use crate::api::sync::profile_of;
 use crate::state::SharedState;
 use cpm_core::schedule::{Schedule, Tick, Timer};
+use cpm_service::profiles::profile_of;
 use jiff::Timestamp;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest the scheduler sleeps between looks at the clock, whatever the next instant: a
@@ -42,12 +41,12 @@ pub async fn run(state: SharedState) {
             tracing::error!(%error, "cannot store fired schedules");
             stale = true;
         }
-        let now = state.clock.now();
+        let now = state.service.clock.now();
         let nap = planned
             .values()
             .filter_map(|device| device.wakes)
             .min()
-            .map_or(LONGEST_NAP, |next| state.clock.real_wait(next.duration_since(now)).min(LONGEST_NAP));
+            .map_or(LONGEST_NAP, |next| state.service.clock.real_wait(next.duration_since(now)).min(LONGEST_NAP));
         tokio::select! {
             () = tokio::time::sleep(nap) => {}
             () = state.timers_changed.notified() => stale = true,
@@ -58,11 +57,9 @@ pub async fn run(state: SharedState) {
 /// Reads every device's schedule. Timers seen for the first time (or for a changed schedule) are
 /// armed from now and stored; the owed list is rebuilt from the store.
 async fn load(state: &SharedState) -> Result<HashMap<String, Planned>, String> {
-    let classes = state.classes();
-    let clock = Arc::clone(&state.clock);
     let (planned, owed) = state
-        .run(move |store| {
-            let now = clock.now();
+        .call(move |service| {
+            let (store, classes, now) = (&service.store, service.classes(), service.clock.now());
             let mut planned = HashMap::new();
             let mut armed = Vec::new();
             let mut owed = Vec::new();
@@ -102,7 +99,7 @@ async fn load(state: &SharedState) -> Result<HashMap<String, Planned>, String> {
 
 /// Fires every instant that has come: stores the timers, then tells the connected devices.
 async fn fire_due(state: &SharedState, planned: &mut HashMap<String, Planned>) -> Result<(), String> {
-    let now = state.clock.now();
+    let now = state.service.clock.now();
     let fired: Vec<(String, Timer)> = planned
         .iter()
         .filter(|(_, device)| device.wakes.is_some_and(|wakes| wakes <= now))
@@ -117,7 +114,7 @@ async fn fire_due(state: &SharedState, planned: &mut HashMap<String, Planned>) -
     let stored = fired.clone();
     // Invariant (each instant fires at most once): the timers are stored before anyone is told;
     // a crash in between leaves the devices owed, and they sync on their next connection.
-    state.run(move |store| store.save_timers(&stored)).await.map_err(|error| error.message)?;
+    state.call(move |service| Ok(service.store.save_timers(&stored)?)).await.map_err(|error| error.message)?;
     state.owe(fired.iter().map(|(id, _)| id.clone()));
     let told = state.nudge(fired.iter().map(|(id, _)| id.as_str()));
     tracing::info!(fired = fired.len(), told, "scheduled syncs");

@@ -3,19 +3,16 @@
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use cpm_core::Clock;
-use cpm_store::{Principal, Store, StoreError, UserId, secret};
+use cpm_service::{Service, ServiceError};
+use cpm_store::{Principal, StoreError, UserId, secret};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    /// The store with the operator's settings in force: every rule the handlers apply.
+    pub service: Arc<Service>,
     pub config: ServerConfig,
-    /// The operator's class settings, replaced whole when the settings are reloaded.
-    pub classes: std::sync::RwLock<Arc<Classes>>,
-    /// What each user's live objects may take, in bytes; 0: no limit. Reloaded with the classes.
-    pub quota_bytes: std::sync::atomic::AtomicU64,
     /// Rings with the user's id after every change the store accepts for that user: the user's
     /// connected devices then look for news.
     pub journal: tokio::sync::broadcast::Sender<UserId>,
@@ -25,16 +22,10 @@ pub struct AppState {
     pub owed: Mutex<HashSet<String>>,
     /// Rings when what decides the schedules may have changed: a profile, a device, the settings.
     pub timers_changed: tokio::sync::Notify,
-    /// Base of object links, without a trailing slash.
-    pub public_url: String,
     pub metrics: Metrics,
-    pub clock: Arc<dyn Clock>,
 }
 
 pub type SharedState = Arc<AppState>;
-
-/// The operator's defaults and bounds, by device class name.
-pub type Classes = std::collections::BTreeMap<String, cpm_core::policy::ClassPolicy>;
 
 /// A device's open event sockets, and the bell that tells them all to sync now.
 pub struct Presence {
@@ -115,53 +106,21 @@ impl AppState {
         lock(&self.owed).remove(device)
     }
 
-    /// The class settings in force now.
-    pub fn classes(&self) -> Arc<Classes> {
-        match self.classes.read() {
-            Ok(classes) => Arc::clone(&classes),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// Puts new class settings in force for every request that starts from now on.
-    pub fn set_classes(&self, classes: Classes) {
-        let fresh = Arc::new(classes);
-        match self.classes.write() {
-            Ok(mut current) => *current = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
-        }
-    }
-
-    /// The quota in force now.
-    pub fn quota_bytes(&self) -> Option<u64> {
-        Some(self.quota_bytes.load(std::sync::atomic::Ordering::Relaxed)).filter(|quota| *quota > 0)
-    }
-
-    /// Runs a store call on a blocking thread.
-    pub async fn run<T: Send + 'static>(
+    /// Runs a service call on a blocking thread.
+    pub async fn call<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        call: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || call(store.as_ref()))
+        let service = Arc::clone(&self.service);
+        tokio::task::spawn_blocking(move || call(&service))
             .await
-            .map_err(|error| ApiError::from(StoreError::Internal(format!("store task failed: {error}"))))?
+            .map_err(|error| ApiError::from(ServiceError::internal(format!("store task failed: {error}"))))?
             .map_err(ApiError::from)
     }
 
     /// The device a request comes from; profiles and the sync feed belong to a device.
     pub fn device_of(principal: &Principal) -> Result<String, ApiError> {
-        principal.device_id.clone().ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "device_required",
-                "this needs a device token: register a device (cpm device register)",
-            )
-        })
-    }
-
-    pub fn link(&self, object_id: &str) -> String {
-        format!("{}/v1/objects/{object_id}/content", self.public_url)
+        Ok(Service::device_of(principal)?.to_owned())
     }
 }
 
@@ -185,7 +144,7 @@ impl axum::extract::FromRequestParts<SharedState> for Auth {
             .filter(|token| !token.is_empty())
             .ok_or_else(|| ApiError::from(StoreError::Unauthorized))?;
         let hash = secret::token_hash(token);
-        let principal = state.run(move |store| store.authenticate(&hash)).await?;
+        let principal = state.call(move |service| Ok(service.store.authenticate(&hash)?)).await?;
         if let Some(Acting(user)) = parts.extensions.get::<Acting>() {
             // Set once per request; a second extractor finds it set to the same user.
             let _ = user.set(principal.user_id);

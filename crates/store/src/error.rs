@@ -31,9 +31,6 @@ pub enum StoreError {
     TooLarge(String),
     #[error("{0}")]
     QuotaExceeded(String),
-    /// The payload is larger than the asking device may download.
-    #[error("{0}")]
-    TooLargeForDevice(String),
     #[error("cursor {since} cannot be served: changes up to modseq {oldest} are no longer kept; sync again from 0")]
     ResyncRequired { since: i64, oldest: i64 },
     #[error("internal storage error: {0}")]
@@ -58,7 +55,6 @@ impl StoreError {
             StoreError::HashMismatch(_) => "hash_mismatch",
             StoreError::TooLarge(_) => "too_large",
             StoreError::QuotaExceeded(_) => "quota_exceeded",
-            StoreError::TooLargeForDevice(_) => "too_large_for_device",
             StoreError::ResyncRequired { .. } => "resync_required",
             StoreError::Internal(_) | StoreError::Io(_) => "internal",
         }

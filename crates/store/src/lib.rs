@@ -14,7 +14,7 @@ mod sqlite;
 
 pub use blobs::{BlobDir, BlobWriter, VerifiedBlob, is_valid_hash};
 pub use error::{Result, StoreError};
-pub use sqlite::SqliteStore;
+pub use sqlite::{IdSource, SqliteStore};
 
 use cpm_core::schedule::Timer;
 use cpm_core::{ChangedRow, Folder, Item, MessageInfo, Name, Object, ObjectKind, StorePath};
@@ -179,6 +179,17 @@ pub trait Store: Send + Sync + 'static {
 
     // The change journal.
     fn changes(&self, user: UserId, since: i64, limit: usize) -> Result<ChangeBatch>;
+    /// Live objects last modified in `(after, until]`, oldest first, at most `limit`: those
+    /// whose age crossed a boundary while time moved on.
+    fn objects_modified_between(
+        &self,
+        user: UserId,
+        after: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Object>>;
+    /// The earliest last-modified instant of a live object after `after`.
+    fn next_modified_after(&self, user: UserId, after: Timestamp) -> Result<Option<Timestamp>>;
 
     // Blobs.
     fn has_blob(&self, user: UserId, hash: &str) -> Result<bool>;

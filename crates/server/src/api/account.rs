@@ -29,17 +29,17 @@ fn device(state: &AppState, record: DeviceRecord) -> Device {
 async fn check_password(state: &SharedState, user: String, password: String) -> Result<UserId, ApiError> {
     static UNKNOWN_USER_HASH: OnceLock<String> = OnceLock::new();
     state
-        .run(move |store| {
-            let (user, phc) = match store.credentials(&user) {
+        .call(move |service| {
+            let (user, phc) = match service.store.credentials(&user) {
                 Ok(found) => found,
                 Err(StoreError::BadCredentials) => {
                     let decoy = UNKNOWN_USER_HASH.get_or_init(|| secret::hash_password("decoy").unwrap_or_default());
                     secret::verify_password(&password, decoy);
-                    return Err(StoreError::BadCredentials);
+                    return Err(StoreError::BadCredentials.into());
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into()),
             };
-            if secret::verify_password(&password, &phc) { Ok(user) } else { Err(StoreError::BadCredentials) }
+            if secret::verify_password(&password, &phc) { Ok(user) } else { Err(StoreError::BadCredentials.into()) }
         })
         .await
 }
@@ -53,7 +53,7 @@ pub async fn login(
     let user = check_password(&state, request.user.clone(), request.password).await?;
     let token = secret::new_token()?;
     let hash = secret::token_hash(&token);
-    state.run(move |store| store.add_token(user, &hash)).await?;
+    state.call(move |service| Ok(service.store.add_token(user, &hash)?)).await?;
     Ok(Json(TokenResponse { user: request.user, token }))
 }
 
@@ -78,7 +78,9 @@ pub async fn register_device(
     let token = secret::new_token()?;
     let hash = secret::token_hash(&token);
     let record = state
-        .run(move |store| store.register_device(user, &name, class.as_str(), request.time_zone.as_deref(), &hash))
+        .call(move |service| {
+            Ok(service.store.register_device(user, &name, class.as_str(), request.time_zone.as_deref(), &hash)?)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(RegisteredDevice { device: device(&state, record), token })))
 }
@@ -89,7 +91,7 @@ pub async fn list_devices(
     State(state): State<SharedState>,
     Auth(principal): Auth,
 ) -> Result<Json<Vec<Device>>, ApiError> {
-    let records = state.run(move |store| store.devices(principal.user_id)).await?;
+    let records = state.call(move |service| Ok(service.store.devices(principal.user_id)?)).await?;
     Ok(Json(records.into_iter().map(|record| device(&state, record)).collect()))
 }
 
@@ -101,6 +103,6 @@ pub async fn revoke_device(
     Auth(principal): Auth,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Device>, ApiError> {
-    let record = state.run(move |store| store.revoke_device(principal.user_id, &name)).await?;
+    let record = state.call(move |service| Ok(service.store.revoke_device(principal.user_id, &name)?)).await?;
     Ok(Json(device(&state, record)))
 }

@@ -1,6 +1,5 @@
 //! The change journal: what changed since a cursor.
 
-use crate::convert;
 use crate::error::{ApiError, ApiQuery};
 use crate::state::{Auth, SharedState};
 use axum::Json;
@@ -18,10 +17,5 @@ pub async fn changes(
     ApiQuery(query): ApiQuery<ChangesQuery>,
 ) -> Result<Json<ChangesPage>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE) as usize;
-    let batch = state.run(move |store| store.changes(principal.user_id, query.since, limit)).await?;
-    Ok(Json(ChangesPage {
-        changes: batch.rows.iter().map(|row| convert::change(&state, row)).collect(),
-        cursor: batch.cursor,
-        has_more: batch.has_more,
-    }))
+    Ok(Json(state.call(move |service| service.journal(principal.user_id, query.since, limit)).await?))
 }

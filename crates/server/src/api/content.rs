@@ -1,6 +1,5 @@
 //! Payloads: content-addressed uploads and ranged downloads through an object's link.
 
-use crate::api::sync::download_limit;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::{Auth, SharedState};
 use axum::Json;
@@ -8,9 +7,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cpm_core::Item;
-use cpm_proto::{BlobReceipt, BundlePart, ContentsRequest, ErrorBody, MAX_BUNDLE_BYTES, MAX_BUNDLE_OBJECTS};
-use cpm_store::{StoreError, is_valid_hash};
+use cpm_proto::{BlobReceipt, ContentsRequest, ErrorBody};
+use cpm_store::StoreError;
 use futures_util::StreamExt;
 use std::io::SeekFrom;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -21,14 +19,6 @@ const DOWNLOAD_CHUNK: usize = 256 * 1024;
 /// Payloads up to this size are read whole, in one call.
 const READ_WHOLE_UP_TO: u64 = 1024 * 1024;
 
-fn checked_hash(hash: &str) -> Result<(), ApiError> {
-    if is_valid_hash(hash) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!("bad hash {hash:?}: expected 64 lowercase hex digits of BLAKE3")))
-    }
-}
-
 #[utoipa::path(head, path = "/v1/blobs/{hash}", tag = "content", security(("bearer" = [])),
     params(("hash" = String, Path, description = "BLAKE3 of the content, lowercase hex")),
     responses((status = 200, description = "this user's store has the content: no need to upload it"),
@@ -38,8 +28,7 @@ pub async fn has_blob(
     Auth(principal): Auth,
     ApiPath(hash): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    checked_hash(&hash)?;
-    let found = state.run(move |store| store.has_blob(principal.user_id, &hash)).await?;
+    let found = state.call(move |service| service.has_blob(principal.user_id, &hash)).await?;
     Ok(if found { StatusCode::OK } else { StatusCode::NOT_FOUND })
 }
 
@@ -56,7 +45,6 @@ pub async fn upload_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<BlobReceipt>), ApiError> {
-    checked_hash(&hash)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -64,28 +52,21 @@ pub async fn upload_blob(
         .ok_or_else(|| {
             ApiError::new(StatusCode::LENGTH_REQUIRED, "length_required", "an upload needs a Content-Length")
         })?;
-    let max = state.config.max_object_bytes;
-    if declared > max {
-        return Err(
-            StoreError::TooLarge(format!("{declared} bytes is over the {max} bytes allowed for one object")).into()
-        );
-    }
     let user = principal.user_id;
-    let known = hash.clone();
-    if state.run(move |store| store.has_blob(user, &known)).await? {
+    let asked = hash.clone();
+    if !state.call(move |service| service.blob_wanted(user, &asked, declared)).await? {
         state.metrics.deduplicated_uploads.inc();
         return Ok((StatusCode::OK, Json(BlobReceipt { hash, size: declared })));
     }
-    let mut writer = state.store.blobs().writer(declared).await?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|error| ApiError::bad_request(format!("the upload was cut off: {error}")))?;
-        writer.write(&chunk).await?;
-        state.metrics.upload_bytes.inc_by(chunk.len() as u64);
-    }
-    let verified = writer.finish(&hash, Some(declared)).await?;
+    let metrics = state.metrics.clone();
+    let chunks = body.into_data_stream().inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            metrics.upload_bytes.inc_by(chunk.len() as u64);
+        }
+    });
+    let verified = state.service.receive_blob(&hash, declared, chunks).await?;
     let size = verified.size;
-    state.run(move |store| store.commit_blob(user, verified)).await?;
+    state.call(move |service| service.commit_blob(user, verified)).await?;
     Ok((StatusCode::CREATED, Json(BlobReceipt { hash, size })))
 }
 
@@ -128,32 +109,20 @@ pub async fn download(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::from(StoreError::NotFound(format!("no object with id {id}")));
-    if !id.starts_with('o') {
-        return Err(not_found());
-    }
-    let lookup = id.clone();
-    let (classes, now) = (state.classes(), state.clock.now());
-    let (item, whole) = state
-        .run(move |store| {
-            let item = store.item(principal.user_id, &lookup)?;
-            if let (Some(device), Item::Object(object)) = (&principal.device_id, &item) {
-                within(object, download_limit(store, &classes, principal.user_id, device, now)?)?;
-            }
+    let (object, whole) = state
+        .call(move |service| {
+            let object = service.payload(&principal, &id)?;
             // A small payload is read in the same blocking call as its lookup: one hand-off to a
             // blocking thread per download instead of one for each open, seek and read.
-            let whole = match &item {
-                Item::Object(object) if object.size <= READ_WHOLE_UP_TO => {
-                    Some(axum::body::Bytes::from(std::fs::read(store.blob_path(&object.hash))?))
-                }
-                _ => None,
+            let whole = if object.size <= READ_WHOLE_UP_TO {
+                let bytes = std::fs::read(service.store.blob_path(&object.hash)).map_err(StoreError::from)?;
+                Some(axum::body::Bytes::from(bytes))
+            } else {
+                None
             };
-            Ok((item, whole))
+            Ok((object, whole))
         })
         .await?;
-    let Item::Object(object) = item else {
-        return Err(not_found());
-    };
     let etag = format!("\"{}\"", object.hash);
     let etag_header = HeaderValue::from_str(&etag).map_err(|_| StoreError::Internal("unprintable hash".into()))?;
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok());
@@ -193,7 +162,7 @@ pub async fn download(
         }
         None => {
             let mut file =
-                tokio::fs::File::open(state.store.blob_path(&object.hash)).await.map_err(StoreError::from)?;
+                tokio::fs::File::open(state.service.store.blob_path(&object.hash)).await.map_err(StoreError::from)?;
             file.seek(SeekFrom::Start(first)).await.map_err(StoreError::from)?;
             Body::from_stream(ReaderStream::with_capacity(file.take(length), DOWNLOAD_CHUNK))
         }
@@ -221,33 +190,8 @@ pub async fn download_many(
     Auth(principal): Auth,
     ApiJson(request): ApiJson<ContentsRequest>,
 ) -> Result<Response, ApiError> {
-    if request.ids.is_empty() || request.ids.len() > MAX_BUNDLE_OBJECTS {
-        return Err(ApiError::bad_request(format!("ask for 1 to {MAX_BUNDLE_OBJECTS} objects at a time")));
-    }
-    let (classes, now) = (state.classes(), state.clock.now());
-    let parts = state
-        .run(move |store| {
-            let limit = match &principal.device_id {
-                Some(device) => download_limit(store, &classes, principal.user_id, device, now)?,
-                None => None,
-            };
-            let mut parts = Vec::with_capacity(request.ids.len());
-            for id in &request.ids {
-                let Item::Object(object) = store.item(principal.user_id, id)? else {
-                    return Err(StoreError::NotFound(format!("no object with id {id}")));
-                };
-                within(&object, limit)?;
-                parts.push(BundlePart { id: object.id, hash: object.hash, size: object.size });
-            }
-            Ok(parts)
-        })
-        .await?;
+    let parts = state.call(move |service| service.bundle(&principal, &request.ids)).await?;
     let payload: u64 = parts.iter().map(|part| part.size).sum();
-    if payload > MAX_BUNDLE_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "these objects hold {payload} bytes; ask for at most {MAX_BUNDLE_BYTES} at a time"
-        )));
-    }
     let headers: Vec<Vec<u8>> = parts
         .iter()
         .map(|part| {
@@ -260,7 +204,7 @@ pub async fn download_many(
         .map_err(|error| StoreError::Internal(error.to_string()))?;
     let length = payload + headers.iter().map(|line| line.len() as u64).sum::<u64>();
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
-    let store = std::sync::Arc::clone(&state.store);
+    let store = std::sync::Arc::clone(&state.service.store);
     // One blocking task reads the payloads in turn; the channel holds a few pieces ahead.
     tokio::task::spawn_blocking(move || {
         for (part, header) in parts.iter().zip(headers) {
@@ -300,19 +244,6 @@ pub async fn download_many(
         .header(header::CONTENT_LENGTH, length)
         .body(Body::from_stream(body))
         .map_err(|error| StoreError::Internal(error.to_string()).into())
-}
-
-/// Refuses a payload larger than the asking device's `limit`.
-///
-/// Invariant: a device never downloads a payload larger than its profile allows.
-fn within(object: &cpm_core::Object, limit: Option<u64>) -> Result<(), StoreError> {
-    match limit.filter(|limit| object.size > *limit) {
-        Some(limit) => Err(StoreError::TooLargeForDevice(format!(
-            "{} is {} bytes; this device downloads at most {limit} (its profile's max_download)",
-            object.id, object.size
-        ))),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

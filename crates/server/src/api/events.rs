@@ -2,16 +2,15 @@
 //! store changes in a way that matters to its profile. A hint is never the data: the device
 //! syncs as usual, so a lost hint costs latency, not correctness.
 
-use crate::api::sync::{effective_profile, page_through};
 use crate::error::{ApiError, ApiQuery};
 use crate::state::{AppState, Auth, SharedState};
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use cpm_store::{StoreError, UserId};
+use cpm_service::ServiceError;
+use cpm_store::UserId;
 use jiff::Timestamp;
 use serde::Deserialize;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -54,17 +53,18 @@ async fn news(
     since: i64,
     unseen_after: Option<Timestamp>,
 ) -> Result<(bool, i64), ApiError> {
-    let (shared, device) = (Arc::clone(state), device.to_owned());
+    let device = device.to_owned();
     state
-        .run(move |store| {
-            let view = effective_profile(store, &shared.classes(), user, &device, shared.clock.now())?;
+        .call(move |service| {
+            let view = service.device_profile(user, &device)?;
             if !view.effective.profile.auto {
                 return Ok((false, since));
             }
-            let profile = view.effective.profile.compile().map_err(StoreError::Internal)?;
+            let profile = view.effective.profile.compile().map_err(ServiceError::internal)?;
+            let now = service.clock.now();
             let mut cursor = since;
             loop {
-                let page = page_through(&shared, store, user, &profile, cursor, 1000, unseen_after)?;
+                let page = service.view_page(user, &profile, cursor, 1000, now, unseen_after)?;
                 cursor = page.cursor;
                 if !page.changes.is_empty() || !page.has_more {
                     return Ok((!page.changes.is_empty(), cursor));
@@ -92,7 +92,7 @@ async fn hint(state: SharedState, user: UserId, device: String, mut since: i64, 
     loop {
         let sent = match wake {
             Wake::Journal => {
-                let checking = state.clock.now();
+                let checking = state.service.clock.now();
                 let checked = news(&state, user, &device, since, unseen_after).await;
                 unseen_after = Some(checking);
                 match checked {

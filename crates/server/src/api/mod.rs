@@ -135,7 +135,7 @@ pub fn router(state: SharedState) -> Router {
 
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
 pub async fn health(State(state): State<SharedState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), time: Some(state.clock.now()) })
+    Json(Health { status: "ok".into(), time: Some(state.service.clock.now()) })
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

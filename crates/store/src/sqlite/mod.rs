@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Each step takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 3] = [include_str!("schema.sql"), include_str!("v2.sql"), include_str!("v3.sql")];
+const MIGRATIONS: [&str; 4] =
+    [include_str!("schema.sql"), include_str!("v2.sql"), include_str!("v3.sql"), include_str!("v4.sql")];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const FOLDER_COLUMNS: &str = "id, parent_id, name, created_ms, modified_ms, modseq";
 const OBJECT_COLUMNS: &str =
@@ -32,6 +33,9 @@ const IDLE_READERS: usize = 8;
 const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
 pub const MAX_PAGE: usize = 10_000;
 
+/// Makes the ids of new folders, objects and devices from the letter of their kind.
+pub type IdSource = Arc<dyn Fn(char) -> Result<String> + Send + Sync>;
+
 pub struct SqliteStore {
     db_path: PathBuf,
     writer: Mutex<Connection>,
@@ -39,6 +43,7 @@ pub struct SqliteStore {
     blobs: BlobDir,
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
+    ids: IdSource,
 }
 
 impl SqliteStore {
@@ -49,7 +54,21 @@ impl SqliteStore {
         let mut writer = open_connection(&db_path)?;
         migrate(&mut writer)?;
         let blobs = BlobDir::open(data)?;
-        Ok(Self { db_path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), blobs, clock, settings })
+        Ok(Self {
+            db_path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            blobs,
+            clock,
+            settings,
+            ids: Arc::new(secret::new_id),
+        })
+    }
+
+    /// The same store, naming new entries by `ids` instead of at random: for simulations that
+    /// must replay exactly.
+    pub fn with_ids(self, ids: IdSource) -> Self {
+        Self { ids, ..self }
     }
 
     fn now_ms(&self) -> i64 {
@@ -275,9 +294,8 @@ fn next_modseq(conn: &Connection, user: UserId) -> Result<i64> {
         .query_row(params![user], |row| row.get(0))?)
 }
 
-fn insert_folder(conn: &Connection, user: UserId, parent_id: &str, name: &str, now: i64) -> Result<Folder> {
+fn insert_folder(conn: &Connection, user: UserId, parent_id: &str, name: &str, now: i64, id: String) -> Result<Folder> {
     ensure_name_free(conn, parent_id, name, None)?;
-    let id = secret::new_id('f')?;
     let modseq = next_modseq(conn, user)?;
     conn.prepare_cached(
         "INSERT INTO folders (id, user_id, parent_id, name, created_ms, modified_ms, modseq) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
@@ -455,7 +473,7 @@ impl Store for SqliteStore {
             )?;
             tx.execute(
                 "INSERT INTO folders (id, user_id, parent_id, name, created_ms, modified_ms, modseq) VALUES (?1, ?2, NULL, '', ?3, ?3, 0)",
-                params![secret::new_id('f')?, user, now],
+                params![(self.ids)('f')?, user, now],
             )?;
             Ok(user)
         })
@@ -526,7 +544,7 @@ impl Store for SqliteStore {
                     "a device named {name} is already registered; revoke it first (cpm devices revoke {name})"
                 )));
             }
-            let id = secret::new_id('d')?;
+            let id = (self.ids)('d')?;
             tx.execute(
                 "INSERT INTO devices (id, user_id, name, class, time_zone, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, user, name.as_str(), class, time_zone, now],
@@ -791,7 +809,7 @@ impl Store for SqliteStore {
                 walked = walked.join(name);
                 folder = match child_folder(tx, &folder.id, name.as_str())? {
                     Some(existing) => existing,
-                    None if parents => insert_folder(tx, user, &folder.id, name.as_str(), now)?,
+                    None if parents => insert_folder(tx, user, &folder.id, name.as_str(), now, (self.ids)('f')?)?,
                     None => {
                         return Err(StoreError::NotFound(format!(
                             "no such folder: {walked} (create parents too with -p)"
@@ -802,7 +820,7 @@ impl Store for SqliteStore {
             match child_folder(tx, &folder.id, last.as_str())? {
                 Some(existing) if parents => Ok(existing),
                 Some(_) => Err(StoreError::AlreadyExists(format!("{path} already exists"))),
-                None => insert_folder(tx, user, &folder.id, last.as_str(), now),
+                None => insert_folder(tx, user, &folder.id, last.as_str(), now, (self.ids)('f')?),
             }
         })
     }
@@ -856,7 +874,7 @@ impl Store for SqliteStore {
                     )));
                 }
                 None => {
-                    let id = secret::new_id('o')?;
+                    let id = (self.ids)('o')?;
                     let modseq = next_modseq(tx, user)?;
                     tx.prepare_cached(
                         "INSERT INTO objects (id, user_id, folder_id, name, kind, content_type, size, hash, attributes,
@@ -1029,6 +1047,37 @@ impl Store for SqliteStore {
                 _ => highest,
             };
             Ok(ChangeBatch { rows, cursor, has_more })
+        })
+    }
+
+    fn objects_modified_between(
+        &self,
+        user: UserId,
+        after: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Object>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            let mut statement = tx.prepare_cached(&format!(
+                "SELECT {OBJECT_COLUMNS} FROM objects WHERE user_id = ?1 AND deleted_ms IS NULL
+                 AND modified_ms > ?2 AND modified_ms <= ?3 ORDER BY modified_ms LIMIT ?4"
+            ))?;
+            let objects = statement
+                .query_map(params![user, after.as_millisecond(), until.as_millisecond(), limit], object_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(objects)
+        })
+    }
+
+    fn next_modified_after(&self, user: UserId, after: Timestamp) -> Result<Option<Timestamp>> {
+        self.read(|tx| {
+            let first: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT MIN(modified_ms) FROM objects WHERE user_id = ?1 AND deleted_ms IS NULL AND modified_ms > ?2",
+                )?
+                .query_row(params![user, after.as_millisecond()], |row| row.get(0))?;
+            Ok(first.map(timestamp))
         })
     }
 

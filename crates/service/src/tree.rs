@@ -1,0 +1,165 @@
+//! Browsing and changing the tree: lookups, listings, folders, objects, moves, flags, deletes,
+//! and the raw journal. Every name, hash and content type is checked here, once for every front.
+
+use crate::{Result, Service, ServiceError};
+use cpm_core::message::parse_message;
+use cpm_core::{Item, Name, ObjectKind, StorePath};
+use cpm_proto::{ChangesPage, CreateObjectRequest, Entry, ListPage, MoveRequest, MoveResult};
+use cpm_store::{NewObject, StoreError, UserId, is_valid_hash};
+
+/// The most entries one move may name; a larger set is split by the client.
+pub const MAX_MOVE: usize = 100_000;
+
+pub fn store_path(raw: &str) -> Result<StorePath> {
+    StorePath::parse(raw).map_err(|error| ServiceError::invalid_name(error.to_string()))
+}
+
+pub fn name(raw: &str) -> Result<Name> {
+    Name::parse(raw).map_err(|error| ServiceError::invalid_name(format!("bad name {raw:?}: {error}")))
+}
+
+pub fn checked_hash(hash: &str) -> Result<()> {
+    if is_valid_hash(hash) {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(format!("bad hash {hash:?}: expected 64 lowercase hex digits of BLAKE3")))
+    }
+}
+
+/// Ids name their kind; a folder call given an object id (or the reverse) finds nothing.
+pub fn expect_kind(id: &str, prefix: char, what: &str) -> Result<()> {
+    if id.starts_with(prefix) { Ok(()) } else { Err(ServiceError::not_found(format!("no {what} with id {id}"))) }
+}
+
+/// `type/subtype` with optional parameters, in printable ASCII.
+fn valid_content_type(raw: &str) -> bool {
+    let essence = raw.split(';').next().unwrap_or_default().trim();
+    let shape = essence.split_once('/').is_some_and(|(kind, sub)| {
+        !kind.is_empty() && !sub.is_empty() && !sub.contains('/') && !essence.contains(char::is_whitespace)
+    });
+    shape && raw.len() <= 255 && raw.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
+impl Service {
+    pub fn resolve(&self, user: UserId, raw: &str) -> Result<Entry> {
+        let path = store_path(raw)?;
+        let item = self.store.resolve(user, &path)?;
+        Ok(self.entry(&item, Some(path.to_string())))
+    }
+
+    pub fn entry_by_id(&self, user: UserId, id: &str) -> Result<Entry> {
+        let item = self.store.item(user, id)?;
+        self.located_one(user, item)
+    }
+
+    pub fn children(&self, user: UserId, folder_id: &str, after: Option<&str>, limit: usize) -> Result<ListPage> {
+        expect_kind(folder_id, 'f', "folder")?;
+        let batch = self.store.list(user, folder_id, after, limit)?;
+        let folder = self.store.folder_path(user, folder_id)?;
+        let entries = batch
+            .items
+            .iter()
+            .map(|item| self.entry(item, Some(crate::entries::child_path(&folder, item.name()))))
+            .collect();
+        Ok(ListPage { entries, next: batch.next })
+    }
+
+    pub fn create_folder(&self, user: UserId, raw: &str, parents: bool) -> Result<Entry> {
+        let path = store_path(raw)?;
+        let folder = self.store.create_folder(user, &path, parents)?;
+        Ok(self.entry(&Item::Folder(folder), Some(path.to_string())))
+    }
+
+    pub fn delete_folder(&self, user: UserId, id: &str, recursive: bool) -> Result<()> {
+        expect_kind(id, 'f', "folder")?;
+        Ok(self.store.delete(user, id, recursive, None)?)
+    }
+
+    /// Creates an object (or with `replace` a new version of one) naming content already
+    /// uploaded. A message is parsed for its headers from the stored bytes.
+    pub fn create_object(&self, user: UserId, request: CreateObjectRequest) -> Result<Entry> {
+        let name = name(&request.name)?;
+        checked_hash(&request.hash)?;
+        if let Some(content_type) = request.content_type.as_deref().filter(|ct| !valid_content_type(ct)) {
+            return Err(ServiceError::invalid(format!("bad content type {content_type:?}: expected type/subtype")));
+        }
+        let (content_type, message) = match request.kind {
+            ObjectKind::File => (request.content_type.unwrap_or_else(|| "application/octet-stream".to_owned()), None),
+            ObjectKind::Message => {
+                if !self.store.has_blob(user, &request.hash)? {
+                    return Err(
+                        StoreError::BlobMissing(format!("content {} has not been uploaded yet", request.hash)).into()
+                    );
+                }
+                let path = self.store.blob_path(&request.hash);
+                let max = self.limits.max_message_bytes;
+                if std::fs::metadata(&path).map_err(StoreError::from)?.len() > max {
+                    return Err(StoreError::TooLarge(format!("a message may be at most {max} bytes")).into());
+                }
+                let bytes = std::fs::read(&path).map_err(StoreError::from)?;
+                let info = parse_message(&bytes).map_err(|error| ServiceError::invalid(error.to_string()))?;
+                (info.content_type.clone(), Some(Box::new(info)))
+            }
+        };
+        let new = NewObject {
+            folder_id: request.folder_id,
+            name,
+            kind: request.kind,
+            hash: request.hash,
+            content_type,
+            message,
+            modified: request.modified,
+            replace: request.replace,
+            base_modseq: request.base_modseq,
+            quota_bytes: self.quota_bytes(),
+        };
+        let object = self.store.create_object(user, new)?;
+        self.located_one(user, Item::Object(object))
+    }
+
+    pub fn set_flags(&self, user: UserId, id: &str, flags: &[String]) -> Result<Entry> {
+        expect_kind(id, 'o', "object")?;
+        let object = self.store.set_flags(user, id, flags)?;
+        self.located_one(user, Item::Object(object))
+    }
+
+    pub fn delete_object(&self, user: UserId, id: &str, base_modseq: Option<i64>) -> Result<()> {
+        expect_kind(id, 'o', "object")?;
+        Ok(self.store.delete(user, id, false, base_modseq)?)
+    }
+
+    pub fn move_entries(&self, user: UserId, request: &MoveRequest) -> Result<MoveResult> {
+        if request.ids.len() > MAX_MOVE {
+            return Err(ServiceError::invalid(format!("one move may name at most {MAX_MOVE} entries")));
+        }
+        let new_name = request.name.as_deref().map(name).transpose()?;
+        let moved = self.store.move_items(user, &request.ids, request.to.as_deref(), new_name.as_ref())?;
+        Ok(MoveResult { entries: self.located(user, moved)? })
+    }
+
+    /// The raw journal since a cursor (every row, not a device's view).
+    pub fn journal(&self, user: UserId, since: i64, limit: usize) -> Result<ChangesPage> {
+        let batch = self.store.changes(user, since, limit)?;
+        Ok(ChangesPage {
+            changes: batch.rows.iter().map(|row| self.change(row)).collect(),
+            cursor: batch.cursor,
+            has_more: batch.has_more,
+            time: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_content_type;
+
+    #[test]
+    fn content_types_need_a_type_and_a_subtype() {
+        for ok in ["audio/mpeg", "text/plain; charset=utf-8", "application/vnd.ms-excel"] {
+            assert!(valid_content_type(ok), "{ok}");
+        }
+        for bad in ["", "audio", "audio/", "/mpeg", "a/b/c", "audio /mpeg", "audio/mp\u{e9}g"] {
+            assert!(!valid_content_type(bad), "{bad}");
+        }
+    }
+}
