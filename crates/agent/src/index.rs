@@ -4,12 +4,13 @@
 //! Invariant: the records and the cursor change in one transaction, so the index never claims
 //! a journal position whose changes it has not recorded.
 
+use crate::error::{SyncError, SyncResult as Result};
+use crate::plan::HashMap;
 use crate::plan::{FileStamp, LocalState, Record, Tree};
 use crate::scan::CleanStamps;
-use anyhow::{Context, Result};
 use cpm_core::EntryKind;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 const SCHEMA: &str = "
@@ -23,7 +24,9 @@ CREATE TABLE IF NOT EXISTS records (
     state       TEXT NOT NULL,
     local_size  INTEGER,
     local_mtime INTEGER,
-    entry       TEXT NOT NULL
+    entry       TEXT NOT NULL,
+    -- The record's name here when it is not the one it would be given.
+    local_name  TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- What pulls are about to place (written before each starts, cleared with the cursor that
@@ -55,10 +58,20 @@ fn state_name(state: LocalState) -> &'static str {
 impl Index {
     pub fn open(meta_dir: &Path) -> Result<Self> {
         let path = meta_dir.join("index.db");
-        let connection = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let connection = Connection::open(&path)
+            .map_err(|error| SyncError::Index(format!("cannot open {}: {error}", path.display())))?;
         let _mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         connection.execute_batch("PRAGMA synchronous = FULL;")?;
         connection.execute_batch(SCHEMA)?;
+        // Indexes written before names could be mapped have no column for them.
+        let mapped: bool = connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('records') WHERE name = 'local_name')",
+            [],
+            |row| row.get(0),
+        )?;
+        if !mapped {
+            connection.execute_batch("ALTER TABLE records ADD COLUMN local_name TEXT;")?;
+        }
         // Indexes written before intents accumulated kept one per path, in `inflight`.
         let single: bool = connection.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inflight')",
@@ -97,9 +110,9 @@ impl Index {
 
     pub fn load(&self) -> Result<Tree> {
         let mut statement = self.connection.prepare(
-            "SELECT id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry FROM records",
+            "SELECT id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry, local_name FROM records",
         )?;
-        let mut records = HashMap::new();
+        let mut records = HashMap::default();
         let rows = statement.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -112,10 +125,11 @@ impl Index {
                 row.get::<_, Option<i64>>(7)?,
                 row.get::<_, Option<i64>>(8)?,
                 row.get::<_, String>(9)?,
+                row.get::<_, Option<String>>(10)?,
             ))
         })?;
         for row in rows {
-            let (id, kind, parent_id, name, modseq, hash, state, size, mtime, entry) = row?;
+            let (id, kind, parent_id, name, modseq, hash, state, size, mtime, entry, local_name) = row?;
             let kind = match kind.as_str() {
                 "folder" => EntryKind::Folder,
                 "message" => EntryKind::Message,
@@ -130,8 +144,12 @@ impl Index {
                 (Some(size), Some(mtime_ns)) => Some(FileStamp { size: u64::try_from(size).unwrap_or(0), mtime_ns }),
                 _ => None,
             };
-            let entry = serde_json::from_str(&entry).with_context(|| format!("the index entry of {id} is damaged"))?;
-            records.insert(id.clone(), Record { id, kind, parent_id, name, modseq, hash, state, local, entry });
+            let entry = serde_json::from_str(&entry)
+                .map_err(|error| SyncError::Index(format!("the index entry of {id} is damaged: {error}")))?;
+            records.insert(
+                id.clone(),
+                Record { id, kind, parent_id, name, modseq, hash, state, local, entry, local_name },
+            );
         }
         Ok(Tree { root_id: self.meta("root_id")?.unwrap_or_default(), records })
     }
@@ -173,11 +191,12 @@ impl Index {
         let tx = self.connection.transaction()?;
         {
             let mut put = tx.prepare_cached(
-                "INSERT INTO records (id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                "INSERT INTO records (id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry, local_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent_id = excluded.parent_id, name = excluded.name,
                    modseq = excluded.modseq, hash = excluded.hash, state = excluded.state,
-                   local_size = excluded.local_size, local_mtime = excluded.local_mtime, entry = excluded.entry",
+                   local_size = excluded.local_size, local_mtime = excluded.local_mtime, entry = excluded.entry,
+                   local_name = excluded.local_name",
             )?;
             for id in changed {
                 let Some(record) = tree.records.get(id) else { continue };
@@ -192,6 +211,7 @@ impl Index {
                     record.local.map(|stamp| i64::try_from(stamp.size).unwrap_or(i64::MAX)),
                     record.local.map(|stamp| stamp.mtime_ns),
                     serde_json::to_string(&record.entry)?,
+                    record.local_name,
                 ])?;
             }
             let mut remove = tx.prepare_cached("DELETE FROM records WHERE id = ?1")?;
@@ -262,7 +282,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_index_that_kept_one_intent_per_path_keeps_them_when_opened() -> Result<()> {
+    fn an_index_that_kept_one_intent_per_path_keeps_them_when_opened() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("cpm-index-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let old = Connection::open(dir.join("index.db"))?;

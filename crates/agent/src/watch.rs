@@ -3,8 +3,10 @@
 //! with automatic sync on) and whenever its schedule comes round (R2). Hints are never the data: when the channel drops, the agent reconnects with backoff and
 //! jitter and syncs at once, for it may have missed some.
 
+use crate::disk::DiskFs;
+use crate::error::{SyncError, SyncResult};
 use crate::sync::{Device, Report};
-use anyhow::Result;
+use cpm_client::Client;
 use std::time::Duration;
 
 /// The longest wait between two attempts to reach the server.
@@ -36,7 +38,11 @@ fn backoff(failures: u32) -> Duration {
 
 /// Syncs `device` now and then whenever the server hints, until the future is dropped; with
 /// `once`, syncs once and returns. `synced` hears of every sync.
-pub async fn keep_in_sync(device: &Device, once: bool, mut synced: impl FnMut(&Report)) -> Result<()> {
+pub async fn keep_in_sync(
+    device: &Device<Client, DiskFs>,
+    once: bool,
+    mut synced: impl FnMut(&Report),
+) -> SyncResult<()> {
     let mut failures = 0u32;
     loop {
         let cursor = match device.sync().await {
@@ -44,6 +50,8 @@ pub async fn keep_in_sync(device: &Device, once: bool, mut synced: impl FnMut(&R
                 synced(&report);
                 report.cursor
             }
+            // Nothing will change that without the user: say so and stop.
+            Err(error @ SyncError::Revoked { .. }) => return Err(error),
             Err(error) if once => return Err(error),
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), "sync failed; trying again");
@@ -55,7 +63,7 @@ pub async fn keep_in_sync(device: &Device, once: bool, mut synced: impl FnMut(&R
         if once {
             return Ok(());
         }
-        let mut hints = match device.client.hints(cursor).await {
+        let mut hints = match device.remote.hints(cursor).await {
             Ok(hints) => hints,
             Err(error) => {
                 tracing::warn!(%error, "no hint channel; trying again");
@@ -87,6 +95,7 @@ pub async fn keep_in_sync(device: &Device, once: bool, mut synced: impl FnMut(&R
                     cursor = report.cursor;
                     synced(&report);
                 }
+                Err(error @ SyncError::Revoked { .. }) => return Err(error),
                 Err(error) => {
                     tracing::warn!(error = format!("{error:#}"), "sync failed");
                     break;

@@ -231,7 +231,8 @@ async fn feed_size(url: &str, device: &Path) -> Result<usize> {
             .output()?;
         ensure!(output.status.success(), "curl failed: {}", String::from_utf8_lossy(&output.stderr));
         bytes += String::from_utf8_lossy(&output.stdout).trim().parse::<usize>()?;
-        let page = client.sync_changes(since, 1000).await?;
+        let page =
+            client.sync_changes(&cpm_proto::ChangesQuery { since, limit: Some(1000), ..Default::default() }).await?;
         since = page.cursor;
         if !page.has_more {
             return Ok(bytes);

@@ -16,6 +16,14 @@ pub struct DeviceConfig {
     pub device: String,
     pub device_id: String,
     pub class: String,
+    /// How long to wait for a connection to the server (`10s` when absent; `$CPM_CONNECT_TIMEOUT`
+    /// overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// How long to wait for each read of an answer (`60s` when absent; `$CPM_READ_TIMEOUT`
+    /// overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_timeout: Option<String>,
 }
 
 pub struct DeviceDir {
@@ -64,6 +72,31 @@ impl DeviceDir {
         std::fs::write(meta.join(CONFIG_FILE), text)
             .with_context(|| format!("cannot write {}", meta.join(CONFIG_FILE).display()))?;
         Ok(Self { root: root.to_owned(), config, token: token.to_owned() })
+    }
+
+    /// The timeouts this device's commands use: the environment's, else its settings', else
+    /// the defaults.
+    pub fn timeouts(&self) -> Result<cpm_client::Timeouts> {
+        let defaults = cpm_client::Timeouts::default();
+        let pick = |variable: &str, setting: &Option<String>, default: std::time::Duration| -> Result<_> {
+            let raw = std::env::var(variable).ok().or_else(|| setting.clone());
+            match raw {
+                None => Ok(default),
+                Some(raw) => {
+                    let span: jiff::Span = raw.parse().with_context(|| format!("bad timeout {raw:?} (e.g. 10s)"))?;
+                    let duration = jiff::SignedDuration::try_from(span)
+                        .ok()
+                        .and_then(|duration| std::time::Duration::try_from(duration).ok())
+                        .filter(|duration| !duration.is_zero())
+                        .with_context(|| format!("bad timeout {raw:?} (e.g. 10s)"))?;
+                    Ok(duration)
+                }
+            }
+        };
+        Ok(cpm_client::Timeouts {
+            connect: pick("CPM_CONNECT_TIMEOUT", &self.config.connect_timeout, defaults.connect)?,
+            read: pick("CPM_READ_TIMEOUT", &self.config.read_timeout, defaults.read)?,
+        })
     }
 
     pub fn is_registered(root: &Path) -> bool {

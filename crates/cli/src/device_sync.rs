@@ -5,8 +5,8 @@ use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use cpm_agent::index::Index;
 use cpm_agent::naming::META_DIR;
-use cpm_agent::plan::{LocalState, plan_push};
-use cpm_agent::{Device, Progress, Silent, keep_in_sync, scan};
+use cpm_agent::plan::{LocalState, Skipped, plan_push};
+use cpm_agent::{Device, DiskFs, Progress, SKIPPED, Silent, keep_in_sync, scan};
 use cpm_client::Client;
 use cpm_core::policy::Source;
 use cpm_core::profile::{ContentPolicy, Mode, SyncProfile};
@@ -23,6 +23,18 @@ pub struct SyncArgs {
     /// Print a JSON summary of what was done.
     #[arg(long)]
     json: bool,
+    /// When another sync of this device runs, refuse at once instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Args)]
+pub struct EntryArgs {
+    /// The entry's path in the store (as this device holds it).
+    path: String,
+    /// When a sync of this device runs, refuse at once instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 #[derive(Args)]
@@ -124,15 +136,44 @@ struct PrefsSet {
     max_download: Option<String>,
 }
 
-fn device(here: &Path) -> Result<Device> {
-    device_with(here, Box::new(Silent))
+type LocalDevice = Device<Client, DiskFs>;
+
+fn device(here: &Path, wait: bool) -> Result<LocalDevice> {
+    device_with(here, Box::new(Waiting), wait)
 }
 
-fn device_with(here: &Path, progress: Box<dyn Progress>) -> Result<Device> {
+fn device_with(here: &Path, progress: Box<dyn Progress>, wait_for_lock: bool) -> Result<LocalDevice> {
     let dir = DeviceDir::find(here)?;
-    let client = Client::new(&dir.config.server, Some(dir.token.clone()))?;
+    let client = Client::with_timeouts(&dir.config.server, Some(dir.token.clone()), dir.timeouts()?)?;
     let clock = std::sync::Arc::new(cpm_core::SystemClock);
-    Ok(Device { root: dir.root, name: dir.config.device, client, progress, clock })
+    let fs = DiskFs::open(&dir.root).map_err(|error| anyhow!("cannot use {}: {error}", dir.root.display()))?;
+    let zone = jiff::tz::TimeZone::system();
+    Ok(Device { name: dir.config.device, remote: client, fs, progress, clock, zone, wait_for_lock })
+}
+
+/// Says, once, that the sync waits for another process holding the device.
+fn say_waiting(pid: Option<u32>) {
+    match pid {
+        Some(pid) => eprintln!("cpm: waiting for the sync of pid {pid}"),
+        None => eprintln!("cpm: waiting for another sync of this device"),
+    }
+}
+
+/// Progress nobody watches, but a wait for the lock is told.
+struct Waiting;
+
+impl Progress for Waiting {
+    fn planned(&self, actions: u64, bytes: u64) {
+        Silent.planned(actions, bytes);
+    }
+
+    fn done(&self, bytes: u64) {
+        Silent.done(bytes);
+    }
+
+    fn waiting(&self, pid: Option<u32>) {
+        say_waiting(pid);
+    }
 }
 
 /// A progress bar on stderr for syncs that last: it appears only after a second, so quick syncs
@@ -158,6 +199,10 @@ impl Progress for Bar {
         self.bar.inc_length(actions);
     }
 
+    fn waiting(&self, pid: Option<u32>) {
+        self.bar.suspend(|| say_waiting(pid));
+    }
+
     fn done(&self, bytes: u64) {
         if self.bar.is_hidden() && self.started.elapsed() > std::time::Duration::from_secs(1) {
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
@@ -176,7 +221,8 @@ impl Drop for Bar {
 
 pub async fn sync(here: &Path, args: SyncArgs) -> Result<()> {
     let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
-    let device = if show_bar { device_with(here, Box::new(Bar::new()))? } else { device(here)? };
+    let wait = !args.no_wait;
+    let device = if show_bar { device_with(here, Box::new(Bar::new()), wait)? } else { device(here, wait)? };
     let report = device.sync().await?;
     // The bar leaves the screen before the summary takes its place.
     drop(device);
@@ -196,12 +242,15 @@ pub struct AgentArgs {
     /// A JSON line for every sync, also those with nothing to do.
     #[arg(long)]
     json: bool,
+    /// When another sync of this device runs, refuse at once instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// Runs the agent in the foreground, a line per sync that did something; Ctrl-C (or SIGTERM)
 /// stops it. A sync cut short converges on the next run, like any interrupted sync.
 pub async fn agent(here: &Path, args: AgentArgs) -> Result<()> {
-    let device = device(here)?;
+    let device = device(here, !args.no_wait)?;
     let report_line = |report: &cpm_agent::Report| {
         if args.json {
             println!("{}", serde_json::to_string(report).unwrap_or_default());
@@ -211,7 +260,7 @@ pub async fn agent(here: &Path, args: AgentArgs) -> Result<()> {
         let _ = std::io::Write::flush(&mut std::io::stdout());
     };
     tokio::select! {
-        kept = keep_in_sync(&device, args.once, report_line) => kept,
+        kept = keep_in_sync(&device, args.once, report_line) => Ok(kept?),
         () = stop_signal() => Ok(()),
     }
 }
@@ -274,10 +323,10 @@ fn filter_expression(set: &PrefsSet) -> Option<String> {
 }
 
 pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
-    let device = device(here)?;
+    let device = device(here, true)?;
     match args.command {
         PrefsCommand::Show { json, effective } => {
-            let state = device.client.profile().await?;
+            let state = device.remote.profile().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&state)?);
             } else if effective {
@@ -302,7 +351,7 @@ pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
             }
         }
         PrefsCommand::Set(set) => {
-            let mut profile: SyncProfile = device.client.profile().await?.profile;
+            let mut profile: SyncProfile = device.remote.profile().await?.profile;
             let expression = filter_expression(&set);
             let filtering = expression.is_some() || !set.include.is_empty() || !set.exclude.is_empty();
             if set.no_filter {
@@ -372,7 +421,7 @@ pub async fn prefs(here: &Path, args: PrefsArgs) -> Result<()> {
                 .filter(|(_, touched)| *touched)
                 .map(|(key, _)| (key.to_owned(), chosen.get(key).cloned().unwrap_or(serde_json::Value::Null)))
                 .collect();
-            let state = device.client.set_profile(&patch).await?;
+            let state = device.remote.set_profile(&patch).await?;
             println!("profile: {} (revision {}); the next sync applies it", state.summary, state.revision);
         }
     }
@@ -385,8 +434,16 @@ pub fn status(here: &Path, args: StatusArgs) -> Result<()> {
     let tree = index.load()?;
     let content =
         if index.meta("content")?.as_deref() == Some("stub") { ContentPolicy::Stub } else { ContentPolicy::Download };
-    let local = scan::scan(&dir.root, &tree)?;
+    let fs = DiskFs::open(&dir.root).map_err(|error| anyhow!("cannot use {}: {error}", dir.root.display()))?;
+    let local = scan::scan(&fs, &tree)?;
     let pending = plan_push(&tree, &local, &[], content);
+    let mut skipped: Vec<Skipped> =
+        index.meta(SKIPPED)?.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+    for found in local.skipped {
+        if !skipped.iter().any(|known| known.path == found.path) {
+            skipped.push(found);
+        }
+    }
     let conflicts: Vec<&String> = local.files.keys().filter(|path| path.contains(" (conflict ")).collect();
     let stubs = tree.records.values().filter(|record| record.state == LocalState::Stub).count();
     let files = tree.records.values().filter(|record| record.state == LocalState::File).count();
@@ -398,7 +455,7 @@ pub fn status(here: &Path, args: StatusArgs) -> Result<()> {
             "device": dir.config.device, "server": dir.config.server, "cursor": cursor, "last_sync": last_sync,
             "profile": profile, "files": files, "stubs": stubs,
             "pending": pending.iter().map(|action| format!("{action:?}")).collect::<Vec<_>>(),
-            "conflicts": conflicts,
+            "conflicts": conflicts, "skipped": skipped,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -416,6 +473,12 @@ pub fn status(here: &Path, args: StatusArgs) -> Result<()> {
     for path in conflicts {
         println!("  /{path}");
     }
+    if !skipped.is_empty() {
+        println!("skipped:   {} (retried at every sync)", skipped.len());
+        for entry in &skipped {
+            println!("  {}: {}; {}", entry.path, entry.reason, entry.fix);
+        }
+    }
     Ok(())
 }
 
@@ -431,15 +494,15 @@ fn describe(action: &cpm_agent::plan::Push) -> String {
     }
 }
 
-pub async fn fetch(here: &Path, path: &str) -> Result<()> {
-    let bytes = device(here)?.fetch(path).await?;
-    println!("fetched {path} ({bytes} bytes)");
+pub async fn fetch(here: &Path, args: EntryArgs) -> Result<()> {
+    let bytes = device(here, !args.no_wait)?.fetch(&args.path).await?;
+    println!("fetched {} ({bytes} bytes)", args.path);
     Ok(())
 }
 
-pub fn evict(here: &Path, path: &str) -> Result<()> {
-    device(here)?.evict(path)?;
-    println!("evicted {path}: only its stub is kept here");
+pub async fn evict(here: &Path, args: EntryArgs) -> Result<()> {
+    device(here, !args.no_wait)?.evict(&args.path).await?;
+    println!("evicted {}: only its stub is kept here", args.path);
     Ok(())
 }
 

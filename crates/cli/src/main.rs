@@ -54,9 +54,9 @@ enum Command {
     /// Show or change this device's sync profile.
     Prefs(device_sync::PrefsArgs),
     /// Fetch a stub's content through its link.
-    Fetch { path: String },
+    Fetch(device_sync::EntryArgs),
     /// Drop a fetched file's content, keeping its stub.
-    Evict { path: String },
+    Evict(device_sync::EntryArgs),
     /// Play use case 7.1 end to end with real processes: a store on a simulated clock that
     /// reaches 24:00, a PC, a PDA and a phone (leaves nothing running).
     Demo(demo::DemoArgs),
@@ -90,8 +90,8 @@ fn main() -> ExitCode {
             Command::Agent(args) => device_sync::agent(&here, args).await,
             Command::Status(args) => device_sync::status(&here, args),
             Command::Prefs(args) => device_sync::prefs(&here, args).await,
-            Command::Fetch { path } => device_sync::fetch(&here, &path).await,
-            Command::Evict { path } => device_sync::evict(&here, &path),
+            Command::Fetch(args) => device_sync::fetch(&here, args).await,
+            Command::Evict(args) => device_sync::evict(&here, args).await,
             Command::Demo(args) => demo::run(args).await,
         }
     });

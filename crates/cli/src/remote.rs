@@ -152,7 +152,7 @@ pub fn read_password(from_stdin: bool) -> Result<String> {
 
 fn connect(here: &Path) -> Result<(DeviceDir, Client)> {
     let device = DeviceDir::find(here)?;
-    let client = Client::new(&device.config.server, Some(device.token.clone()))?;
+    let client = Client::with_timeouts(&device.config.server, Some(device.token.clone()), device.timeouts()?)?;
     Ok((device, client))
 }
 
@@ -212,6 +212,8 @@ pub async fn device(args: DeviceArgs) -> Result<()> {
         device: registered.device.name.clone(),
         device_id: registered.device.id.clone(),
         class: registered.device.class.clone(),
+        connect_timeout: None,
+        read_timeout: None,
     };
     DeviceDir::create(&dir, config, &registered.token)?;
     println!(

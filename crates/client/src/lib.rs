@@ -1,8 +1,10 @@
 //! A typed client for cpm's native HTTP/JSON API.
 //!
 //! Payloads stream in both directions and are checked against their BLAKE3 hash: an upload
-//! sends its hash first and no bytes when the store already has them; a download lands in a
-//! temporary file that is renamed into place only once its hash matches.
+//! sends its hash first and no bytes when the store already has them; downloads hand each
+//! payload's bytes to a [`PayloadSink`], which checks them before anything is kept.
+//!
+//! No call waits forever: connecting and every read have a timeout ([`Timeouts`]).
 
 use cpm_proto::{
     BlobReceipt, ChangesPage, CreateFolderRequest, CreateObjectRequest, Device, Entry, ErrorBody, Health, ListPage,
@@ -18,8 +20,6 @@ use std::path::{Path, PathBuf};
 /// Bytes per read when streaming a file up.
 const UPLOAD_CHUNK: usize = 256 * 1024;
 const PAGE: u32 = 1000;
-/// Downloaded content is written in pieces of this size.
-const WRITE_BATCH: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -28,6 +28,8 @@ pub enum ClientError {
     Api { status: u16, code: String, message: String },
     #[error("cannot reach the server at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("the server at {url} did not answer within {seconds} s")]
+    Timeout { url: String, seconds: u64 },
     #[error("{0}")]
     Transport(String),
     #[error("{0}")]
@@ -43,6 +45,38 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// True when trying again later may succeed: the server was unreachable, slow, cut the
+    /// answer off, or failed on its side.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Api { status, .. } => *status >= 500 || *status == 429,
+            ClientError::Unreachable { .. } | ClientError::Timeout { .. } | ClientError::Transport(_) => true,
+            ClientError::Io(_) | ClientError::Integrity(_) => false,
+        }
+    }
+}
+
+/// How long the client waits: for a connection, and for each read of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: std::time::Duration,
+    pub read: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: std::time::Duration::from_secs(10), read: std::time::Duration::from_secs(60) }
+    }
+}
+
+/// Where downloaded payloads go, one after the other: each is announced with the hash and size
+/// the server gives it, then its bytes, then its end. The sink checks and keeps them.
+pub trait PayloadSink {
+    /// The payload of the `index`-th entry asked for begins.
+    fn begin(&mut self, index: usize, hash: &str, size: u64);
+    fn write(&mut self, bytes: &[u8]);
+    fn end(&mut self);
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -60,19 +94,26 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    timeouts: Timeouts,
 }
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Self> {
+        Self::with_timeouts(base, token, Timeouts::default())
+    }
+
+    pub fn with_timeouts(base: &str, token: Option<String>, timeouts: Timeouts) -> Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::Transport(format!("bad server URL {base:?}: expected http://HOST:PORT")));
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("cpm/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
             .build()
             .map_err(|error| ClientError::Transport(error.to_string()))?;
-        Ok(Self { http, base, token })
+        Ok(Self { http, base, token, timeouts })
     }
 
     pub fn base(&self) -> &str {
@@ -112,16 +153,24 @@ impl Client {
     }
 
     fn transport(&self, error: reqwest::Error) -> ClientError {
-        if error.is_connect() {
+        if error.is_timeout() {
+            let seconds = if error.is_connect() { self.timeouts.connect } else { self.timeouts.read }.as_secs();
+            ClientError::Timeout { url: self.base.clone(), seconds }
+        } else if error.is_connect() {
             ClientError::Unreachable { url: self.base.clone(), reason: root_cause(&error) }
         } else {
             ClientError::Transport(format!("request failed: {}", root_cause(&error)))
         }
     }
 
+    /// An answer that failed while its body was read.
+    fn body_error(&self, error: reqwest::Error, what: &str) -> ClientError {
+        if error.is_timeout() { self.transport(error) } else { ClientError::Transport(format!("{what}: {error}")) }
+    }
+
     async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
         let response = self.send(request).await?;
-        response.json().await.map_err(|error| ClientError::Transport(format!("unexpected answer: {error}")))
+        response.json().await.map_err(|error| self.body_error(error, "unexpected answer"))
     }
 
     pub async fn health(&self) -> Result<Health> {
@@ -243,15 +292,17 @@ impl Client {
                 .map_err(|_| ClientError::Transport("the token is not a valid header".into()))?;
             request.headers_mut().insert("authorization", value);
         }
-        let (socket, _) = tokio_tungstenite::connect_async(request)
+        let connecting = tokio_tungstenite::connect_async(request);
+        let (socket, _) = tokio::time::timeout(self.timeouts.connect + self.timeouts.read, connecting)
             .await
+            .map_err(|_| ClientError::Timeout { url: self.base.clone(), seconds: self.timeouts.read.as_secs() })?
             .map_err(|error| ClientError::Transport(format!("cannot open the hint channel: {error}")))?;
-        Ok(Hints { socket })
+        Ok(Hints { socket, quiet: self.timeouts.read / 2 })
     }
 
-    /// The journal since `since` as this device's profile sees it.
-    pub async fn sync_changes(&self, since: i64, limit: u32) -> Result<ChangesPage> {
-        self.json(self.request(Method::GET, "/v1/sync").query(&[("since", since), ("limit", i64::from(limit))])).await
+    /// The journal as this device's profile sees it.
+    pub async fn sync_changes(&self, query: &cpm_proto::ChangesQuery) -> Result<ChangesPage> {
+        self.json(self.request(Method::GET, "/v1/sync").query(query)).await
     }
 
     pub async fn has_blob(&self, hash: &str) -> Result<bool> {
@@ -271,6 +322,29 @@ impl Client {
         }
     }
 
+    /// Sends content the store does not have yet, streamed from `source`: `size` bytes hashing
+    /// to `hash`. The store keeps nothing unless every byte arrives and matches.
+    pub async fn put_blob(&self, hash: &str, size: u64, source: Box<dyn Read + Send>) -> Result<()> {
+        let chunks = futures_util::stream::unfold(Some(source), |source| async move {
+            let mut source = source?;
+            let mut buffer = vec![0u8; UPLOAD_CHUNK];
+            match source.read(&mut buffer) {
+                Ok(0) => None,
+                Ok(read) => {
+                    buffer.truncate(read);
+                    Some((Ok::<_, std::io::Error>(buffer), Some(source)))
+                }
+                Err(error) => Some((Err(error), None)),
+            }
+        });
+        let request = self
+            .request(Method::PUT, &format!("/v1/blobs/{hash}"))
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(chunks));
+        self.json::<BlobReceipt>(request).await.map(drop)
+    }
+
     /// Stores a file's content in the store: hashes it, and sends the bytes only when the store
     /// does not have them yet.
     pub async fn upload_file(&self, path: &Path) -> Result<Uploaded> {
@@ -278,15 +352,9 @@ impl Client {
         if self.has_blob(&hash).await? {
             return Ok(Uploaded { hash, size, sent: false });
         }
-        let file = tokio::fs::File::open(path).await?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK));
-        let request = self
-            .request(Method::PUT, &format!("/v1/blobs/{hash}"))
-            .header(reqwest::header::CONTENT_LENGTH, size)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(body);
-        match self.json::<BlobReceipt>(request).await {
-            Ok(_) => Ok(Uploaded { hash, size, sent: true }),
+        let file = std::fs::File::open(path)?;
+        match self.put_blob(&hash, size, Box::new(file)).await {
+            Ok(()) => Ok(Uploaded { hash, size, sent: true }),
             Err(ClientError::Api { code, .. }) if code == "hash_mismatch" => Err(ClientError::Integrity(format!(
                 "{} changed while it was being uploaded; nothing was stored",
                 path.display()
@@ -295,15 +363,18 @@ impl Client {
         }
     }
 
-    /// Downloads an object's payload through its link into `dest`, verifying its hash; `dest`
-    /// is replaced only by complete, verified content, on disk before this returns.
-    pub async fn download(&self, entry: &Entry, dest: &Path) -> Result<u64> {
-        self.download_to(entry, dest, true).await
+    /// Fetches the payloads of `entries` into `sink`, in order: one through its link, several
+    /// in one bundle (`POST /v1/contents`). Fails when the answer is cut off before every
+    /// payload came.
+    pub async fn fetch(&self, entries: &[&Entry], sink: &mut (dyn PayloadSink + Send)) -> Result<()> {
+        match entries {
+            [] => Ok(()),
+            [entry] => self.fetch_one(entry, sink).await,
+            _ => self.fetch_bundle(entries, sink).await,
+        }
     }
 
-    /// As [`Client::download`]; with `durable` false the file is not fsynced, for a caller that
-    /// makes a whole batch durable at once before it records it.
-    pub async fn download_to(&self, entry: &Entry, dest: &Path, durable: bool) -> Result<u64> {
+    async fn fetch_one(&self, entry: &Entry, sink: &mut (dyn PayloadSink + Send)) -> Result<()> {
         let Some(link) = entry.link.as_deref() else {
             return Err(ClientError::Transport(format!("{} has no content to download", entry.name)));
         };
@@ -313,165 +384,191 @@ impl Client {
             .headers()
             .get(reqwest::header::ETAG)
             .and_then(|value| value.to_str().ok())
-            .map(|value| value.trim_matches('"').to_owned());
-        let Some(expected) = entry.hash.clone().or(etag) else {
-            return Err(ClientError::Integrity(format!("no hash to verify {} against", entry.name)));
+            .map(|value| value.trim_matches('"').to_owned())
+            .unwrap_or_default();
+        let Some(size) = response.content_length() else {
+            return Err(ClientError::Transport(format!("no length given for {}", entry.name)));
         };
-        let temp = partial_path(dest);
-        // The file is written from this task, in large pieces: a write into the page cache costs
-        // less than handing each network chunk to a blocking thread and back.
-        let mut file = std::fs::File::create(&temp)?;
-        let result = async {
-            let mut hasher = blake3::Hasher::new();
-            let mut received = 0u64;
-            let mut pending = Vec::with_capacity(WRITE_BATCH);
-            let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|error| ClientError::Transport(format!("download cut off: {error}")))?;
-                hasher.update(&chunk);
-                received += chunk.len() as u64;
-                pending.extend_from_slice(&chunk);
-                if pending.len() >= WRITE_BATCH {
-                    file.write_all(&pending)?;
-                    pending.clear();
+        sink.begin(0, &etag, size);
+        let mut received = 0u64;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| self.body_error(error, "download cut off"))?;
+            received += chunk.len() as u64;
+            sink.write(&chunk);
+        }
+        if received != size {
+            return Err(ClientError::Transport(format!("download of {} cut off", entry.name)));
+        }
+        sink.end();
+        Ok(())
+    }
+
+    async fn fetch_bundle(&self, entries: &[&Entry], sink: &mut (dyn PayloadSink + Send)) -> Result<()> {
+        let ids = entries.iter().map(|entry| entry.id.clone()).collect();
+        let response =
+            self.send(self.request(Method::POST, "/v1/contents").json(&cpm_proto::ContentsRequest { ids })).await?;
+        let mut stream = response.bytes_stream();
+        let mut header = Vec::new();
+        let (mut begun, mut left): (usize, Option<u64>) = (0, None);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| self.body_error(error, "download cut off"))?;
+            let mut rest: &[u8] = &chunk;
+            while !rest.is_empty() {
+                match left {
+                    None => {
+                        let Some(end) = rest.iter().position(|byte| *byte == b'\n') else {
+                            header.extend_from_slice(rest);
+                            if header.len() > 4096 {
+                                return Err(ClientError::Transport("a bundle header runs on".into()));
+                            }
+                            break;
+                        };
+                        header.extend_from_slice(&rest[..end]);
+                        rest = &rest[end + 1..];
+                        let part: cpm_proto::BundlePart = serde_json::from_slice(&header)
+                            .map_err(|error| ClientError::Transport(format!("bad bundle header: {error}")))?;
+                        header.clear();
+                        let Some(entry) = entries.get(begun) else {
+                            return Err(ClientError::Transport("more payloads than asked for".into()));
+                        };
+                        if part.id != entry.id {
+                            return Err(ClientError::Transport(format!("got {} instead of {}", part.id, entry.id)));
+                        }
+                        sink.begin(begun, &part.hash, part.size);
+                        begun += 1;
+                        left = Some(part.size);
+                    }
+                    Some(remaining) => {
+                        let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(rest.len());
+                        sink.write(&rest[..take]);
+                        left = Some(remaining - take as u64);
+                        rest = &rest[take..];
+                    }
+                }
+                if left == Some(0) {
+                    sink.end();
+                    left = None;
                 }
             }
-            file.write_all(&pending)?;
-            let actual = hasher.finalize().to_hex().to_string();
-            if actual != expected {
-                return Err(ClientError::Integrity(format!(
-                    "the content received for {} hashes to {actual}, not {expected}",
-                    entry.name
-                )));
-            }
-            if durable {
-                file.sync_all()?;
-            } else {
-                start_writeback(&file);
-            }
-            std::fs::rename(&temp, dest)?;
-            Ok(received)
         }
-        .await;
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
+        if left.is_some() || begun != entries.len() {
+            return Err(ClientError::Transport("download cut off".into()));
         }
-        result
+        Ok(())
+    }
+
+    /// Downloads an object's payload through its link into `dest`, verifying its hash; `dest`
+    /// is replaced only by complete, verified content, on disk before this returns.
+    pub async fn download(&self, entry: &Entry, dest: &Path) -> Result<u64> {
+        Ok(self.download_bundle(&[(entry, dest)]).await?.remove(0))
+    }
+
+    /// Downloads the payloads of several objects, each into its destination, verified and on
+    /// disk; the sizes come back in the order asked.
+    pub async fn download_bundle(&self, items: &[(&Entry, &Path)]) -> Result<Vec<u64>> {
+        let entries: Vec<&Entry> = items.iter().map(|(entry, _)| *entry).collect();
+        let mut sink = FileSink { items, current: None, done: Vec::new(), failure: None };
+        let fetched = self.fetch(&entries, &mut sink).await;
+        if let Some(current) = sink.current.take() {
+            let _ = std::fs::remove_file(&current.temp);
+        }
+        fetched?;
+        match sink.failure {
+            Some(error) => Err(error),
+            None => Ok(sink.done),
+        }
     }
 }
 
-/// A payload of a bundle being written to its temporary file.
+/// A payload being written to its temporary file beside its destination.
 struct Receiving {
     file: std::fs::File,
     temp: PathBuf,
     dest: PathBuf,
     hasher: blake3::Hasher,
     expected: String,
-    left: u64,
     size: u64,
 }
 
-impl Receiving {
-    /// Checks the payload against its hash and puts it in place.
-    fn finish(self) -> Result<u64> {
-        let actual = self.hasher.finalize().to_hex().to_string();
-        if actual != self.expected {
-            let _ = std::fs::remove_file(&self.temp);
+/// Writes payloads to files, each checked against its entry's hash (or the server's word when
+/// the entry has none) before it replaces its destination.
+struct FileSink<'a> {
+    items: &'a [(&'a Entry, &'a Path)],
+    current: Option<Receiving>,
+    done: Vec<u64>,
+    failure: Option<ClientError>,
+}
+
+impl FileSink<'_> {
+    fn open(&mut self, index: usize, hash: &str, size: u64) -> Result<Receiving> {
+        let (entry, dest) = self.items.get(index).ok_or_else(|| ClientError::Transport("unasked payload".into()))?;
+        let expected = entry.hash.clone().unwrap_or_else(|| hash.to_owned());
+        if expected.is_empty() {
+            return Err(ClientError::Integrity(format!("no hash to verify {} against", entry.name)));
+        }
+        let temp = partial_path(dest);
+        let file = std::fs::File::create(&temp)?;
+        Ok(Receiving { file, temp, dest: dest.to_path_buf(), hasher: blake3::Hasher::new(), expected, size })
+    }
+
+    fn finish(receiving: Receiving) -> Result<u64> {
+        let actual = receiving.hasher.finalize().to_hex().to_string();
+        let kept = if actual == receiving.expected {
+            receiving.file.sync_all().and_then(|()| std::fs::rename(&receiving.temp, &receiving.dest))
+        } else {
+            let _ = std::fs::remove_file(&receiving.temp);
             return Err(ClientError::Integrity(format!(
                 "the content received for {} hashes to {actual}, not {}",
-                self.dest.display(),
-                self.expected
+                receiving.dest.display(),
+                receiving.expected
             )));
-        }
-        start_writeback(&self.file);
-        std::fs::rename(&self.temp, &self.dest)?;
-        Ok(self.size)
+        };
+        kept.inspect_err(|_| {
+            let _ = std::fs::remove_file(&receiving.temp);
+        })?;
+        Ok(receiving.size)
     }
 }
 
-impl Client {
-    /// Downloads the payloads of many small objects in one request (`POST /v1/contents`), each
-    /// into its destination, verified against its hash. A payload is put in place once complete
-    /// and verified, not fsynced; the sizes come back in the order asked.
-    pub async fn download_bundle(&self, items: &[(&Entry, &Path)]) -> Result<Vec<u64>> {
-        let ids = items.iter().map(|(entry, _)| entry.id.clone()).collect();
-        let response =
-            self.send(self.request(Method::POST, "/v1/contents").json(&cpm_proto::ContentsRequest { ids })).await?;
-        let mut stream = response.bytes_stream();
-        let mut sizes = Vec::with_capacity(items.len());
-        let mut header = Vec::new();
-        let mut current: Option<Receiving> = None;
-        let result = async {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|error| ClientError::Transport(format!("download cut off: {error}")))?;
-                let mut rest: &[u8] = &chunk;
-                while !rest.is_empty() {
-                    match current.as_mut() {
-                        None => {
-                            let Some(end) = rest.iter().position(|byte| *byte == b'\n') else {
-                                header.extend_from_slice(rest);
-                                if header.len() > 4096 {
-                                    return Err(ClientError::Transport("a bundle header runs on".into()));
-                                }
-                                break;
-                            };
-                            header.extend_from_slice(&rest[..end]);
-                            rest = &rest[end + 1..];
-                            let part: cpm_proto::BundlePart = serde_json::from_slice(&header)
-                                .map_err(|error| ClientError::Transport(format!("bad bundle header: {error}")))?;
-                            header.clear();
-                            let Some((entry, dest)) = items.get(sizes.len()) else {
-                                return Err(ClientError::Transport("more payloads than asked for".into()));
-                            };
-                            if part.id != entry.id {
-                                return Err(ClientError::Transport(format!("got {} instead of {}", part.id, entry.id)));
-                            }
-                            let temp = partial_path(dest);
-                            current = Some(Receiving {
-                                file: std::fs::File::create(&temp)?,
-                                temp,
-                                dest: dest.to_path_buf(),
-                                hasher: blake3::Hasher::new(),
-                                // A field filter may leave out the hash: the server's word is checked then.
-                                expected: entry.hash.clone().unwrap_or(part.hash),
-                                left: part.size,
-                                size: part.size,
-                            });
-                        }
-                        Some(receiving) => {
-                            let take = usize::try_from(receiving.left).unwrap_or(usize::MAX).min(rest.len());
-                            receiving.hasher.update(&rest[..take]);
-                            receiving.file.write_all(&rest[..take])?;
-                            receiving.left -= take as u64;
-                            rest = &rest[take..];
-                        }
-                    }
-                    if current.as_ref().is_some_and(|receiving| receiving.left == 0)
-                        && let Some(done) = current.take()
-                    {
-                        sizes.push(done.finish()?);
-                    }
-                }
+impl PayloadSink for FileSink<'_> {
+    fn begin(&mut self, index: usize, hash: &str, size: u64) {
+        if self.failure.is_none() {
+            match self.open(index, hash, size) {
+                Ok(receiving) => self.current = Some(receiving),
+                Err(error) => self.failure = Some(error),
             }
-            if current.is_some() || sizes.len() != items.len() {
-                return Err(ClientError::Transport("download cut off".into()));
-            }
-            Ok(())
         }
-        .await;
-        if let Err(error) = result {
-            if let Some(receiving) = current {
-                let _ = std::fs::remove_file(&receiving.temp);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(receiving) = self.current.as_mut() {
+            receiving.hasher.update(bytes);
+            if let Err(error) = receiving.file.write_all(bytes) {
+                self.failure = Some(error.into());
             }
-            return Err(error);
         }
-        Ok(sizes)
+    }
+
+    fn end(&mut self) {
+        let Some(receiving) = self.current.take() else { return };
+        if self.failure.is_some() {
+            let _ = std::fs::remove_file(&receiving.temp);
+            return;
+        }
+        match Self::finish(receiving) {
+            Ok(size) => self.done.push(size),
+            Err(error) => self.failure = Some(error),
+        }
     }
 }
 
 /// The server's hints that this device has something to sync, over a WebSocket.
 pub struct Hints {
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    /// After this long without a word the server is pinged; without an answer as long again,
+    /// the channel is taken for dead (a server that stopped answering keeps its socket open).
+    quiet: std::time::Duration,
 }
 
 /// A hint to sync.
@@ -484,11 +581,23 @@ pub struct Hint {
 }
 
 impl Hints {
-    /// The next hint, or `None` once the connection is gone.
+    /// The next hint, or `None` once the connection is gone (or the server stopped answering).
     pub async fn next(&mut self) -> Option<Hint> {
+        use futures_util::SinkExt;
         use tokio_tungstenite::tungstenite::Message;
-        while let Some(message) = self.socket.next().await {
-            match message.ok()? {
+        let mut pinged = false;
+        loop {
+            let message = match tokio::time::timeout(self.quiet, self.socket.next()).await {
+                Err(_) if pinged => return None,
+                Err(_) => {
+                    self.socket.send(Message::Ping(Vec::new().into())).await.ok()?;
+                    pinged = true;
+                    continue;
+                }
+                Ok(message) => message?.ok()?,
+            };
+            pinged = false;
+            match message {
                 Message::Text(text) => {
                     let hint: serde_json::Value = serde_json::from_str(text.as_str()).ok()?;
                     let cursor = hint.get("sync").and_then(serde_json::Value::as_i64)?;
@@ -499,7 +608,6 @@ impl Hints {
                 _ => {}
             }
         }
-        None
     }
 }
 
@@ -525,22 +633,12 @@ pub async fn hash_file(path: &Path) -> Result<(String, u64)> {
     .map_err(|error| ClientError::Transport(format!("hashing failed: {error}")))?
 }
 
-/// Asks the kernel to start writing a file to disk now, without waiting: the flush that makes
-/// a batch of downloads durable then finds most of the work done, overlapped with the transfers.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range only reads the descriptor, which `file` keeps open for the call.
-    // A failure costs only the overlap, so it is ignored.
-    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &std::fs::File) {}
-
+/// A short temporary name beside `dest`: the destination's own name may already take all the
+/// 255 bytes a name may have.
 fn partial_path(dest: &Path) -> PathBuf {
-    let name = dest.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-    dest.with_file_name(format!(".{name}.cpm-partial"))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dest.with_file_name(format!(".cpm-{}-{number}.cpm-partial", std::process::id()))
 }
 
 /// Percent-encodes one URL path segment.

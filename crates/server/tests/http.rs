@@ -482,9 +482,16 @@ async fn a_partial_device_sees_only_its_records_and_details() -> TestResult {
     assert_eq!(api_error(phone.set_profile(&unknown).await).1, "invalid_profile");
     assert_eq!(phone.profile().await?.revision, 1, "a refused profile changes nothing");
     let session = Client::new(&server.url, Some(Client::new(&server.url, None)?.login("alice", "pw").await?.token))?;
-    assert_eq!(api_error(session.sync_changes(0, 100).await).1, "device_required");
+    assert_eq!(
+        api_error(
+            session.sync_changes(&cpm_proto::ChangesQuery { since: 0, limit: Some(100), ..Default::default() }).await
+        )
+        .1,
+        "device_required"
+    );
 
-    let view = phone.sync_changes(0, 1000).await?;
+    let view =
+        phone.sync_changes(&cpm_proto::ChangesQuery { since: 0, limit: Some(1000), ..Default::default() }).await?;
     let held: Vec<&Entry> = view.changes.iter().filter_map(|change| change.entry.as_ref()).collect();
     let names: Vec<&str> = held.iter().map(|entry| entry.name.as_str()).collect();
     assert!(names.contains(&"song.mp3") && names.contains(&"content"), "{names:?}");
@@ -503,12 +510,15 @@ async fn a_partial_device_sees_only_its_records_and_details() -> TestResult {
     let content = pda.resolve("/content").await?;
     let music = pda.resolve("/music").await?;
     pda.move_entries(&MoveRequest { ids: vec![content.id.clone()], to: Some(music.id.clone()), name: None }).await?;
-    let moved = phone.sync_changes(cursor, 1000).await?;
+    let moved =
+        phone.sync_changes(&cpm_proto::ChangesQuery { since: cursor, limit: Some(1000), ..Default::default() }).await?;
     assert!(moved.changes.iter().any(|change| change.id == song.id && change.deleted), "{:?}", moved.changes);
     // And moving it back brings the song back, with nothing uploaded or downloaded.
     let root = pda.resolve("/").await?;
     pda.move_entries(&MoveRequest { ids: vec![content.id], to: Some(root.id), name: None }).await?;
-    let back = phone.sync_changes(moved.cursor, 1000).await?;
+    let back = phone
+        .sync_changes(&cpm_proto::ChangesQuery { since: moved.cursor, limit: Some(1000), ..Default::default() })
+        .await?;
     assert!(back.changes.iter().any(|change| change.id == song.id && !change.deleted), "{:?}", back.changes);
     Ok(())
 }

@@ -1,5 +1,7 @@
 use super::*;
+use cpm_core::ObjectKind;
 use cpm_core::profile::ContentPolicy;
+use cpm_proto::Change;
 use jiff::Timestamp;
 
 const ROOT: &str = "froot";
@@ -45,7 +47,7 @@ fn removal(id: &str, kind: EntryKind, modseq: i64) -> Change {
 
 /// A PC with /music/a.mp3 (hash "A") and /photos/p.jpg (hash "P"), in sync.
 fn pc() -> (Tree, Scan) {
-    let mut tree = Tree { root_id: ROOT.into(), records: HashMap::new() };
+    let mut tree = Tree { root_id: ROOT.into(), records: HashMap::default() };
     for record in [
         record(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1), LocalState::Folder),
         record(entry("fphotos", EntryKind::Folder, ROOT, "photos", None, 2), LocalState::Folder),
@@ -92,7 +94,7 @@ fn a_move_in_the_store_is_a_local_rename_without_download() {
         plan.actions,
         [
             Pull::MakeDir { path: "music/favourite song".into() },
-            Pull::Rename { from: "music/a.mp3".into(), to: "music/favourite song/a.mp3".into() },
+            Pull::Rename { id: "oa".into(), from: "music/a.mp3".into(), to: "music/favourite song/a.mp3".into() },
         ]
     );
     assert_eq!(plan.tree.path_of("oa").as_deref(), Some("music/favourite song/a.mp3"));
@@ -104,7 +106,10 @@ fn a_folder_moved_in_the_store_moves_with_its_contents() {
     let (tree, scan) = pc();
     let remote = [upsert(entry("fphotos", EntryKind::Folder, "fmusic", "pictures", None, 10))];
     let plan = pull_plan(&tree, &scan, &remote);
-    assert_eq!(plan.actions, [Pull::Rename { from: "photos".into(), to: "music/pictures".into() }]);
+    assert_eq!(
+        plan.actions,
+        [Pull::Rename { id: "fphotos".into(), from: "photos".into(), to: "music/pictures".into() }]
+    );
     assert_eq!(plan.tree.path_of("op").as_deref(), Some("music/pictures/p.jpg"));
 }
 
@@ -112,7 +117,8 @@ fn a_folder_moved_in_the_store_moves_with_its_contents() {
 fn new_content_in_the_store_is_downloaded() {
     let (tree, scan) = pc();
     let plan = pull_plan(&tree, &scan, &[upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A2"), 10))]);
-    assert_eq!(plan.actions, [Pull::Download { id: "oa".into(), path: "music/a.mp3".into() }]);
+    let own = Some(FileStamp { size: 3, mtime_ns: 3 });
+    assert_eq!(plan.actions, [Pull::Download { id: "oa".into(), path: "music/a.mp3".into(), replacing: own }]);
 }
 
 #[test]
@@ -126,7 +132,7 @@ fn when_both_sides_edit_the_store_keeps_the_name_and_the_device_keeps_a_conflict
         plan.actions,
         [
             Pull::SetAside { from: "music/a.mp3".into(), to: "music/a (conflict pc 2026-11-25).mp3".into() },
-            Pull::Download { id: "oa".into(), path: "music/a.mp3".into() },
+            Pull::Download { id: "oa".into(), path: "music/a.mp3".into(), replacing: None },
         ]
     );
 }
@@ -189,7 +195,7 @@ fn a_modification_beats_a_deletion_on_either_side() {
     assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty());
     assert_eq!(
         pull_plan(&tree, &scan, &remote).actions,
-        [Pull::Download { id: "oa".into(), path: "music/a.mp3".into() }]
+        [Pull::Download { id: "oa".into(), path: "music/a.mp3".into(), replacing: None }]
     );
     // Changed here, deleted in the store: the file stays, unlinked, and goes up as new.
     let (tree, mut scan) = pc();
@@ -210,13 +216,19 @@ fn a_deletion_in_the_store_removes_unchanged_files_and_empty_folders_last() {
     let plan = pull_plan(&tree, &scan, &remote);
     assert_eq!(
         plan.actions,
-        [Pull::RemoveFile { path: "music/a.mp3".into() }, Pull::RemoveDir { path: "music".into() }]
+        [
+            Pull::RemoveFile { path: "music/a.mp3".into(), expected: Some(FileStamp { size: 3, mtime_ns: 3 }) },
+            Pull::RemoveDir { path: "music".into() }
+        ]
     );
     // A folder leaving a partial view takes what is below it along.
     let plan = pull_plan(&tree, &scan, &[removal("fphotos", EntryKind::Folder, 10)]);
     assert_eq!(
         plan.actions,
-        [Pull::RemoveFile { path: "photos/p.jpg".into() }, Pull::RemoveDir { path: "photos".into() }]
+        [
+            Pull::RemoveFile { path: "photos/p.jpg".into(), expected: Some(FileStamp { size: 3, mtime_ns: 4 }) },
+            Pull::RemoveDir { path: "photos".into() }
+        ]
     );
     assert!(plan.dropped.contains("op"));
 }
@@ -240,7 +252,7 @@ fn replaying_an_interrupted_pull_adopts_what_arrived() {
         "nothing is taken for a local change"
     );
     let plan = pull_plan(&tree, &scan, &remote);
-    assert_eq!(plan.actions, [Pull::Rename { from: "photos/p.jpg".into(), to: "music/p.jpg".into() }]);
+    assert_eq!(plan.actions, [Pull::Rename { id: "op".into(), from: "photos/p.jpg".into(), to: "music/p.jpg".into() }]);
     assert_eq!(plan.tree.records["on"].local.map(|stamp| stamp.mtime_ns), Some(70));
 }
 
@@ -256,7 +268,7 @@ fn a_local_file_in_the_way_of_an_incoming_one_is_set_aside() {
         plan.actions,
         [
             Pull::SetAside { from: "music/b.mp3".into(), to: "music/b (conflict pc 2026-11-25).mp3".into() },
-            Pull::Download { id: "ob".into(), path: "music/b.mp3".into() },
+            Pull::Download { id: "ob".into(), path: "music/b.mp3".into(), replacing: None },
         ]
     );
 }
@@ -265,12 +277,12 @@ fn a_local_file_in_the_way_of_an_incoming_one_is_set_aside() {
 fn a_case_only_rename_is_a_rename() {
     let (tree, scan) = pc();
     let plan = pull_plan(&tree, &scan, &[upsert(entry("oa", EntryKind::File, "fmusic", "A.mp3", Some("A"), 10))]);
-    assert_eq!(plan.actions, [Pull::Rename { from: "music/a.mp3".into(), to: "music/A.mp3".into() }]);
+    assert_eq!(plan.actions, [Pull::Rename { id: "oa".into(), from: "music/a.mp3".into(), to: "music/A.mp3".into() }]);
 }
 
 #[test]
 fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted() {
-    let tree = Tree { root_id: ROOT.into(), records: HashMap::new() };
+    let tree = Tree { root_id: ROOT.into(), records: HashMap::default() };
     let remote = [
         upsert(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1)),
         upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", None, 2)),
@@ -281,8 +293,8 @@ fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted
         plan.actions,
         [
             Pull::MakeDir { path: "music".into() },
-            Pull::WriteStub { id: "oa".into(), path: "music/a.mp3.cpmlink".into() },
-            Pull::WriteStub { id: "om".into(), path: "hello.eml.cpmlink".into() },
+            Pull::WriteStub { id: "oa".into(), path: "music/a.mp3.cpmlink".into(), replace: false },
+            Pull::WriteStub { id: "om".into(), path: "hello.eml.cpmlink".into(), replace: false },
         ]
     );
     let mut scan = Scan::default();
@@ -301,9 +313,9 @@ fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted
     assert_eq!(
         moved.actions,
         [
-            Pull::Rename { from: "music/a.mp3.cpmlink".into(), to: "a.mp3.cpmlink".into() },
-            Pull::WriteStub { id: "oa".into(), path: "a.mp3.cpmlink".into() },
-            Pull::WriteStub { id: "om".into(), path: "hello.eml.cpmlink".into() },
+            Pull::Rename { id: "oa".into(), from: "music/a.mp3.cpmlink".into(), to: "a.mp3.cpmlink".into() },
+            Pull::WriteStub { id: "oa".into(), path: "a.mp3.cpmlink".into(), replace: true },
+            Pull::WriteStub { id: "om".into(), path: "hello.eml.cpmlink".into(), replace: false },
         ],
         "the stub follows the move with a fresh link, and the missing message stub is restored"
     );
@@ -320,7 +332,10 @@ fn a_full_listing_drops_what_it_no_longer_mentions() {
     let plan = plan_pull(tree.clone(), &scan, &remote, ContentPolicy::Download, "pc", today(), true);
     assert_eq!(
         plan.actions,
-        [Pull::RemoveFile { path: "photos/p.jpg".into() }, Pull::RemoveDir { path: "photos".into() }]
+        [
+            Pull::RemoveFile { path: "photos/p.jpg".into(), expected: Some(FileStamp { size: 3, mtime_ns: 4 }) },
+            Pull::RemoveDir { path: "photos".into() }
+        ]
     );
 }
 
@@ -334,7 +349,10 @@ fn a_record_whose_folder_arrives_later_in_the_batch_waits_for_it() {
     let plan = pull_plan(&tree, &scan, &remote);
     assert_eq!(
         plan.actions,
-        [Pull::MakeDir { path: "new".into() }, Pull::Download { id: "ox".into(), path: "new/x.txt".into() }]
+        [
+            Pull::MakeDir { path: "new".into() },
+            Pull::Download { id: "ox".into(), path: "new/x.txt".into(), replacing: None }
+        ]
     );
     let orphan = pull_plan(&tree, &scan, &[upsert(entry("oy", EntryKind::File, "fnowhere", "y", Some("Y"), 13))]);
     assert_eq!(orphan.orphans, ["oy"]);
@@ -345,7 +363,7 @@ fn an_edit_that_follows_a_store_move_is_flagged_to_go_up_in_the_same_sync() {
     let (tree, mut scan) = pc();
     edited(&mut scan, "music/a.mp3", "A-local");
     let plan = pull_plan(&tree, &scan, &[upsert(entry("oa", EntryKind::File, "fphotos", "a.mp3", Some("A"), 10))]);
-    assert_eq!(plan.actions, [Pull::Rename { from: "music/a.mp3".into(), to: "photos/a.mp3".into() }]);
+    assert_eq!(plan.actions, [Pull::Rename { id: "oa".into(), from: "music/a.mp3".into(), to: "photos/a.mp3".into() }]);
     assert!(plan.push_after);
     assert!(
         !pull_plan(&tree, &pc().1, &[upsert(entry("oa", EntryKind::File, "fphotos", "a.mp3", Some("A"), 10))])
@@ -384,19 +402,33 @@ fn what_an_interrupted_pull_placed_is_moved_on_not_uploaded() {
     let remote = [upsert(entry("on", EntryKind::File, "fphotos", "new.mp3", Some("NEW"), 12))];
     assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty(), "not a new local file");
     let plan = pull_plan(&tree, &scan, &remote);
-    assert_eq!(plan.actions, [Pull::Rename { from: "music/new.mp3".into(), to: "photos/new.mp3".into() }]);
+    assert_eq!(
+        plan.actions,
+        [Pull::Rename { id: "on".into(), from: "music/new.mp3".into(), to: "photos/new.mp3".into() }]
+    );
     // And when the record has left the view meanwhile, what was placed goes.
     let gone = pull_plan(&tree, &scan, &[removal("on", EntryKind::File, 12)]);
-    assert_eq!(gone.actions, [Pull::RemoveFile { path: "music/new.mp3".into() }]);
+    assert_eq!(
+        gone.actions,
+        [Pull::RemoveFile { path: "music/new.mp3".into(), expected: Some(FileStamp { size: 3, mtime_ns: 70 }) }]
+    );
 }
 
 #[test]
-fn a_stub_the_index_does_not_know_is_removed() {
+fn a_cpmlink_file_the_index_does_not_record_is_the_users_and_goes_up() {
     let (tree, mut scan) = pc();
-    scan.files
-        .insert("music/old.mp3.cpmlink".into(), LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });
-    assert_eq!(pull_plan(&tree, &scan, &[]).actions, [Pull::RemoveFile { path: "music/old.mp3.cpmlink".into() }]);
-    assert!(plan_push(&tree, &scan, &[], ContentPolicy::Download).is_empty());
+    let mine = LocalFile { stamp: FileStamp { size: 4, mtime_ns: 7 }, hash: Some("MINE".into()) };
+    scan.files.insert("music/notes.cpmlink".into(), mine);
+    assert!(pull_plan(&tree, &scan, &[]).actions.is_empty(), "left alone");
+    assert_eq!(
+        plan_push(&tree, &scan, &[], ContentPolicy::Download),
+        [Push::Upload {
+            path: "music/notes.cpmlink".into(),
+            hash: "MINE".into(),
+            kind: ObjectKind::File,
+            replace: None
+        }]
+    );
 }
 
 #[test]
@@ -459,7 +491,7 @@ fn a_directory_that_agrees_with_the_index_needs_nothing_and_any_difference_is_se
         usize::try_from(state % bound as u64).unwrap_or(0)
     };
     for round in 0..500 {
-        let mut tree = Tree { root_id: ROOT.into(), records: HashMap::new() };
+        let mut tree = Tree { root_id: ROOT.into(), records: HashMap::default() };
         let mut folders = vec![ROOT.to_owned()];
         for i in 0..next(12) + 1 {
             let parent = folders[next(folders.len())].clone();
@@ -497,7 +529,7 @@ fn a_directory_that_agrees_with_the_index_needs_nothing_and_any_difference_is_se
                     found.stamp.mtime_ns += 1;
                     found.stamp.size += 1;
                 }
-                if is_stub(&path) {
+                if tree.stub_paths().contains(&path) {
                     changed.files.insert(
                         format!("{path}.extra"),
                         LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: None },

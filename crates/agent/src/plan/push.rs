@@ -1,0 +1,181 @@
+//! Planning the device's changes to the store.
+
+use super::{HashSet, LocalFile, LocalState, Record, Scan, Tree, object_kind, plan_pull, same};
+use crate::naming::split;
+use cpm_core::EntryKind;
+use cpm_core::ObjectKind;
+use cpm_core::profile::Holding;
+use cpm_proto::Change;
+use std::collections::BTreeMap;
+
+/// A change the device makes to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    CreateFolder {
+        path: String,
+    },
+    /// A new object, or with `replace` a new version of one (refused if it changed since `base`).
+    Upload {
+        path: String,
+        hash: String,
+        kind: ObjectKind,
+        replace: Option<(String, i64)>,
+    },
+    Move {
+        id: String,
+        path: String,
+    },
+    Delete {
+        id: String,
+        base_modseq: i64,
+    },
+    DeleteFolder {
+        id: String,
+    },
+}
+
+/// The device's changes since its last sync, leaving out what the store's changes decide.
+/// The records the store's changes touch: removals, and upserts newer than what the device has
+/// (the echo of the device's own change, at the modseq it already holds, is no change).
+fn touched<'a>(tree: &Tree, remote: &'a [Change]) -> HashSet<&'a str> {
+    remote
+        .iter()
+        .filter(|change| {
+            change.deleted || tree.records.get(&change.id).is_none_or(|record| change.modseq > record.modseq)
+        })
+        .map(|change| change.id.as_str())
+        .collect()
+}
+
+pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: impl Into<Holding>) -> Vec<Push> {
+    let content = content.into();
+    let touched = touched(tree, remote);
+    let paths = tree.paths();
+    let tracked: HashSet<&str> = paths.values().map(String::as_str).collect();
+    let tracked_dirs: HashSet<&str> = tree
+        .records
+        .values()
+        .filter(|record| record.state == LocalState::Folder)
+        .filter_map(|record| paths.get(&record.id).map(String::as_str))
+        .collect();
+    let leftovers: HashSet<&str> = scan.ours.values().chain(scan.ours_moved.values()).map(String::as_str).collect();
+    let new_files: Vec<(&String, &LocalFile)> = scan
+        .files
+        .iter()
+        .filter(|(path, _)| !tracked.contains(path.as_str()) && !leftovers.contains(path.as_str()))
+        .collect();
+    let new_dirs: Vec<&String> = scan
+        .dirs
+        .iter()
+        .filter(|dir| !tracked_dirs.contains(dir.as_str()) && !scan.ours.values().any(|placed| placed == *dir))
+        .collect();
+    // Where the store's changes will put files and folders: what is already there is the work of
+    // an interrupted pull, not the user's. Only worth working out when something is new here.
+    let (arriving, arriving_dirs) = if remote.is_empty() || (new_files.is_empty() && new_dirs.is_empty()) {
+        (HashSet::default(), HashSet::default())
+    } else {
+        let future =
+            plan_pull(tree.clone(), &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree;
+        let files: HashSet<(String, Option<String>)> = remote
+            .iter()
+            .filter(|change| !change.deleted && change.kind != EntryKind::Folder)
+            .filter_map(|change| Some((future.path_of(&change.id)?, future.records.get(&change.id)?.hash.clone())))
+            .collect();
+        let dirs: HashSet<String> = remote
+            .iter()
+            .filter(|change| !change.deleted && change.kind == EntryKind::Folder)
+            .filter_map(|change| future.path_of(&change.id))
+            .collect();
+        (files, dirs)
+    };
+    let mut untracked: BTreeMap<&str, &LocalFile> = new_files
+        .into_iter()
+        .filter(|(path, file)| !arriving.contains(&((*path).clone(), file.hash.clone())))
+        .map(|(path, file)| (path.as_str(), file))
+        .collect();
+
+    let (mut moves, mut uploads, mut deletes, mut folder_deletes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut records: Vec<(&String, &Record)> =
+        tree.records.values().filter_map(|record| Some((paths.get(&record.id)?, record))).collect();
+    records.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (path, record) in records {
+        // Moved by an interrupted pull, not by the user: the pull finishes the job.
+        if !scan.files.contains_key(path) && scan.ours.contains_key(&record.id) {
+            continue;
+        }
+        if touched.contains(record.id.as_str()) {
+            // The store's change decides this record, but a move made here still goes up as a
+            // move: its file must not look like a new one.
+            if record.state == LocalState::File
+                && !scan.files.contains_key(path)
+                && let Some(new_path) = moved_here(&untracked, record, path)
+            {
+                untracked.remove(new_path.as_str());
+                moves.push(Push::Move { id: record.id.clone(), path: new_path });
+            }
+            continue;
+        }
+        match record.state {
+            LocalState::File => match scan.files.get(path) {
+                Some(file) if same(record, file) => {}
+                Some(file) => {
+                    if let Some(hash) = &file.hash {
+                        let replace = Some((record.id.clone(), record.modseq));
+                        uploads.push(Push::Upload {
+                            path: path.clone(),
+                            hash: hash.clone(),
+                            kind: object_kind(record.kind),
+                            replace,
+                        });
+                    }
+                }
+                None => match moved_here(&untracked, record, path) {
+                    Some(new_path) => {
+                        untracked.remove(new_path.as_str());
+                        moves.push(Push::Move { id: record.id.clone(), path: new_path });
+                    }
+                    None => deletes.push(Push::Delete { id: record.id.clone(), base_modseq: record.modseq }),
+                },
+            },
+            LocalState::Folder if !scan.dirs.contains(path) => {
+                folder_deletes.push((path.matches('/').count(), Push::DeleteFolder { id: record.id.clone() }));
+            }
+            LocalState::Folder | LocalState::Stub => {}
+        }
+    }
+    let mut actions: Vec<Push> = new_dirs
+        .into_iter()
+        .filter(|dir| !arriving_dirs.contains(dir.as_str()))
+        .map(|dir| Push::CreateFolder { path: dir.clone() })
+        .collect();
+    // What a dead pull placed and the user moved since: the record goes where the user put it.
+    for (id, path) in &scan.ours_moved {
+        if !tree.records.contains_key(id) {
+            moves.push(Push::Move { id: id.clone(), path: path.clone() });
+        }
+    }
+    actions.extend(moves);
+    for (path, file) in untracked {
+        if let Some(hash) = &file.hash {
+            let kind = if path.ends_with(".eml") { ObjectKind::Message } else { ObjectKind::File };
+            uploads.push(Push::Upload { path: path.to_owned(), hash: hash.clone(), kind, replace: None });
+        }
+    }
+    actions.extend(uploads);
+    actions.extend(deletes);
+    folder_deletes.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
+    actions.extend(folder_deletes.into_iter().map(|(_, action)| action));
+    actions
+}
+
+/// Where a record's vanished file went, if anywhere: an untracked file with its content,
+/// preferably under the same name.
+fn moved_here(untracked: &BTreeMap<&str, &LocalFile>, record: &Record, path: &str) -> Option<String> {
+    let (_, name) = split(path);
+    untracked
+        .iter()
+        .filter(|(_, file)| file.hash.is_some() && file.hash == record.hash)
+        .map(|(candidate, _)| *candidate)
+        .min_by_key(|candidate| split(candidate).1 != name)
+        .map(str::to_owned)
+}

@@ -1,0 +1,523 @@
+//! One sync of a device with its store: gather the inputs, run the planner, execute its plans.
+//!
+//! Order: read the store's changes (changing nothing), push the device's own changes, pull the
+//! store's, then push what the pull set aside. The pull's index updates and the new cursor
+//! commit in one transaction after its files are in place; every step can be replayed.
+
+mod local;
+mod pull;
+mod push;
+
+use crate::error::{SyncError, SyncResult};
+use crate::fs::{LocalFs, Locked};
+use crate::index::Index;
+use crate::plan::{HashSet, LocalState, Pull, Push, Scan, Skipped, Tree, plan_pull, plan_push};
+use crate::remote::{Remote, RemoteError};
+use crate::scan::{CleanStamps, scan};
+use cpm_core::profile::{ContentPolicy, Holding};
+use cpm_proto::{Change, ChangesQuery};
+use serde::Serialize;
+
+const PAGE: u32 = 1000;
+
+/// Hears how far a sync has got: what it plans, then each action done with its bytes.
+pub trait Progress: Send + Sync {
+    fn planned(&self, actions: u64, bytes: u64);
+    fn done(&self, bytes: u64);
+    /// Another process holds the device's lock; the sync waits for it.
+    fn waiting(&self, _pid: Option<u32>) {}
+}
+
+/// Progress nobody watches.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn planned(&self, _actions: u64, _bytes: u64) {}
+    fn done(&self, _bytes: u64) {}
+}
+
+/// Times the phases of a sync, logged at debug level (`CPM_LOG=debug cpm sync`).
+struct Phases {
+    last: std::time::Instant,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Self { last: std::time::Instant::now() }
+    }
+
+    fn done(&mut self, phase: &str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(phase, ms = format!("{:.1}", (now - self.last).as_secs_f64() * 1000.0), "sync phase");
+        self.last = now;
+    }
+}
+
+/// A device directory and the store that speaks for it.
+pub struct Device<R, F> {
+    pub name: String,
+    pub remote: R,
+    pub fs: F,
+    pub progress: Box<dyn Progress>,
+    /// Dates conflict copies and the last sync; file-system stamps are compared with the file
+    /// system's own clock, whatever this one says.
+    pub clock: std::sync::Arc<dyn cpm_core::Clock>,
+    /// The zone the dates of conflict copies are read in.
+    pub zone: jiff::tz::TimeZone,
+    /// When another process syncs this device: wait for it (true) or refuse at once.
+    pub wait_for_lock: bool,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub cursor: i64,
+    /// The device re-read its whole view (first sync, new profile, or an expired cursor).
+    pub full: bool,
+    pub uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub moved_up: u64,
+    pub deleted_up: u64,
+    pub folders_up: u64,
+    pub downloaded: u64,
+    pub bytes_downloaded: u64,
+    pub stubs_written: u64,
+    pub renamed: u64,
+    pub removed: u64,
+    pub conflicts: Vec<String>,
+    /// Entries left alone, with why and what to do; every sync tries them again.
+    pub skipped: Vec<Skipped>,
+    #[serde(skip)]
+    deleted_ids: std::collections::HashSet<String>,
+}
+
+impl Report {
+    /// What the sync did, as counts with the words that tell them.
+    fn counts(&self) -> [(u64, &'static str); 8] {
+        [
+            (self.uploaded, "uploaded"),
+            (self.moved_up, "moved in the store"),
+            (self.deleted_up, "deleted in the store"),
+            (self.folders_up, "folders created in the store"),
+            (self.downloaded, "downloaded"),
+            (self.stubs_written, "stubs written"),
+            (self.renamed, "moved here"),
+            (self.removed, "removed here"),
+        ]
+    }
+
+    /// True when the sync changed nothing, here or in the store.
+    pub fn is_quiet(&self) -> bool {
+        self.counts().iter().all(|(count, _)| *count == 0)
+    }
+
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .counts()
+            .into_iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, what)| format!("{count} {what}"))
+            .collect();
+        let what = if parts.is_empty() { "up to date".to_owned() } else { parts.join(", ") };
+        let conflicts = if self.conflicts.is_empty() {
+            String::new()
+        } else {
+            format!("; {} conflict copies: {}", self.conflicts.len(), self.conflicts.join(", "))
+        };
+        let skipped = if self.skipped.is_empty() {
+            String::new()
+        } else {
+            let each: Vec<String> =
+                self.skipped.iter().map(|skipped| format!("{} ({})", skipped.path, skipped.reason)).collect();
+            format!("; {} skipped: {}", self.skipped.len(), each.join(", "))
+        };
+        format!(
+            "{what} (cursor {}, {} bytes up, {} bytes down{}){conflicts}{skipped}",
+            self.cursor,
+            self.bytes_uploaded,
+            self.bytes_downloaded,
+            if self.full { ", full reconcile" } else { "" }
+        )
+    }
+}
+
+/// Index key: the boot in which a pull last wrote stubs or folders without flushing them.
+const UNFLUSHED_BOOT: &str = "unflushed_boot";
+/// Index key: the instant the device's view was last read at.
+const VIEW_TIME: &str = "view_time";
+/// Index key: what the last sync skipped, for `cpm status`.
+pub const SKIPPED: &str = "skipped";
+
+/// The store's changes for one sync, and where they leave the device.
+struct Feed {
+    changes: Vec<Change>,
+    cursor: i64,
+    time: Option<jiff::Timestamp>,
+    full: bool,
+}
+
+impl<R: Remote, F: LocalFs> Device<R, F> {
+    /// The date on this device, for the names of conflict copies.
+    fn today(&self) -> jiff::civil::Date {
+        self.clock.now().to_zoned(self.zone.clone()).date()
+    }
+
+    fn remote_error(&self, error: RemoteError) -> SyncError {
+        SyncError::remote(error, self.remote.server())
+    }
+
+    /// Takes the device's lock, waiting (or not) for another process that holds it.
+    ///
+    /// Invariant: one engine at a time per device directory; syncs, fetches and evictions of
+    /// one device never interleave.
+    async fn lock(&self) -> SyncResult<Box<dyn Send>> {
+        let mut told = false;
+        loop {
+            match self.fs.try_lock().map_err(|error| SyncError::local("cannot lock the device", error))? {
+                Locked::Held(guard) => return Ok(guard),
+                Locked::Busy { pid } if self.wait_for_lock => {
+                    if !told {
+                        self.progress.waiting(pid);
+                        told = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Locked::Busy { pid } => return Err(SyncError::Busy { pid }),
+            }
+        }
+    }
+
+    /// The store's changes since `since` (every page, read at one instant); `None` when the
+    /// cursor has expired.
+    async fn changes_since(&self, since: i64, seen_at: Option<jiff::Timestamp>) -> SyncResult<Option<Feed>> {
+        let mut changes = Vec::new();
+        let mut query = ChangesQuery { since, limit: Some(PAGE), at: None, seen_at };
+        loop {
+            let page = match self.remote.feed(&query).await {
+                Ok(page) => page,
+                Err(error) if error.is("resync_required") => return Ok(None),
+                Err(error) => return Err(self.remote_error(error)),
+            };
+            changes.extend(page.changes);
+            query.since = page.cursor;
+            query.at = query.at.or(page.time);
+            if !page.has_more {
+                return Ok(Some(Feed { changes, cursor: page.cursor, time: query.at, full: false }));
+            }
+        }
+    }
+
+    /// The whole view, from the start of the journal.
+    async fn everything(&self) -> SyncResult<Feed> {
+        let feed = self
+            .changes_since(0, None)
+            .await?
+            .ok_or_else(|| SyncError::Inconsistent("the store refused cursor 0".into()))?;
+        Ok(Feed { full: true, ..feed })
+    }
+
+    pub async fn sync(&self) -> SyncResult<Report> {
+        let _lock = self.lock().await?;
+        self.fs.clear_temp().map_err(|error| SyncError::local("cannot clear the device's temporary folder", error))?;
+        self.restore_asides()?;
+        let mut phases = Phases::start();
+        let mut index = Index::open(&self.fs.index_dir())?;
+        let profile = self.remote.profile().await.map_err(|error| self.remote_error(error))?;
+        let content = Holding {
+            content: profile.profile.content,
+            max_download: profile.profile.max_download_bytes().map_err(SyncError::Inconsistent)?,
+        };
+        // What the device holds depends on the profile's view, not on its triggers.
+        let view = profile.profile.view_key();
+        // A new profile re-scopes the device: it reads its whole view again.
+        let rescoped = index.meta("profile_view")?.as_deref() != Some(view.as_str());
+        // Stubs and folders written without a flush may have been lost to a restart since: the
+        // device then reads its whole view again and writes back whatever is missing.
+        let boot = self.fs.boot_id();
+        let unflushed_before = index.meta(UNFLUSHED_BOOT)?.unwrap_or_default();
+        let restarted = !unflushed_before.is_empty() && Some(&unflushed_before) != boot.as_ref();
+        let cursor = index.cursor()?.filter(|_| !rescoped && !restarted);
+        let seen_at = index.meta(VIEW_TIME)?.and_then(|time| time.parse().ok());
+        let feed = match cursor {
+            Some(since) => match self.changes_since(since, seen_at).await? {
+                Some(feed) => feed,
+                None => self.everything().await?,
+            },
+            None => self.everything().await?,
+        };
+        let full = feed.full;
+        let mut report = Report { full, cursor: feed.cursor, ..Report::default() };
+        let view_time = feed.time.map(|time| time.to_string()).unwrap_or_default();
+        phases.done("read changes");
+
+        let inflight = index.inflight()?;
+        let clean = index.clean()?;
+        // Every stamp of the last clean scan holding: the directory is as the index says.
+        let unchanged_here = !full && inflight.is_empty() && clean.hold(&self.fs);
+        // Nothing new in the store either: nothing to do, found without reading the index or
+        // every folder.
+        if unchanged_here && feed.changes.is_empty() {
+            index.set_metas(&[
+                ("cursor", feed.cursor.to_string()),
+                ("last_sync", self.clock.now().to_string()),
+                (VIEW_TIME, view_time),
+            ])?;
+            phases.done("check stamps");
+            return Ok(report);
+        }
+        let mut tree = index.load()?;
+        if restarted {
+            self.forget_lost_placeholders(&mut tree);
+        }
+        if tree.root_id.is_empty() {
+            tree.root_id = self.remote.resolve("/").await.map_err(|error| self.remote_error(error))?.id;
+            index.set_meta("root_id", &tree.root_id)?;
+        }
+        phases.done("load index");
+        let local = if unchanged_here {
+            Scan::as_indexed(&tree, self.fs.now_ns(), clean.dirs.iter().cloned().collect())
+        } else {
+            self.scan(&tree, &inflight)?
+        };
+        report.skipped.extend(local.skipped.iter().cloned());
+        phases.done("scan");
+        let pushes = plan_push(&tree, &local, &feed.changes, content);
+        phases.done("plan push");
+        let pushed = !pushes.is_empty();
+        let upload_bytes: u64 = pushes
+            .iter()
+            .filter_map(|action| match action {
+                Push::Upload { path, .. } => local.files.get(path).map(|file| file.stamp.size),
+                _ => None,
+            })
+            .sum();
+        self.progress.planned(pushes.len() as u64, upload_bytes);
+        self.push(pushes, &mut index, &mut tree, &mut report).await?;
+        phases.done("push");
+        // What the push changed is pulled in its state after the push, not the one read before:
+        // a record moved here in its moved state, one deleted here not at all.
+        let mut changes = feed.changes;
+        changes.retain(|change| change.deleted || !report.deleted_ids.contains(&change.id));
+        for change in changes.iter_mut().filter(|change| !change.deleted) {
+            if let Some(record) = tree.records.get(&change.id)
+                && record.modseq > change.modseq
+            {
+                change.modseq = record.modseq;
+                change.entry = Some(record.entry.clone());
+            }
+        }
+
+        let local = if pushed { self.scan(&tree, &inflight)? } else { local };
+        let today = self.today();
+        let mut plan = plan_pull(tree, &local, &changes, content, &self.name, today, full);
+        phases.done("plan pull");
+        if !plan.orphans.is_empty() {
+            return Err(SyncError::Inconsistent(format!(
+                "the store's changes name {} entries whose folders this device does not hold; nothing was applied",
+                plan.orphans.len()
+            )));
+        }
+        let download_bytes: u64 = plan
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Pull::Download { id, .. } => plan.tree.records.get(id).and_then(|record| record.entry.size),
+                _ => None,
+            })
+            .sum();
+        self.progress.planned(plan.actions.len() as u64, download_bytes);
+        let placing = placing(&plan.actions, &plan.tree);
+        if !placing.is_empty() {
+            index.set_inflight(&placing)?;
+        }
+        phases.done("record intent");
+        let failed = self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
+        phases.done("pull");
+        // Invariant: content the pull placed, moved or removed is on disk before the index records
+        // it. Stubs and folders alone may wait for the kernel: after a restart that could have
+        // lost them, the next sync re-reads the view and writes them again.
+        let unflushed = if plan.actions.is_empty() {
+            // Nothing written: an earlier pull's stubs stay pending, unless this was the re-read.
+            if restarted { String::new() } else { unflushed_before }
+        } else if let (false, Some(boot)) = (plan.actions.iter().any(|action| needs_flush(action, &plan.tree)), &boot) {
+            boot.clone()
+        } else {
+            self.fs.sync_all().map_err(|error| SyncError::local("cannot flush the device's file system", error))?;
+            String::new()
+        };
+        phases.done("flush");
+        let mut meta = vec![
+            ("profile_summary", profile.summary.clone()),
+            ("content", if content.content == ContentPolicy::Stub { "stub" } else { "download" }.to_owned()),
+            ("last_sync", self.clock.now().to_string()),
+            (UNFLUSHED_BOOT, unflushed),
+            (VIEW_TIME, view_time),
+        ];
+        if failed.is_empty() {
+            meta.push(("cursor", feed.cursor.to_string()));
+            meta.push(("profile_view", view));
+        } else {
+            // What could not be placed keeps its old record, and the cursor stays where it was:
+            // the next sync brings those changes again (what did apply comes back as no change).
+            self.keep_unplaced(&index, &mut plan, &failed)?;
+            report.skipped.extend(failed.into_iter().map(|(_, skipped)| skipped));
+            report.cursor = cursor.unwrap_or(0);
+        }
+        index.commit(&plan.tree, &plan.changed, &plan.dropped, &meta)?;
+        phases.done("commit");
+        let plan_push_after = plan.push_after;
+        let wrote_here = pushed || plan_push_after || !plan.actions.is_empty();
+        tree = plan.tree;
+
+        if plan_push_after {
+            let local = self.scan(&tree, &[])?;
+            let pushes = plan_push(&tree, &local, &[], content);
+            self.push(pushes, &mut index, &mut tree, &mut report).await?;
+        }
+        index.set_meta(SKIPPED, &serde_json::to_string(&report.skipped)?)?;
+        if report.skipped.is_empty() {
+            self.remember_clean(&mut index, &tree, (!wrote_here).then_some(local)).await?;
+        }
+        phases.done("stamps");
+        Ok(report)
+    }
+
+    /// Records the stamps that let the next sync see that nothing changed here. `unchanged` is
+    /// this sync's scan when the sync changed nothing here; otherwise the directory is read again,
+    /// once the stamps of the sync's own writes are old enough to tell later changes apart.
+    async fn remember_clean(&self, index: &mut Index, tree: &Tree, unchanged: Option<Scan>) -> SyncResult<()> {
+        let found = match unchanged {
+            Some(found) => found,
+            None => {
+                let margin = self.fs.stamp_margin();
+                if !margin.is_zero() {
+                    tokio::time::sleep(margin).await;
+                }
+                self.scan(tree, &[])?
+            }
+        };
+        if let Some(clean) = CleanStamps::of(tree, &found, &self.fs) {
+            index.set_clean(&clean)?;
+        }
+        Ok(())
+    }
+
+    /// After a restart that may have lost unflushed writes: drops from the index the folders and
+    /// stubs that are missing here, and marks the stubs left empty as stale, so that the full
+    /// listing that follows writes them all again (an empty stub is the engine's own torn write,
+    /// not a file of the user's).
+    fn forget_lost_placeholders(&self, tree: &mut Tree) {
+        let paths = tree.paths();
+        tree.records.retain(|id, record| {
+            let Some(path) = paths.get(id) else { return true };
+            let found = self.fs.metadata(path).ok().flatten();
+            match record.state {
+                LocalState::File => true,
+                LocalState::Folder => path.is_empty() || found.is_some_and(|meta| meta.kind == crate::fs::Kind::Dir),
+                LocalState::Stub => match found {
+                    Some(meta) if meta.kind == crate::fs::Kind::File => {
+                        if meta.stamp.size == 0 {
+                            record.modseq = 0;
+                            record.entry.modseq = 0;
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+            }
+        });
+    }
+
+    /// Reads the directory, marking what an unfinished pull placed and still holds its content.
+    fn scan(&self, tree: &Tree, inflight: &[(String, String, Option<String>)]) -> SyncResult<Scan> {
+        let mut local = scan(&self.fs, tree).map_err(|error| SyncError::Inconsistent(format!("{error:#}")))?;
+        if inflight.is_empty() {
+            return Ok(local);
+        }
+        // The latest intent for a path or a record wins; one a later pull replaced is older news.
+        let mut claimed: HashSet<&String> = HashSet::default();
+        for (path, id, hash) in inflight {
+            if local.ours.contains_key(id) || claimed.contains(path) {
+                continue;
+            }
+            let holds = local.dirs.contains(path)
+                || local
+                    .files
+                    .get(path)
+                    .is_some_and(|file| hash.is_none() || file.hash.is_none() || file.hash == *hash);
+            if holds {
+                claimed.insert(path);
+                local.ours.insert(id.clone(), path.clone());
+            }
+        }
+        let tracked: HashSet<String> = tree.paths().into_values().collect();
+        let intended: HashSet<&String> = inflight.iter().map(|(path, _, _)| path).collect();
+        for (_, id, hash) in inflight {
+            if hash.is_none() || local.ours.contains_key(id) || local.ours_moved.contains_key(id) {
+                continue;
+            }
+            if !tree.records.contains_key(id) {
+                // Gone from where it was placed: moved by the user, if its content is elsewhere.
+                let elsewhere = local
+                    .files
+                    .iter()
+                    .find(|(other, file)| file.hash == *hash && !tracked.contains(*other) && !intended.contains(other))
+                    .map(|(other, _)| other.clone());
+                if let Some(other) = elsewhere {
+                    local.ours_moved.insert(id.clone(), other);
+                }
+            }
+        }
+        Ok(local)
+    }
+}
+
+/// True when losing the action's effect to a power cut could cost data. Stubs and folders the
+/// agent writes are restored by the re-read after a restart; content, and moves or removals of
+/// anything but stubs, must be on disk first.
+fn needs_flush(action: &Pull, tree: &Tree) -> bool {
+    let stub =
+        |id: Option<&String>| id.and_then(|id| tree.records.get(id)).is_some_and(|r| r.state == LocalState::Stub);
+    match action {
+        Pull::WriteStub { .. } | Pull::MakeDir { .. } => false,
+        Pull::Rename { id, .. } => !stub(Some(id)),
+        Pull::RemoveFile { expected, .. } => expected.is_some(),
+        Pull::Download { .. } | Pull::SetAside { .. } | Pull::RemoveDir { .. } => true,
+    }
+}
+
+/// The files, stubs and folders a pull plan places, by path, with the record and content each
+/// holds (none for folders and stubs).
+fn placing(actions: &[Pull], tree: &Tree) -> Vec<(String, String, Option<String>)> {
+    let content = |id: &str| {
+        let record = tree.records.get(id)?;
+        Some(if record.state == LocalState::File { record.hash.clone() } else { None })
+    };
+    // Paths are worked out only for the folders a folder creation can be about.
+    let mut owners: Option<crate::plan::HashMap<String, String>> = None;
+    let mut owner_of = |path: &str| {
+        owners
+            .get_or_insert_with(|| {
+                tree.records
+                    .values()
+                    .filter(|record| record.state == LocalState::Folder)
+                    .filter_map(|record| Some((tree.path_of(&record.id)?, record.id.clone())))
+                    .collect()
+            })
+            .get(path)
+            .cloned()
+    };
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Pull::Download { id, path, .. } | Pull::WriteStub { id, path, .. } | Pull::Rename { id, to: path, .. } => {
+                Some((path.clone(), id.clone(), content(id)?))
+            }
+            Pull::MakeDir { path } => {
+                let id = owner_of(path)?;
+                Some((path.clone(), id, None))
+            }
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,305 @@
+//! Executing a push plan: the device's changes sent to the store, each recorded in the index as
+//! soon as the store has it.
+//!
+//! An entry the store refuses (a name it does not take, a quota reached, a file that changed
+//! while it was read) is reported and left for the next sync; the rest goes on. Only a store
+//! that cannot be reached, or no longer knows the device, stops the sync.
+
+use super::{Device, Report};
+use crate::error::SyncResult;
+use crate::fs::LocalFs;
+use crate::index::Index;
+use crate::naming::{conflict_name, join, split, store_path};
+use crate::plan::{FileStamp, LocalState, Push, Record, Skipped, Tree};
+use crate::remote::{Remote, RemoteError};
+use crate::scan::hash_file;
+use cpm_core::{EntryKind, ObjectKind};
+use cpm_proto::{CreateObjectRequest, Entry, MoveRequest};
+
+/// How many conflict names are tried before the entry waits for the next sync.
+const CONFLICT_ATTEMPTS: u32 = 100;
+
+/// What the user can do about a refusal.
+fn fix_for(code: Option<&str>) -> &'static str {
+    match code {
+        Some("invalid_name") => "rename it: the store does not take this name",
+        Some("quota_exceeded") => "free some room in the store, or ask for a larger quota",
+        Some("too_large") => "the store does not take payloads this large",
+        Some("hash_mismatch") => "it changed while it was uploaded; the next sync sends it again",
+        _ => "the next sync tries again",
+    }
+}
+
+impl<R: Remote, F: LocalFs> Device<R, F> {
+    /// A refusal of one entry is reported and skipped; one that stops everything is returned.
+    fn entry_refused(&self, path: &str, error: RemoteError, report: &mut Report) -> SyncResult<()> {
+        if error.is_unauthorized() || error.is_transient() {
+            return Err(self.remote_error(error));
+        }
+        report.skipped.push(Skipped::new(&store_path(path), &error.to_string(), fix_for(error.code())));
+        Ok(())
+    }
+
+    pub(super) async fn push(
+        &self,
+        actions: Vec<Push>,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> SyncResult<()> {
+        for action in actions {
+            let before = report.bytes_uploaded;
+            self.push_one(action, index, tree, report).await?;
+            self.progress.done(report.bytes_uploaded - before);
+            super::pull::applied();
+        }
+        Ok(())
+    }
+
+    /// The store folder holding a relative path's parent, created (with every missing ancestor,
+    /// each recorded) when missing.
+    async fn folder_for(&self, relative: &str, index: &mut Index, tree: &mut Tree) -> Result<String, RemoteError> {
+        let (folder, _) = split(relative);
+        let mut parent = tree.root_id.clone();
+        let mut walked = String::new();
+        for name in folder.split('/').filter(|name| !name.is_empty()) {
+            walked = join(&walked, name);
+            let known = tree
+                .records
+                .values()
+                .find(|record| {
+                    record.state == LocalState::Folder
+                        && record.parent_id.as_deref() == Some(parent.as_str())
+                        && record.file_name() == name
+                })
+                .map(|record| record.id.clone());
+            parent = match known {
+                Some(id) => id,
+                None => {
+                    let entry = self.remote.create_folder(&store_path(&walked)).await?;
+                    let id = entry.id.clone();
+                    self.remember(index, tree, entry, LocalState::Folder, None)
+                        .map_err(|error| RemoteError::Unavailable(error.to_string()))?;
+                    id
+                }
+            };
+        }
+        Ok(parent)
+    }
+
+    fn remember(
+        &self,
+        index: &mut Index,
+        tree: &mut Tree,
+        entry: Entry,
+        state: LocalState,
+        local: Option<FileStamp>,
+    ) -> SyncResult<()> {
+        let record = Record::new(entry, state, local);
+        let id = record.id.clone();
+        tree.records.insert(id.clone(), record);
+        index.put(tree, &id)
+    }
+
+    async fn upload(
+        &self,
+        relative: &str,
+        kind: ObjectKind,
+        replace: Option<(String, i64)>,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> SyncResult<()> {
+        let folder_id = match self.folder_for(relative, index, tree).await {
+            Ok(folder_id) => folder_id,
+            Err(error) => return self.entry_refused(relative, error, report),
+        };
+        // Invariant: the stamp is taken before the bytes are read, so an edit made while they
+        // are read and sent shows at the next sync as a change of its own.
+        let Some(before) = self.fs.metadata(relative).ok().flatten() else { return Ok(()) };
+        let (hash, size) = match hash_file(&self.fs, relative) {
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => {
+                report.skipped.push(Skipped::new(
+                    &store_path(relative),
+                    &format!("cannot be read: {error}"),
+                    "check its permissions",
+                ));
+                return Ok(());
+            }
+        };
+        let sent = match self.remote.has_blob(&hash).await {
+            Ok(true) => false,
+            Ok(false) => {
+                let source = match self.fs.open(relative) {
+                    Ok(source) => source,
+                    Err(_) => return Ok(()),
+                };
+                if let Err(error) = self.remote.put_blob(&hash, size, source).await {
+                    return self.entry_refused(relative, error, report);
+                }
+                true
+            }
+            Err(error) => return self.entry_refused(relative, error, report),
+        };
+        if sent {
+            report.bytes_uploaded += size;
+        }
+        let (_, name) = split(relative);
+        let content_type = match kind {
+            ObjectKind::Message => None,
+            ObjectKind::File => mime_guess::from_path(name).first().map(|mime| mime.essence_str().to_owned()),
+        };
+        let modified = jiff::Timestamp::from_nanosecond(i128::from(before.stamp.mtime_ns)).ok();
+        let request = CreateObjectRequest {
+            folder_id,
+            name: name.to_owned(),
+            kind,
+            hash: hash.clone(),
+            content_type,
+            replace: replace.is_some(),
+            base_modseq: replace.as_ref().map(|(_, base)| *base),
+            modified,
+        };
+        match self.remote.create_object(&request).await {
+            Ok(entry) => {
+                report.uploaded += 1;
+                self.remember(index, tree, entry, LocalState::File, Some(before.stamp))
+            }
+            // Changed in the store meanwhile, or its name taken: this version is kept beside it.
+            Err(error) if error.is("conflict") || error.is("already_exists") => {
+                self.upload_aside(relative, request, before.stamp, index, tree, report).await
+            }
+            Err(error) => self.entry_refused(relative, error, report),
+        }
+    }
+
+    /// Keeps a version the store would not take under its name as a conflict copy, here and in
+    /// the store, under a name free in both.
+    async fn upload_aside(
+        &self,
+        relative: &str,
+        request: CreateObjectRequest,
+        stamp: FileStamp,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> SyncResult<()> {
+        let (folder, name) = split(relative);
+        let mut here = relative.to_owned();
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            let aside = join(folder, &conflict_name(name, &self.name, self.today(), attempt));
+            match self.fs.rename_noreplace(&here, &aside) {
+                Ok(()) => here = aside.clone(),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                // Gone or unreadable meanwhile: the next sync sees what is there.
+                Err(_) => return Ok(()),
+            }
+            let request = CreateObjectRequest {
+                name: split(&aside).1.to_owned(),
+                replace: false,
+                base_modseq: None,
+                ..request.clone()
+            };
+            match self.remote.create_object(&request).await {
+                Ok(entry) => {
+                    report.uploaded += 1;
+                    report.conflicts.push(store_path(&aside));
+                    return self.remember(index, tree, entry, LocalState::File, Some(stamp));
+                }
+                Err(error) if error.is("already_exists") => continue,
+                Err(error) => return self.entry_refused(&aside, error, report),
+            }
+        }
+        report.skipped.push(Skipped::new(&store_path(&here), "no free name for its conflict copy", "rename it"));
+        Ok(())
+    }
+
+    async fn push_one(&self, action: Push, index: &mut Index, tree: &mut Tree, report: &mut Report) -> SyncResult<()> {
+        match action {
+            Push::CreateFolder { path } => match self.remote.create_folder(&store_path(&path)).await {
+                Ok(entry) => {
+                    self.remember(index, tree, entry, LocalState::Folder, None)?;
+                    report.folders_up += 1;
+                }
+                Err(error) => self.entry_refused(&path, error, report)?,
+            },
+            Push::Upload { path, kind, replace, .. } => self.upload(&path, kind, replace, index, tree, report).await?,
+            Push::Move { id, path } => {
+                let folder_id = match self.folder_for(&path, index, tree).await {
+                    Ok(folder_id) => folder_id,
+                    Err(error) => return self.entry_refused(&path, error, report),
+                };
+                let request =
+                    MoveRequest { ids: vec![id.clone()], to: Some(folder_id), name: Some(split(&path).1.to_owned()) };
+                match self.remote.move_entries(&request).await {
+                    Ok(mut moved) => {
+                        if let Some(entry) = moved.entries.pop() {
+                            // The record describes the file here: if the store holds a newer
+                            // version by now, the pull must still see this one as older.
+                            let here = match tree.records.get(&id) {
+                                Some(record) => record.hash.clone(),
+                                None => hash_file(&self.fs, &path).ok().map(|(hash, _)| hash),
+                            };
+                            let stamp = self.fs.metadata(&path).ok().flatten().map(|meta| meta.stamp);
+                            self.remember(index, tree, entry, LocalState::File, stamp)?;
+                            if let Some(record) = tree.records.get_mut(&id) {
+                                record.hash = here;
+                            }
+                            index.put(tree, &id)?;
+                            report.moved_up += 1;
+                        }
+                    }
+                    // The name is taken in the store, or the object was deleted there while it
+                    // moved here: the file is kept, uploaded as a new object where it now is.
+                    Err(error) if error.is("already_exists") || error.is("not_found") => {
+                        let kind = tree.records.get(&id).map_or(ObjectKind::File, |record| {
+                            if record.kind == EntryKind::Message { ObjectKind::Message } else { ObjectKind::File }
+                        });
+                        if error.is("not_found") {
+                            tree.records.remove(&id);
+                            index.drop_record(&id)?;
+                        }
+                        self.upload(&path, kind, None, index, tree, report).await?;
+                    }
+                    Err(error) => self.entry_refused(&path, error, report)?,
+                }
+            }
+            Push::Delete { id, base_modseq } => match self.remote.delete_object(&id, base_modseq).await {
+                Ok(()) => {
+                    tree.records.remove(&id);
+                    index.drop_record(&id)?;
+                    report.deleted_up += 1;
+                    report.deleted_ids.insert(id);
+                }
+                Err(error) if error.is("not_found") => {
+                    tree.records.remove(&id);
+                    index.drop_record(&id)?;
+                }
+                // Changed in the store since: the modification wins; the next pull brings it back.
+                Err(error) if error.is("conflict") => {}
+                Err(error) => {
+                    let path = tree.path_of(&id).unwrap_or_default();
+                    self.entry_refused(&path, error, report)?
+                }
+            },
+            Push::DeleteFolder { id } => match self.remote.delete_folder(&id).await {
+                Ok(()) => {
+                    tree.records.remove(&id);
+                    index.drop_record(&id)?;
+                }
+                Err(error) if error.is("not_found") => {
+                    tree.records.remove(&id);
+                    index.drop_record(&id)?;
+                }
+                Err(error) if error.is("folder_not_empty") => {}
+                Err(error) => {
+                    let path = tree.path_of(&id).unwrap_or_default();
+                    self.entry_refused(&path, error, report)?
+                }
+            },
+        }
+        Ok(())
+    }
+}
