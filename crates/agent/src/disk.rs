@@ -246,6 +246,10 @@ impl LocalFs for DiskFs {
     fn fine_mtime(&self) -> bool {
         self.fine_mtime
     }
+
+    fn threads(&self) -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
+    }
 }
 
 /// Takes an exclusive advisory lock on `file` without waiting; false when another holds it. The

@@ -91,4 +91,6 @@ pub trait LocalFs: Send + Sync {
     fn case_insensitive(&self) -> bool;
     /// True when modification times carry fractions of a second.
     fn fine_mtime(&self) -> bool;
+    /// How many threads may write small files here at once.
+    fn threads(&self) -> usize;
 }

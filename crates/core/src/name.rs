@@ -21,15 +21,22 @@ pub enum NameError {
     TooLong(usize),
 }
 
-/// A validated name of a folder or object: one path component.
+/// A validated name of a folder or object: one path component, in Unicode NFC.
 ///
 /// Invariant: every name in the store satisfies [`Name::parse`]; it is checked here, where names
-/// enter the system, so that each name can be used as a file name on every device.
+/// enter the system, so that each name can be used as a file name on every device. Names are
+/// kept in NFC, so `café` typed with a combining accent and without is one name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Name(String);
 
 impl Name {
     pub fn parse(raw: &str) -> Result<Self, NameError> {
+        use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+        let normalized: std::borrow::Cow<'_, str> = match is_nfc_quick(raw.chars()) {
+            IsNormalized::Yes => raw.into(),
+            _ => raw.nfc().collect::<String>().into(),
+        };
+        let raw = normalized.as_ref();
         if raw.is_empty() {
             return Err(NameError::Empty);
         }
@@ -78,6 +85,13 @@ mod tests {
         for ok in ["song1.mp3", "favourite song", "été.jpg", ".hidden", "a..b", "x".repeat(255).as_str()] {
             assert_eq!(Name::parse(ok).map(Name::into_string), Ok(ok.to_owned()));
         }
+    }
+
+    #[test]
+    fn names_are_kept_in_nfc() {
+        let decomposed = "cafe\u{301}.txt";
+        assert_eq!(Name::parse(decomposed).map(Name::into_string), Ok("caf\u{e9}.txt".to_owned()));
+        assert_eq!(Name::parse(decomposed), Name::parse("caf\u{e9}.txt"));
     }
 
     #[test]

@@ -264,22 +264,27 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 _ => None,
             })
             .collect();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
-        let chunk = jobs.len().div_ceil(threads).max(1);
         let fs = &self.fs;
-        let outcomes: Vec<(usize, &str, std::io::Result<()>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = jobs
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(at, path, entry, replace)| (*at, *path, write_stub(fs, path, entry, *replace)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers.into_iter().flat_map(|worker| worker.join().unwrap_or_default()).collect()
-        });
+        fn write<'a>(
+            fs: &impl LocalFs,
+            part: &[(usize, &'a str, &Entry, bool)],
+        ) -> Vec<(usize, &'a str, std::io::Result<()>)> {
+            part.iter().map(|(at, path, entry, replace)| (*at, *path, write_stub(fs, path, entry, *replace))).collect()
+        }
+        let threads = fs.threads();
+        let outcomes: Vec<(usize, &str, std::io::Result<()>)> = if threads <= 1 || jobs.len() < 2 {
+            write(fs, &jobs)
+        } else {
+            let chunk = jobs.len().div_ceil(threads).max(1);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = jobs.chunks(chunk).map(|part| scope.spawn(move || write(fs, part))).collect();
+                // A writer that panicked takes the sync down with it, as it would have alone.
+                workers
+                    .into_iter()
+                    .flat_map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    .collect()
+            })
+        };
         let mut failed = Vec::new();
         for (at, path, outcome) in outcomes {
             match outcome {

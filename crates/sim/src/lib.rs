@@ -1,0 +1,129 @@
+//! A deterministic simulation of the whole sync engine, in the manner of Dropbox's Nucleus
+//! testing: the real planner and executor of several devices, each on a simulated file system
+//! that loses unflushed writes when the power goes, against the real store on a temporary SQLite
+//! and the real service layer, called in-process, on a manual clock. A seeded generator
+//! interleaves changes in the store and on the devices, syncs (parked between their calls to
+//! the store, two at once, killed, crashed at any file operation), faults and clock jumps, and
+//! [`check`] says after every step and once all is quiet whether anything was lost, duplicated
+//! or left apart. A failing run is shrunk to a short list of operations and printed as a test.
+
+mod check;
+pub mod generate;
+pub mod ledger;
+pub mod ops;
+mod remote;
+pub mod simfs;
+mod world;
+
+pub use ops::{FaultOn, Op};
+pub use world::{Stats, Violation, World};
+
+/// How often a run stops changing things, lets every device settle, and checks it converged.
+const SETTLE_EVERY: usize = 200;
+
+/// A run that broke an invariant.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub violation: Violation,
+    /// The operations up to and including the one that broke it.
+    pub ops: Vec<Op>,
+    /// What happened, for a person reading the failure.
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} (after {} operations)", self.violation, self.ops.len())?;
+        for line in self.trace.iter().rev().take(40).collect::<Vec<_>>().into_iter().rev() {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Silences the panics the simulation makes on purpose (its crashes); any other still prints.
+fn quiet_crashes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&simfs::CRASH) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `ops` on a fresh world, checking after every one and settling every so often.
+fn play(ops: impl IntoIterator<Item = Op>, mut next: impl FnMut(&World) -> Option<Op>) -> Result<Stats, Failure> {
+    quiet_crashes();
+    let mut world = World::new().map_err(|violation| Failure { violation, ops: Vec::new(), trace: Vec::new() })?;
+    let mut done: Vec<Op> = Vec::new();
+    let mut given = ops.into_iter();
+    let fail = |world: &World, done: &[Op], violation: Violation| Failure {
+        violation,
+        ops: done.to_vec(),
+        trace: world.trace.clone(),
+    };
+    loop {
+        let Some(op) = given.next().or_else(|| next(&world)) else { break };
+        done.push(op.clone());
+        let checked = world.apply(&op).and_then(|()| world.check_nothing_lost());
+        if let Err(violation) = checked {
+            return Err(fail(&world, &done, violation));
+        }
+        if done.len() % SETTLE_EVERY == 0
+            && let Err(violation) = world.settle().and_then(|()| world.check_quiet())
+        {
+            return Err(fail(&world, &done, violation));
+        }
+    }
+    if let Err(violation) = world.settle().and_then(|()| world.check_quiet()) {
+        return Err(fail(&world, &done, violation));
+    }
+    Ok(world.stats)
+}
+
+/// A seeded run of `count` generated operations.
+pub fn run(seed: u64, count: usize) -> Result<Stats, Failure> {
+    let mut generator = generate::Generator::new(seed);
+    let mut left = count;
+    play([], |world| {
+        left = left.checked_sub(1)?;
+        Some(generator.next(world))
+    })
+}
+
+/// Replays a list of operations (a shrunk failure, say).
+pub fn replay(ops: &[Op]) -> Result<Stats, Failure> {
+    play(ops.to_vec(), |_| None)
+}
+
+/// The shortest list found that still fails: chunks are cut away while the failure stays.
+pub fn shrink(failure: &Failure) -> Failure {
+    let mut best = failure.clone();
+    let mut chunk = (best.ops.len() / 2).max(1);
+    while chunk >= 1 {
+        let mut start = 0;
+        while start < best.ops.len() {
+            let mut candidate = best.ops.clone();
+            let end = (start + chunk).min(candidate.len());
+            candidate.drain(start..end);
+            match replay(&candidate) {
+                Err(smaller) => best = Failure { ops: candidate, ..smaller },
+                Ok(_) => start += chunk,
+            }
+        }
+        if chunk == 1 {
+            break;
+        }
+        chunk /= 2;
+    }
+    best
+}
+
+/// A failure as a test to paste into `tests/regressions.rs`.
+pub fn as_test(name: &str, failure: &Failure) -> String {
+    let ops: Vec<String> = failure.ops.iter().map(|op| format!("        {},", op.rust())).collect();
+    format!("/// {}\n#[test]\nfn {name}() {{\n    holds(&[\n{}\n    ]);\n}}\n", failure.violation, ops.join("\n"))
+}
