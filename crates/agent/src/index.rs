@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS intents (
     hash TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (path, id, hash)
 );
+-- Records the device changed in the store, whose place in its view is asked after at the next
+-- pull (a folder it used that was outside its view, say); cleared with the cursor that follows.
+CREATE TABLE IF NOT EXISTS recheck (id TEXT PRIMARY KEY);
 -- The directory's stamps when a scan last found it in agreement with the records (folders with
 -- size NULL): while they hold, nothing here changed. Cleared whenever the records change.
 CREATE TABLE IF NOT EXISTS clean (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER NOT NULL);
@@ -226,6 +229,7 @@ impl Index {
             }
             if meta.iter().any(|(key, _)| *key == "cursor") {
                 tx.execute("DELETE FROM intents", [])?;
+                tx.execute("DELETE FROM recheck", [])?;
             }
             // Invariant: clean stamps only ever describe the records as they are now.
             if !changed.is_empty() || !dropped.is_empty() {
@@ -267,9 +271,24 @@ impl Index {
         Ok(())
     }
 
-    /// Records one record right away (a change the device just made in the store).
+    /// Records one record right away (a change the device just made here).
     pub fn put(&mut self, tree: &Tree, id: &str) -> Result<()> {
         self.commit(tree, &BTreeSet::from([id.to_owned()]), &BTreeSet::new(), &[])
+    }
+
+    /// Records one record the device just changed in the store, and that the next pull must ask
+    /// how it stands in the device's view.
+    pub fn put_pushed(&mut self, tree: &Tree, id: &str) -> Result<()> {
+        self.put(tree, id)?;
+        self.connection.execute("INSERT OR IGNORE INTO recheck (id) VALUES (?1)", params![id])?;
+        Ok(())
+    }
+
+    /// Records pushed since the last pull that moved the cursor.
+    pub fn rechecks(&self) -> Result<Vec<String>> {
+        let mut statement = self.connection.prepare("SELECT id FROM recheck ORDER BY id")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn drop_record(&mut self, id: &str) -> Result<()> {

@@ -52,10 +52,10 @@ pub fn conflict_name(name: &str, device: &str, date: jiff::civil::Date, attempt:
 }
 
 /// A name for a record that cannot have its own here (too long with its suffix, or taken by
-/// another under this file system's rules): shortened to fit with `suffix`, and marked with a
-/// part of its id so that two such names never meet.
-pub fn mapped_name(name: &str, id: &str, suffix: &str) -> String {
-    let mark = &blake3::hash(id.as_bytes()).to_hex()[..8];
+/// another under this file system's rules): shortened to fit with `suffix`, and marked from its
+/// id (and the `attempt`, when an earlier mark is taken) so that two such names never meet.
+pub fn mapped_name(name: &str, id: &str, suffix: &str, attempt: u32) -> String {
+    let mark = &blake3::hash(format!("{id}/{attempt}").as_bytes()).to_hex()[..8];
     let limit = MAX_NAME_BYTES - suffix.len();
     format!("{}{suffix}", tagged(name, &format!(" ~{mark}"), limit))
 }
@@ -104,10 +104,14 @@ mod tests {
                 assert!(conflict.len() <= MAX_NAME_BYTES, "{} bytes", conflict.len());
                 assert!(cpm_core::Name::parse(&conflict).is_ok());
             }
-            let mapped = mapped_name(&name, "o0123456789ab", STUB_SUFFIX);
+            let mapped = mapped_name(&name, "o0123456789ab", STUB_SUFFIX, 0);
             assert!(mapped.len() <= MAX_NAME_BYTES && mapped.ends_with(STUB_SUFFIX), "{mapped}");
         }
         assert_ne!(conflict_name(&"x".repeat(255), "pc", day, 2), conflict_name(&"x".repeat(255), "pc", day, 3));
-        assert_ne!(mapped_name(&"x".repeat(255), "oaaaaaaaa1", ""), mapped_name(&"x".repeat(255), "oaaaaaaaa2", ""));
+        assert_ne!(
+            mapped_name(&"x".repeat(255), "oaaaaaaaa1", "", 0),
+            mapped_name(&"x".repeat(255), "oaaaaaaaa2", "", 0)
+        );
+        assert_ne!(mapped_name("a", "o1", "", 0), mapped_name("a", "o1", "", 1));
     }
 }

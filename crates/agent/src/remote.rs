@@ -62,6 +62,12 @@ pub trait Remote: Send + Sync {
     fn profile(&self) -> impl Future<Output = RemoteResult<ProfileState>> + Send;
     /// One page of the device's view of the journal.
     fn feed(&self, query: &ChangesQuery) -> impl Future<Output = RemoteResult<ChangesPage>> + Send;
+    /// How entries stand in the device's view now, read at `at`: an upsert or a removal each.
+    fn view_of(
+        &self,
+        ids: &[String],
+        at: Option<jiff::Timestamp>,
+    ) -> impl Future<Output = RemoteResult<Vec<cpm_proto::Change>>> + Send;
     fn resolve(&self, path: &str) -> impl Future<Output = RemoteResult<Entry>> + Send;
     /// Creates a folder and any missing parents; an existing folder is returned as it is.
     fn create_folder(&self, path: &str) -> impl Future<Output = RemoteResult<Entry>> + Send;
@@ -97,6 +103,15 @@ impl Remote for Client {
 
     async fn feed(&self, query: &ChangesQuery) -> RemoteResult<ChangesPage> {
         Ok(self.sync_changes(query).await?)
+    }
+
+    async fn view_of(&self, ids: &[String], at: Option<jiff::Timestamp>) -> RemoteResult<Vec<cpm_proto::Change>> {
+        let mut changes = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(cpm_proto::MAX_VIEW_IDS) {
+            let request = cpm_proto::ViewRequest { ids: chunk.to_vec(), at };
+            changes.extend(self.sync_entries(&request).await?.changes);
+        }
+        Ok(changes)
     }
 
     async fn resolve(&self, path: &str) -> RemoteResult<Entry> {

@@ -2,7 +2,7 @@
 //! or whose size or modification time differs from its record.
 
 use crate::fs::{Kind, LocalFs};
-use crate::naming::{META_DIR, join};
+use crate::naming::{META_DIR, STUB_SUFFIX, join};
 use crate::plan::{FileStamp, LocalFile, LocalState, Scan, Skipped, Tree};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -73,6 +73,17 @@ pub fn hash_file(fs: &impl LocalFs, path: &str) -> std::io::Result<(String, u64)
 
 use std::io::Read as _;
 
+/// The record a stub stands for, when the file at `path` is one of the engine's: the JSON of an
+/// entry whose link is the store's link to that entry's payload. A file of the user's is not,
+/// whatever its name.
+fn stub_of(fs: &impl LocalFs, path: &str) -> Option<String> {
+    let mut bytes = Vec::new();
+    fs.open(path).ok()?.take(64 * 1024).read_to_end(&mut bytes).ok()?;
+    let entry: cpm_proto::Entry = serde_json::from_slice(&bytes).ok()?;
+    let link = entry.link.as_deref()?;
+    link.ends_with(&format!("/v1/objects/{}/content", entry.id)).then_some(entry.id)
+}
+
 /// Reads the whole directory. Stubs the index records are not read (their presence is what
 /// counts); every other file is hashed unless its stamp is the one its record has.
 pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
@@ -123,6 +134,13 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
                 }
                 Kind::File => {
                     let Some(stamp) = entry.stamp else { continue };
+                    if name.ends_with(STUB_SUFFIX)
+                        && let Some(id) = stub_of(fs, &path)
+                    {
+                        found.stray_stubs.insert(path.clone(), id);
+                        found.files.insert(path, LocalFile { stamp, hash: None });
+                        continue;
+                    }
                     let unchanged = known.get(path.as_str()).is_some_and(|recorded| *recorded == Some(stamp));
                     let hash = if unchanged {
                         None

@@ -5,7 +5,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use cpm_agent::index::Index;
 use cpm_agent::naming::META_DIR;
-use cpm_agent::plan::{LocalState, Skipped, plan_push};
+use cpm_agent::plan::{Here, Listing, LocalState, Skipped, plan_push};
 use cpm_agent::{Device, DiskFs, Progress, SKIPPED, Silent, keep_in_sync, scan};
 use cpm_client::Client;
 use cpm_core::policy::Source;
@@ -436,7 +436,9 @@ pub fn status(here: &Path, args: StatusArgs) -> Result<()> {
         if index.meta("content")?.as_deref() == Some("stub") { ContentPolicy::Stub } else { ContentPolicy::Download };
     let fs = DiskFs::open(&dir.root).map_err(|error| anyhow!("cannot use {}: {error}", dir.root.display()))?;
     let local = scan::scan(&fs, &tree)?;
-    let pending = plan_push(&tree, &local, &[], content);
+    let today = jiff::Zoned::now().date();
+    let here = Here { device: &dir.config.device, today, case_insensitive: cpm_agent::LocalFs::case_insensitive(&fs) };
+    let pending = plan_push(&tree, &local, &[], content, here, Listing::Delta);
     let mut skipped: Vec<Skipped> =
         index.meta(SKIPPED)?.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
     for found in local.skipped {

@@ -300,6 +300,11 @@ impl Client {
         Ok(Hints { socket, quiet: self.timeouts.read / 2 })
     }
 
+    /// How entries stand in this device's view now.
+    pub async fn sync_entries(&self, request: &cpm_proto::ViewRequest) -> Result<cpm_proto::ViewAnswer> {
+        self.json(self.request(Method::POST, "/v1/sync/entries").json(request)).await
+    }
+
     /// The journal as this device's profile sees it.
     pub async fn sync_changes(&self, query: &cpm_proto::ChangesQuery) -> Result<ChangesPage> {
         self.json(self.request(Method::GET, "/v1/sync").query(query)).await

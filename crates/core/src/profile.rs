@@ -10,14 +10,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// Details every device keeps of every object, whatever its field filter.
-pub const ALWAYS_KEPT: [&str; 6] = ["id", "kind", "folder", "name", "modseq", "link"];
+/// Details every device keeps of every object, whatever its field filter. The hash is what a
+/// device recognizes an object's content by when it meets it on its own disk (an index lost, a
+/// file moved), so even a stub keeps it.
+pub const ALWAYS_KEPT: [&str; 7] = ["id", "kind", "folder", "name", "modseq", "link", "hash"];
 
 /// Details a field filter may name (the names of `Entry` in the API and in `ls --json`).
-pub const FIELDS: [&str; 14] = [
+pub const FIELDS: [&str; 13] = [
     "content_type",
     "size",
-    "hash",
     "created",
     "modified",
     "flags",
@@ -32,7 +33,7 @@ pub const FIELDS: [&str; 14] = [
 ];
 
 /// Details a `download` device keeps whatever its field filter: it checks content against them.
-pub const KEPT_WITH_CONTENT: [&str; 2] = ["size", "hash"];
+pub const KEPT_WITH_CONTENT: [&str; 1] = ["size"];
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -392,10 +393,10 @@ mod tests {
     #[test]
     fn field_filters_keep_the_named_details_and_the_essentials() {
         let phone = phone();
-        for kept in ["id", "name", "folder", "modseq", "link", "kind", "size", "content_type", "modified"] {
+        for kept in ["id", "name", "folder", "modseq", "link", "kind", "hash", "size", "content_type", "modified"] {
             assert!(phone.keeps(kept), "{kept}");
         }
-        for dropped in ["hash", "subject", "from", "created"] {
+        for dropped in ["subject", "from", "created"] {
             assert!(!phone.keeps(dropped), "{dropped}");
         }
         let pc = SyncProfile { fields: Some(vec!["name".into()]), ..SyncProfile::default() }.compile().expect("valid");

@@ -149,6 +149,26 @@ pub struct ChangesQuery {
     pub seen_at: Option<Timestamp>,
 }
 
+/// `POST /v1/sync/entries`: how some entries stand in the device's view now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ViewRequest {
+    /// Folder and object ids, at most [`MAX_VIEW_IDS`].
+    pub ids: Vec<String>,
+    /// Read the view at this instant (a sync's `time`); now when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub at: Option<Timestamp>,
+}
+
+/// The most ids one `POST /v1/sync/entries` may ask after.
+pub const MAX_VIEW_IDS: usize = 10_000;
+
+/// For each id asked after: an upsert of what the device may hold, or a removal.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ViewAnswer {
+    pub changes: Vec<Change>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LoginRequest {
     pub user: String,

@@ -43,6 +43,33 @@ impl Service {
         Ok(page)
     }
 
+    /// How each of `ids` stands in a device's view now: an upsert of what the device may hold, or
+    /// a removal (for what it may not hold, or what is gone). A device asks after what it has
+    /// just changed, which the journal since its cursor may not bring (a folder it used that
+    /// existed, an object it put outside its view).
+    pub fn device_entries(
+        &self,
+        user: UserId,
+        device: &str,
+        ids: &[String],
+        at: Option<Timestamp>,
+    ) -> Result<Vec<Change>> {
+        let view = self.device_profile(user, device)?;
+        let profile = view.effective.profile.compile().map_err(ServiceError::internal)?;
+        let mut view = DeviceView::new(self, user, &profile, at.unwrap_or_else(|| self.clock.now()), None);
+        for id in ids {
+            match self.store.item(user, id) {
+                Ok(item) => view.evaluate(&item)?,
+                Err(StoreError::NotFound(_)) => {
+                    let kind = if id.starts_with('f') { EntryKind::Folder } else { EntryKind::File };
+                    view.remove(kind, id, 0);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(view.changes)
+    }
+
     /// One page of the journal through a profile already worked out, read at `at`. What was
     /// created after `unseen_after` outside the view never reached the device, so its being
     /// outside is no news (for hints only; the feed itself reports every removal).
@@ -60,6 +87,7 @@ impl Service {
         for row in &batch.rows {
             view.push(row)?;
         }
+        view.finish()?;
         Ok(ChangesPage { changes: view.changes, cursor: batch.cursor, has_more: batch.has_more, time: Some(at) })
     }
 
@@ -145,6 +173,8 @@ struct DeviceView<'a> {
     /// Each record goes out once per page: rows and a moved folder's descendants overlap.
     sent: HashSet<String>,
     unseen_after: Option<Timestamp>,
+    /// Folders whose rows changed, whose contents are seen again after the page's own rows.
+    moved: Vec<String>,
 }
 
 impl<'a> DeviceView<'a> {
@@ -164,6 +194,7 @@ impl<'a> DeviceView<'a> {
             changes: Vec::new(),
             sent: HashSet::new(),
             unseen_after,
+            moved: Vec::new(),
         }
     }
 
@@ -176,10 +207,28 @@ impl<'a> DeviceView<'a> {
                 if let Item::Folder(folder) = item
                     && self.profile.depends_on_paths()
                 {
-                    for below in self.service.store.descendants(self.user, &folder.id)? {
-                        self.evaluate(&below)?;
+                    self.moved.push(folder.id.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What moved folders carried into or out of the view, after every row of the page.
+    ///
+    /// Invariant: a page's own rows go out in modseq order; what a folder's move changed for
+    /// the rows below it follows them, so no upsert comes before a removal it depends on.
+    fn finish(&mut self) -> Result<()> {
+        for folder in std::mem::take(&mut self.moved) {
+            match self.service.store.descendants(self.user, &folder) {
+                Ok(below) => {
+                    for item in below {
+                        self.evaluate(&item)?;
                     }
                 }
+                // Deleted later in the page: its contents' removals are among the rows.
+                Err(StoreError::NotFound(_)) => {}
+                Err(error) => return Err(error.into()),
             }
         }
         Ok(())

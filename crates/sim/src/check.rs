@@ -10,7 +10,7 @@
 //!    [`crate::World::settle`]).
 
 use crate::ledger::hash;
-use crate::world::{Checked, PRESETS, Violation, World};
+use crate::world::{Broken, Checked, PRESETS, Violation, World};
 use cpm_agent::index::Index;
 use cpm_agent::naming::{META_DIR, local_name};
 use cpm_agent::plan::LocalState;
@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use unicode_normalization::UnicodeNormalization;
 
 fn fail(what: impl std::fmt::Display) -> Violation {
-    Violation(format!("the check itself failed: {what}"))
+    Violation::new(Broken::Harness, format!("the check itself failed: {what}"))
 }
 
 impl World {
@@ -49,7 +49,10 @@ impl World {
             found.extend(files.values().map(|bytes| hash(bytes)));
         }
         match self.ledger.kept().find(|kept| !found.contains(*kept)) {
-            Some(lost) => Err(Violation(format!("content {lost} is lost: it is nowhere, and no user let it go"))),
+            Some(lost) => Err(Violation::new(
+                Broken::Lost,
+                format!("content {lost} is lost: it is nowhere, and no user let it go"),
+            )),
             None => Ok(()),
         }
     }
@@ -61,17 +64,17 @@ impl World {
         let mut holders: BTreeMap<&String, Vec<&String>> = BTreeMap::new();
         for (path, content) in &objects {
             if !self.ledger.is_users(content) {
-                return Err(Violation(format!("{path} holds a content no user wrote")));
+                return Err(Violation::new(Broken::Junk, format!("{path} holds a content no user wrote")));
             }
             holders.entry(content).or_default().push(path);
         }
         if let Some((_, paths)) = holders.iter().find(|(_, paths)| paths.len() > 1) {
-            return Err(Violation(format!("one content is in the store twice: {paths:?}")));
+            return Err(Violation::new(Broken::Duplicated, format!("one content is in the store twice: {paths:?}")));
         }
         let kept: BTreeSet<&String> = self.ledger.kept().collect();
         for content in kept {
             if !holders.contains_key(content) && !self.unsyncable_holds(content) {
-                return Err(Violation(format!("content {content} never reached the store")));
+                return Err(Violation::new(Broken::Lost, format!("content {content} never reached the store")));
             }
         }
         for device in 0..self.devices.len() {
@@ -114,7 +117,7 @@ impl World {
         let simulated = &self.devices[device];
         let name = &simulated.name;
         let stubs = PRESETS[simulated.preset].1.contains("\"stub\"");
-        let broken = |what: String| Err(Violation(format!("{name}: {what}")));
+        let broken = |what: String| Err(Violation::new(Broken::Diverged, format!("{name}: {what}")));
         let index = Index::open(&simulated.index_dir).map_err(fail)?;
         let tree = index.load().map_err(fail)?;
         let view = self.view(device)?;
@@ -197,7 +200,7 @@ fn justified(
         if folds { nfc.chars().flat_map(char::to_lowercase).collect() } else { nfc }
     };
     own.len() > 255
-        || given.nfc().collect::<String>() == own.nfc().collect::<String>()
+        || fold(given) == fold(own)
         || tree.records.values().any(|other| {
             other.id != record.id && other.parent_id == record.parent_id && fold(&other.file_name()) == fold(own)
         })

@@ -16,7 +16,7 @@ pub mod simfs;
 mod world;
 
 pub use ops::{FaultOn, Op};
-pub use world::{Stats, Violation, World};
+pub use world::{Broken, Stats, Violation, World};
 
 /// How often a run stops changing things, lets every device settle, and checks it converged.
 const SETTLE_EVERY: usize = 200;
@@ -34,7 +34,7 @@ pub struct Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{} (after {} operations)", self.violation, self.ops.len())?;
-        for line in self.trace.iter().rev().take(40).collect::<Vec<_>>().into_iter().rev() {
+        for line in self.trace.iter().rev().take(150).collect::<Vec<_>>().into_iter().rev() {
             writeln!(f, "  {line}")?;
         }
         Ok(())
@@ -55,8 +55,46 @@ fn quiet_crashes() {
 }
 
 /// Runs `ops` on a fresh world, checking after every one and settling every so often.
-fn play(ops: impl IntoIterator<Item = Op>, mut next: impl FnMut(&World) -> Option<Op>) -> Result<Stats, Failure> {
+fn play(ops: impl IntoIterator<Item = Op>, next: impl FnMut(&World) -> Option<Op>) -> Result<Stats, Failure> {
+    play_traced(ops, next, &mut Vec::new())
+}
+
+/// With `CPM_SIM_DEBUG` set, the engine's debug log (its plans, what it could not place) goes
+/// into the trace of the run, beside the operations.
+fn engine_log() -> Option<(tracing::subscriber::DefaultGuard, std::sync::Arc<std::sync::Mutex<Vec<u8>>>)> {
+    std::env::var_os("CPM_SIM_DEBUG")?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&log);
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(move || Log(std::sync::Arc::clone(&sink)))
+        .finish();
+    Some((tracing::subscriber::set_default(subscriber), log))
+}
+
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn play_traced(
+    ops: impl IntoIterator<Item = Op>,
+    mut next: impl FnMut(&World) -> Option<Op>,
+    kept: &mut Vec<String>,
+) -> Result<Stats, Failure> {
     quiet_crashes();
+    let logging = engine_log();
     let mut world = World::new().map_err(|violation| Failure { violation, ops: Vec::new(), trace: Vec::new() })?;
     let mut done: Vec<Op> = Vec::new();
     let mut given = ops.into_iter();
@@ -65,23 +103,56 @@ fn play(ops: impl IntoIterator<Item = Op>, mut next: impl FnMut(&World) -> Optio
         ops: done.to_vec(),
         trace: world.trace.clone(),
     };
+    let drain = |world: &mut World| {
+        if let Some((_, log)) = &logging {
+            let text = std::mem::take(&mut *log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            world.trace.extend(
+                String::from_utf8_lossy(&text)
+                    .lines()
+                    .filter(|line| line.contains("DEBUG"))
+                    .map(|line| format!("      {line}")),
+            );
+        }
+    };
     loop {
         let Some(op) = given.next().or_else(|| next(&world)) else { break };
         done.push(op.clone());
         let checked = world.apply(&op).and_then(|()| world.check_nothing_lost());
+        drain(&mut world);
         if let Err(violation) = checked {
             return Err(fail(&world, &done, violation));
         }
-        if done.len() % SETTLE_EVERY == 0
-            && let Err(violation) = world.settle().and_then(|()| world.check_quiet())
-        {
-            return Err(fail(&world, &done, violation));
+        if done.len() % SETTLE_EVERY == 0 {
+            let settled = world.settle().and_then(|()| world.check_quiet());
+            drain(&mut world);
+            if let Err(violation) = settled {
+                return Err(fail(&world, &done, violation));
+            }
         }
     }
-    if let Err(violation) = world.settle().and_then(|()| world.check_quiet()) {
+    let settled = world.settle().and_then(|()| world.check_quiet());
+    drain(&mut world);
+    kept.clone_from(&world.trace);
+    if let Err(violation) = settled {
         return Err(fail(&world, &done, violation));
     }
     Ok(world.stats)
+}
+
+/// A seeded run of `count` generated operations, with what happened in it.
+pub fn run_traced(seed: u64, count: usize) -> (Result<Stats, Failure>, Vec<String>) {
+    let mut generator = generate::Generator::new(seed);
+    let mut left = count;
+    let mut trace = Vec::new();
+    let result = play_traced(
+        [],
+        |world| {
+            left = left.checked_sub(1)?;
+            Some(generator.next(world))
+        },
+        &mut trace,
+    );
+    (result, trace)
 }
 
 /// A seeded run of `count` generated operations.
@@ -99,19 +170,26 @@ pub fn replay(ops: &[Op]) -> Result<Stats, Failure> {
     play(ops.to_vec(), |_| None)
 }
 
-/// The shortest list found that still fails: chunks are cut away while the failure stays.
-pub fn shrink(failure: &Failure) -> Failure {
+/// The shortest list found that still fails the same way: chunks are cut away while the failure
+/// stays, for at most `budget`.
+pub fn shrink(failure: &Failure, budget: std::time::Duration) -> Failure {
+    let started = std::time::Instant::now();
     let mut best = failure.clone();
     let mut chunk = (best.ops.len() / 2).max(1);
     while chunk >= 1 {
         let mut start = 0;
         while start < best.ops.len() {
+            if started.elapsed() > budget {
+                return best;
+            }
             let mut candidate = best.ops.clone();
             let end = (start + chunk).min(candidate.len());
             candidate.drain(start..end);
             match replay(&candidate) {
-                Err(smaller) => best = Failure { ops: candidate, ..smaller },
-                Ok(_) => start += chunk,
+                Err(smaller) if smaller.violation.broken == failure.violation.broken => {
+                    best = Failure { ops: candidate, ..smaller }
+                }
+                _ => start += chunk,
             }
         }
         if chunk == 1 {

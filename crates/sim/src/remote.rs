@@ -128,6 +128,11 @@ impl Remote for SimRemote {
         self.service.device_feed(self.user(), self.device(), request).map_err(refused)
     }
 
+    async fn view_of(&self, ids: &[String], at: Option<jiff::Timestamp>) -> RemoteResult<Vec<cpm_proto::Change>> {
+        self.gate.pass().await;
+        self.service.device_entries(self.user(), self.device(), ids, at).map_err(refused)
+    }
+
     async fn resolve(&self, path: &str) -> RemoteResult<Entry> {
         self.gate.pass().await;
         self.service.resolve(self.user(), path).map_err(refused)

@@ -150,6 +150,15 @@ fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(parent, _)| parent)
 }
 
+/// How a new entry at `path` shows: its folder as that shows, then its own name as given.
+fn shown_in(namespace: &Namespace, path: &str, fold: &impl Fn(&str) -> String) -> String {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    match namespace.entries.get(&fold(parent)).map(|entry| entry.shown.as_str()) {
+        Some(folder) if !folder.is_empty() => format!("{folder}/{name}"),
+        _ => name.to_owned(),
+    }
+}
+
 impl Namespace {
     fn children<'a>(&'a self, key: &'a str) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
         let prefix = if key.is_empty() { String::new() } else { format!("{key}/") };
@@ -158,7 +167,7 @@ impl Namespace {
         self.entries
             .range(start..)
             .take_while(move |(child, _)| child.starts_with(&prefix))
-            .filter(move |(child, _)| !child[length..].contains('/'))
+            .filter(move |(child, _)| !child.is_empty() && !child[length..].contains('/'))
     }
 
     fn below(&self, key: &str) -> Vec<String> {
@@ -189,14 +198,11 @@ impl State {
     }
 
     fn get(&self, path: &str) -> Option<&Entry> {
-        if path.is_empty() {
-            return None;
-        }
         self.tree.entries.get(&self.fold(path))
     }
 
     fn is_dir(&self, path: &str) -> bool {
-        path.is_empty() || self.get(path).is_some_and(|entry| entry.node == Node::Dir)
+        self.get(path).is_some_and(|entry| entry.node == Node::Dir)
     }
 
     fn touch_dir(&mut self, path: &str) {
@@ -246,7 +252,8 @@ impl State {
         };
         match op {
             NsOp::Link { path, node } => {
-                namespace.entries.insert(fold(path), Entry { shown: path.clone(), node: *node, mtime: now });
+                let shown = shown_in(namespace, path, &fold);
+                namespace.entries.insert(fold(path), Entry { shown, node: *node, mtime: now });
                 touch(namespace, path);
             }
             NsOp::Unlink { path } => {
@@ -266,10 +273,14 @@ impl State {
                         entries.push((key, entry));
                     }
                 }
+                let (from_shown, to_shown) = (
+                    entries.first().map(|(_, entry)| entry.shown.clone()).unwrap_or_default(),
+                    shown_in(namespace, to, &fold),
+                );
                 for (key, mut entry) in entries {
                     let rest = &key[from_key.len()..];
-                    let shown_rest = entry.shown.get(from.len()..).unwrap_or_default().to_owned();
-                    entry.shown = format!("{to}{shown_rest}");
+                    let shown_rest = entry.shown.get(from_shown.len()..).unwrap_or_default().to_owned();
+                    entry.shown = format!("{to_shown}{shown_rest}");
                     namespace.entries.insert(format!("{to_key}{rest}"), entry);
                 }
                 touch(namespace, from);
@@ -380,9 +391,12 @@ impl State {
 impl SimFs {
     /// An empty device directory whose clock starts at `now_ns`.
     pub fn new(index_dir: PathBuf, case_insensitive: bool, now_ns: i64) -> Self {
+        let mut tree = Namespace::default();
+        // The device's root folder, whose stamp changes like any folder's.
+        tree.entries.insert(String::new(), Entry { shown: String::new(), node: Node::Dir, mtime: now_ns });
         let state = State {
-            tree: Namespace::default(),
-            durable: Namespace::default(),
+            durable: tree.clone(),
+            tree,
             journal: Vec::new(),
             inodes: HashMap::new(),
             next_ino: 0,
@@ -548,7 +562,7 @@ impl SimFs {
     pub fn contents(&self) -> (BTreeMap<String, Arc<Vec<u8>>>, BTreeSet<String>) {
         let state = lock(&self.state);
         let (mut files, mut dirs) = (BTreeMap::new(), BTreeSet::new());
-        for entry in state.tree.entries.values() {
+        for entry in state.tree.entries.values().filter(|entry| !entry.shown.is_empty()) {
             match entry.node {
                 Node::Dir => {
                     dirs.insert(entry.shown.clone());
@@ -636,9 +650,6 @@ impl LocalFs for SimFs {
 
     fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
         let state = self.begin(None)?;
-        if path.is_empty() {
-            return Ok(Some(Meta { kind: Kind::Dir, stamp: FileStamp { size: 0, mtime_ns: 0 } }));
-        }
         Ok(state.get(path).map(|entry| meta_of(&state, entry)))
     }
 

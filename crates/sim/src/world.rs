@@ -36,13 +36,43 @@ pub const PRESETS: [(&str, &str); 5] = [
 pub const DEVICES: [(&str, usize, bool); 4] =
     [("pc", 0, false), ("tablet", 1, false), ("phone", 2, false), ("mac", 0, true)];
 
+/// Which invariant a violation breaks; shrinking keeps to one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// A content no user let go is nowhere.
+    Lost,
+    /// A content is in the store twice.
+    Duplicated,
+    /// The store holds a content no user wrote (a stub or a torn file taken for the user's).
+    Junk,
+    /// Once quiet, a device does not hold its view.
+    Diverged,
+    /// Syncs never become quiet, or fail once all is well.
+    Stuck,
+    /// A sync failed with no fault to blame.
+    Failed,
+    /// The engine panicked.
+    Panicked,
+    /// The simulation itself could not go on.
+    Harness,
+}
+
 /// Something that must not happen happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation(pub String);
+pub struct Violation {
+    pub broken: Broken,
+    pub message: String,
+}
+
+impl Violation {
+    pub fn new(broken: Broken, message: impl Into<String>) -> Self {
+        Self { broken, message: message.into() }
+    }
+}
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{:?}: {}", self.broken, self.message)
     }
 }
 
@@ -105,7 +135,7 @@ fn scratch() -> std::io::Result<tempfile::TempDir> {
 }
 
 fn fail(what: impl std::fmt::Display) -> Violation {
-    Violation(format!("the simulation itself failed: {what}"))
+    Violation::new(Broken::Harness, format!("the simulation itself failed: {what}"))
 }
 
 impl World {
@@ -503,7 +533,10 @@ impl World {
                 if self.devices[device].excused {
                     Ok(())
                 } else {
-                    Err(Violation(format!("a sync of {name} failed with no fault to blame: {error}")))
+                    Err(Violation::new(
+                        Broken::Failed,
+                        format!("a sync of {name} failed with no fault to blame: {error}"),
+                    ))
                 }
             }
             Err(join) if join.is_panic() => {
@@ -519,7 +552,7 @@ impl World {
                     self.trace.push(format!("  {name}: crashed"));
                     Ok(())
                 } else {
-                    Err(Violation(format!("the engine panicked on {name}: {message}")))
+                    Err(Violation::new(Broken::Panicked, format!("the engine panicked on {name}: {message}")))
                 }
             }
             Err(_) => Ok(()),
@@ -583,7 +616,7 @@ impl World {
                 return Ok(());
             }
         }
-        Err(Violation("the devices never stop changing: eight rounds of syncs were not quiet".into()))
+        Err(Violation::new(Broken::Stuck, "the devices never stop changing: eight rounds of syncs were not quiet"))
     }
 
     fn run_to_end(&mut self, device: usize) -> Checked<Report> {
@@ -596,8 +629,10 @@ impl World {
                 self.trace.push(format!("  settle {name}: {}", report.summary()));
                 Ok(report)
             }
-            Ok(Err(error)) => Err(Violation(format!("{name} cannot sync once all is well again: {error}"))),
-            Err(join) => Err(Violation(format!("the engine panicked on {name}: {join}"))),
+            Ok(Err(error)) => {
+                Err(Violation::new(Broken::Stuck, format!("{name} cannot sync once all is well again: {error}")))
+            }
+            Err(join) => Err(Violation::new(Broken::Panicked, format!("the engine panicked on {name}: {join}"))),
         }
     }
 }

@@ -67,10 +67,18 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_converge() {
         total_stats.operations as f64 / elapsed
     );
     if let Some(Err((seed, failure))) = results.into_iter().find(Result::is_err) {
-        eprintln!("seed {seed} failed:\n{failure}");
-        let shrunk = cpm_sim::shrink(&failure);
+        eprintln!("seed {seed} failed after {} operations: {}", failure.ops.len(), failure.violation);
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let _ = std::fs::write(dir.join("simulation-trace.txt"), failure.trace.join("\n"));
+        let budget = std::time::Duration::from_secs(setting("CPM_SIM_SHRINK_SECONDS", 120));
+        let shrunk = cpm_sim::shrink(&failure, budget);
         eprintln!("shrunk to {} operations:\n{shrunk}", shrunk.ops.len());
-        eprintln!("{}", cpm_sim::as_test(&format!("seed_{seed}"), &shrunk));
+        let test = cpm_sim::as_test(&format!("seed_{seed}"), &shrunk);
+        eprintln!("{test}");
+        let kept = dir.join("simulation-failure.rs");
+        if std::fs::write(&kept, format!("{test}\n/*\n{shrunk}\n*/\n")).is_ok() {
+            eprintln!("(also in {})", kept.display());
+        }
         panic!("seed {seed}: {}", failure.violation);
     }
 }

@@ -122,6 +122,9 @@ pub struct Scan {
     /// Files an interrupted pull placed that the user then moved (record id → where they are
     /// now, found by their content): a move of that record.
     pub ours_moved: BTreeMap<String, String>,
+    /// Stubs the index does not record (an index lost, a pull cut short), by path, with the id
+    /// of the record each stands for: the engine's own leftovers, not files of the user's.
+    pub stray_stubs: BTreeMap<String, String>,
     /// Each folder's modification time (ns), taken before the folder was read.
     pub dir_mtimes: BTreeMap<String, i64>,
     /// When the scan began (ns since the epoch).
@@ -155,7 +158,7 @@ impl Scan {
 /// True when the directory holds exactly what the index says and every content file is as
 /// recorded: with no change from the store, the planners then have nothing to do.
 pub fn agrees(tree: &Tree, scan: &Scan) -> bool {
-    if !scan.ours.is_empty() || !scan.ours_moved.is_empty() {
+    if !scan.ours.is_empty() || !scan.ours_moved.is_empty() || !scan.stray_stubs.is_empty() {
         return false;
     }
     let paths = tree.paths();
@@ -232,21 +235,6 @@ impl Tree {
         let paths = self.paths();
         stubs.into_iter().filter_map(|id| paths.get(id).cloned()).collect()
     }
-
-    /// Ids of every record below a folder, deepest last.
-    pub(crate) fn below(&self, folder: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        let mut queue = vec![folder.to_owned()];
-        while let Some(parent) = queue.pop() {
-            for record in self.records.values().filter(|record| record.parent_id.as_deref() == Some(parent.as_str())) {
-                found.push(record.id.clone());
-                if record.kind == EntryKind::Folder {
-                    queue.push(record.id.clone());
-                }
-            }
-        }
-        found
-    }
 }
 
 /// True when the local file still holds what the record says.
@@ -261,7 +249,7 @@ pub(crate) fn object_kind(kind: EntryKind) -> cpm_core::ObjectKind {
 mod pull;
 mod push;
 
-pub use pull::{Pull, PullPlan, plan_pull};
+pub use pull::{Here, Listing, Pull, PullPlan, plan_pull};
 pub use push::{Push, plan_push};
 
 #[cfg(test)]

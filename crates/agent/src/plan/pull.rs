@@ -1,11 +1,13 @@
 //! Planning the store's changes to the device.
 
-use super::{FileStamp, HashMap, HashSet, LocalState, Record, Scan, Tree, same};
-use crate::naming::{conflict_name, join, local_name, split};
+use super::{FileStamp, HashMap, HashSet, LocalFile, LocalState, Record, Scan, Tree, same};
+use crate::naming::{STUB_SUFFIX, conflict_name, join, local_name, mapped_name, split};
 use cpm_core::EntryKind;
+use cpm_core::name::MAX_NAME_BYTES;
 use cpm_core::profile::Holding;
 use cpm_proto::Change;
 use std::collections::BTreeSet;
+use unicode_normalization::UnicodeNormalization;
 
 /// A change the device makes to its own directory.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +34,8 @@ pub enum Pull {
         path: String,
         replace: bool,
     },
-    /// The device's side of a conflict, or a file in the way: kept under a new name, and uploaded.
+    /// The device's side of a conflict, or a file or folder in the way: kept under a new name,
+    /// and uploaded.
     SetAside {
         from: String,
         to: String,
@@ -64,44 +67,156 @@ pub struct PullPlan {
     pub push_after: bool,
 }
 
+/// The device a plan is for: its name and day (for conflict copies) and its file system's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Here<'a> {
+    pub device: &'a str,
+    pub today: jiff::civil::Date,
+    /// Names that differ only in case (or Unicode form) are one file here.
+    pub case_insensitive: bool,
+}
+
+impl Here<'_> {
+    /// A path as this file system compares it.
+    pub fn fold(&self, path: &str) -> String {
+        if self.case_insensitive { path.nfc().flat_map(char::to_lowercase).collect() } else { path.to_owned() }
+    }
+}
+
+/// What the store's changes are: what changed since the device's cursor, or its whole view as
+/// read at `cursor` (records it does not mention are gone, unless the device made them since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Delta,
+    Full { cursor: i64 },
+}
+
+/// What a record's name here must not meet in its folder, beside other records' names.
+#[derive(Clone, Copy)]
+enum Avoid<'a> {
+    Nothing,
+    /// Anything found there (a folder made again where a file now is).
+    Anything(&'a str),
+    /// What is found under another case on a file system that folds case: it keeps its name.
+    CaseTwins(&'a str),
+}
+
 struct Puller<'a> {
     plan: PullPlan,
     scan: &'a Scan,
     content: Holding,
-    device: &'a str,
-    today: jiff::civil::Date,
-    /// Paths the plan has already given a new occupant or set aside.
+    here: Here<'a>,
+    /// Paths (folded) the plan has given a new occupant or set aside.
     claimed: HashSet<String>,
+    /// Paths (folded) whose file or folder the plan removes.
+    removed: HashSet<String>,
     removed_dirs: Vec<String>,
     /// Paths of folders worked out so far; forgotten whenever a folder moves or goes.
     folder_paths: HashMap<String, String>,
+    /// The scan's files and folders by folded path (on a file system that folds names).
+    folded: Option<HashMap<String, String>>,
+    /// Which record holds each name in each folder (folded), made when first needed.
+    names: Option<HashMap<(String, String), String>>,
+    /// The paths (folded) of the records as they were, made when first needed.
+    tracked: Option<HashSet<String>>,
+    /// Records the store's changes bring to the device (not removals).
+    arriving: HashSet<String>,
+    /// Folders this plan removes, kept in the tree until the end so that the paths of what is
+    /// moved out of them later in the batch can still be worked out.
+    doomed: Vec<String>,
+    listing: Listing,
+    /// On a whole listing: files here that no record holds, by content, made when first needed.
+    unclaimed: Option<HashMap<String, Vec<String>>>,
 }
 
-/// Applies the store's changes to the device. With `full`, `remote` is a complete listing:
-/// records it does not mention are gone.
+/// Applies the store's changes to the device.
 pub fn plan_pull(
     tree: Tree,
     scan: &Scan,
     remote: &[Change],
     content: impl Into<Holding>,
-    device: &str,
-    today: jiff::civil::Date,
-    full: bool,
+    here: Here<'_>,
+    listing: Listing,
 ) -> PullPlan {
+    let folded = here
+        .case_insensitive
+        .then(|| scan.files.keys().chain(scan.dirs.iter()).map(|path| (here.fold(path), path.clone())).collect());
     let mut puller = Puller {
         plan: PullPlan { tree, ..PullPlan::default() },
         scan,
         content: content.into(),
-        device,
-        today,
+        here,
         claimed: HashSet::default(),
+        removed: HashSet::default(),
         removed_dirs: Vec::new(),
         folder_paths: HashMap::default(),
+        folded,
+        names: None,
+        tracked: None,
+        arriving: remote.iter().filter(|change| !change.deleted).map(|change| change.id.clone()).collect(),
+        doomed: Vec::new(),
+        listing,
+        unclaimed: None,
     };
-    let mut seen: HashSet<&str> = HashSet::default();
+    puller.restore_folders();
+    // Content files missing here that nothing moved or deleted in the store (a move the store
+    // refused, say) come back, like the store's every other record.
+    let missing: Vec<String> = {
+        let tree = &puller.plan.tree;
+        let content: Vec<&String> =
+            tree.records.values().filter(|record| record.state == LocalState::File).map(|record| &record.id).collect();
+        if content.is_empty() {
+            Vec::new()
+        } else {
+            let paths = tree.paths();
+            let gone: Vec<&String> = content
+                .into_iter()
+                .filter(|id| paths.get(*id).is_some_and(|path| !scan.files.contains_key(path)))
+                .filter(|id| !scan.ours.contains_key(*id) && !scan.ours_moved.contains_key(*id))
+                .collect();
+            // One whose content is elsewhere here was moved by the user: it goes up as a move
+            // (unless the store cannot take where it went: then it comes back).
+            let tracked: HashSet<&String> = paths.values().collect();
+            let storable = |path: &str| path.split('/').all(|name| cpm_core::Name::parse(name).is_ok());
+            let elsewhere: HashSet<&String> = if gone.is_empty() {
+                HashSet::default()
+            } else {
+                scan.files
+                    .iter()
+                    .filter(|(path, _)| !tracked.contains(path) && storable(path))
+                    .filter_map(|(_, file)| file.hash.as_ref())
+                    .collect()
+            };
+            gone.into_iter()
+                .filter(|id| {
+                    tree.records
+                        .get(*id)
+                        .and_then(|record| record.hash.as_ref())
+                        .is_none_or(|hash| !elsewhere.contains(hash))
+                })
+                .cloned()
+                .collect()
+        }
+    };
+    if let Listing::Full { cursor } = listing {
+        // What the listing does not mention is gone, unless this sync made it after the listing
+        // was read. It goes first, so that what arrives finds its names free.
+        let seen: HashSet<&str> = remote.iter().map(|change| change.id.as_str()).collect();
+        let gone: Vec<String> = puller
+            .plan
+            .tree
+            .records
+            .values()
+            .filter(|record| record.id != puller.plan.tree.root_id && !seen.contains(record.id.as_str()))
+            .filter(|record| record.modseq <= cursor)
+            .map(|record| record.id.clone())
+            .collect();
+        for id in gone {
+            puller.remove(&id);
+        }
+    }
     let mut pending: Vec<&Change> = Vec::new();
     for change in remote {
-        seen.insert(&change.id);
         if !puller.apply(change) {
             pending.push(change);
         }
@@ -115,68 +230,365 @@ pub fn plan_pull(
             break;
         }
     }
-    if full {
-        let gone: Vec<String> =
-            puller.plan.tree.records.keys().filter(|id| !seen.contains(id.as_str())).cloned().collect();
-        for id in gone {
-            puller.remove(&id);
-        }
-    }
-    // What an interrupted pull placed for records that are no longer here goes.
-    let paths = puller.plan.tree.paths();
-    let mut final_paths: HashSet<&str> = paths.values().map(String::as_str).collect();
-    // Paths this plan renames away are accounted for.
-    final_paths.extend(puller.plan.actions.iter().filter_map(|action| match action {
-        Pull::Rename { from, .. } | Pull::SetAside { from, .. } => Some(from.as_str()),
-        _ => None,
-    }));
-    let mut strays: Vec<String> = scan
-        .ours
-        .iter()
-        .filter(|(id, path)| !puller.plan.tree.records.contains_key(*id) && !final_paths.contains(path.as_str()))
-        .map(|(_, path)| path.clone())
-        .filter(|path| scan.files.contains_key(path) && !puller.claimed.contains(path))
-        .collect();
-    strays.sort();
-    strays.dedup();
-    let stray_dirs: Vec<String> = scan
-        .ours
-        .iter()
-        .filter(|(id, path)| {
-            !puller.plan.tree.records.contains_key(*id)
-                && scan.dirs.contains(*path)
-                && !final_paths.contains(path.as_str())
-        })
-        .map(|(_, path)| path.clone())
-        .collect();
-    for path in strays {
-        let expected = scan.files.get(&path).map(|file| file.stamp);
-        puller.plan.actions.push(Pull::RemoveFile { path, expected });
-    }
-    puller.removed_dirs.extend(stray_dirs);
-    // Stubs the user deleted come back: they are views of the store, not copies to delete from.
-    let touched: HashSet<&str> = remote.iter().map(|change| change.id.as_str()).collect();
-    let mut restore: Vec<(String, String)> = puller
-        .plan
-        .tree
-        .records
-        .values()
-        .filter(|record| record.state == LocalState::Stub && !touched.contains(record.id.as_str()))
-        .filter_map(|record| Some((record.id.clone(), paths.get(&record.id)?)))
-        .filter(|(_, path)| !scan.files.contains_key(*path))
-        .map(|(id, path)| (id, path.clone()))
-        .collect();
-    restore.sort();
-    for (id, path) in restore {
-        puller.plan.actions.push(Pull::WriteStub { id, path, replace: false });
-    }
-    puller.removed_dirs.sort_by_key(|path| std::cmp::Reverse(path.matches('/').count()));
-    let dirs = std::mem::take(&mut puller.removed_dirs);
-    puller.plan.actions.extend(dirs.into_iter().map(|path| Pull::RemoveDir { path }));
-    puller.plan
+    puller.finish(remote, &missing)
 }
 
 impl Puller<'_> {
+    /// Makes again, first, the device's folders that are missing here (deleted here while the
+    /// store kept something in them, or put back after being in the way), for what arrives in
+    /// them. One whose name something else took here meanwhile gets another.
+    fn restore_folders(&mut self) {
+        let tree = &self.plan.tree;
+        let mut missing: Vec<(usize, String)> = tree
+            .records
+            .values()
+            .filter(|record| record.state == LocalState::Folder && record.id != tree.root_id)
+            .filter_map(|record| tree.path_of(&record.id).map(|path| (path, record.id.clone())))
+            .filter(|(path, _)| !self.scan.dirs.contains(path))
+            .map(|(path, id)| (path.matches('/').count(), id))
+            .collect();
+        missing.sort();
+        for (_, id) in missing {
+            let (Some(record), Some(path)) = (self.plan.tree.records.get(&id).cloned(), self.plan.tree.path_of(&id))
+            else {
+                continue;
+            };
+            let mut target = path.clone();
+            if self.found(&path).is_some() {
+                let (folder, _) = split(&path);
+                let folder = folder.to_owned();
+                let mut moved = record.clone();
+                moved.local_name = self.name_here(&record, record.file_name(), Avoid::Anything(&folder));
+                self.take_name(Some(&record), &moved);
+                target = join(&folder, &moved.file_name());
+                self.plan.tree.records.insert(id.clone(), moved);
+                self.plan.changed.insert(id);
+                self.folder_paths.clear();
+            }
+            self.claim(&target);
+            self.plan.actions.push(Pull::MakeDir { path: target });
+        }
+    }
+
+    /// After the changes: what interrupted pulls left, stubs the user deleted, folders to remove.
+    fn finish(mut self, remote: &[Change], missing: &[String]) -> PullPlan {
+        for id in std::mem::take(&mut self.doomed) {
+            self.plan.tree.records.remove(&id);
+        }
+        self.unmap();
+        let scan = self.scan;
+        let touched: HashSet<&str> = remote.iter().map(|change| change.id.as_str()).collect();
+        for id in missing.iter().filter(|id| !touched.contains(id.as_str())) {
+            let Some(path) = self
+                .plan
+                .tree
+                .records
+                .get(id)
+                .filter(|record| record.state == LocalState::File)
+                .and(self.plan.tree.path_of(id))
+            else {
+                continue;
+            };
+            self.make_room(&path, false);
+            if let Some(found) = self.in_the_way(&path, id) {
+                self.set_aside(&found);
+            }
+            self.claim(&path);
+            if let Some(record) = self.plan.tree.records.get_mut(id) {
+                record.local = None;
+            }
+            self.plan.changed.insert(id.clone());
+            self.plan.actions.push(Pull::Download { id: id.clone(), path, replacing: None });
+        }
+        // What an interrupted pull placed for records that are no longer here goes.
+        let paths = self.plan.tree.paths();
+        let mut final_paths: HashSet<&str> = paths.values().map(String::as_str).collect();
+        // Paths this plan renames away are accounted for.
+        final_paths.extend(self.plan.actions.iter().filter_map(|action| match action {
+            Pull::Rename { from, .. } | Pull::SetAside { from, .. } => Some(from.as_str()),
+            _ => None,
+        }));
+        let leftover = |(id, path): (&String, &String)| {
+            !self.plan.tree.records.contains_key(id) && !final_paths.contains(path.as_str())
+        };
+        let mut strays: Vec<String> = scan
+            .ours
+            .iter()
+            .filter(|entry| leftover(*entry))
+            .map(|(_, path)| path.clone())
+            .chain(scan.stray_stubs.keys().cloned())
+            .filter(|path| scan.files.contains_key(path) && !self.claimed.contains(&self.here.fold(path)))
+            .collect();
+        strays.sort();
+        strays.dedup();
+        let stray_dirs: Vec<String> = scan
+            .ours
+            .iter()
+            .filter(|entry| leftover(*entry) && scan.dirs.contains(entry.1))
+            .map(|(_, path)| path.clone())
+            .collect();
+        for path in strays {
+            let expected =
+                (!scan.stray_stubs.contains_key(&path)).then(|| scan.files.get(&path).map(|file| file.stamp)).flatten();
+            self.plan.actions.push(Pull::RemoveFile { path, expected });
+        }
+        self.removed_dirs.extend(stray_dirs);
+        // Stubs the user deleted come back: they are views of the store, not copies to delete from.
+        let mut restore: Vec<(String, String)> = self
+            .plan
+            .tree
+            .records
+            .values()
+            .filter(|record| record.state == LocalState::Stub && !touched.contains(record.id.as_str()))
+            .filter_map(|record| Some((record.id.clone(), paths.get(&record.id)?)))
+            .filter(|(_, path)| !scan.files.contains_key(*path))
+            .map(|(id, path)| (id, path.clone()))
+            .collect();
+        restore.sort();
+        for (id, path) in restore {
+            self.plan.actions.push(Pull::WriteStub { id, path, replace: false });
+        }
+        self.removed_dirs.sort_by_key(|path| std::cmp::Reverse(path.matches('/').count()));
+        let dirs = std::mem::take(&mut self.removed_dirs);
+        self.plan.actions.extend(dirs.into_iter().map(|path| Pull::RemoveDir { path }));
+        self.plan
+    }
+
+    /// The scan's file or folder at `path`, as this file system finds it.
+    fn found(&self, path: &str) -> Option<String> {
+        match &self.folded {
+            Some(folded) => folded.get(&self.here.fold(path)).cloned(),
+            None => (self.scan.files.contains_key(path) || self.scan.dirs.contains(path)).then(|| path.to_owned()),
+        }
+    }
+
+    /// What of the user's is in the way at `path`: a file or folder found there that no record
+    /// owns, which the plan neither gave to another nor removes. (A record's own file in the way
+    /// moves on in this plan; a placement that comes too early waits for the next sync.)
+    fn in_the_way(&mut self, path: &str, record: &str) -> Option<String> {
+        let found = self.found(path)?;
+        let key = self.here.fold(path);
+        if self.claimed.contains(&key) || self.removed.contains(&key) {
+            return None;
+        }
+        // What an unfinished pull left there is the engine's own: this record's is for it to
+        // take; another's goes, it is not kept aside.
+        if self.scan.ours.get(record) == Some(&found) {
+            return None;
+        }
+        if let Some(file) =
+            self.scan.files.get(&found).filter(|_| self.scan.ours.values().any(|placed| *placed == found))
+        {
+            self.plan.actions.push(Pull::RemoveFile { path: found.clone(), expected: Some(file.stamp) });
+            self.removed.insert(key);
+            return None;
+        }
+        let (tree, here) = (&self.plan.tree, self.here);
+        let tracked =
+            self.tracked.get_or_insert_with(|| tree.paths().into_values().map(|path| here.fold(&path)).collect());
+        (!tracked.contains(&key)).then_some(found)
+    }
+
+    fn claim(&mut self, path: &str) {
+        let key = self.here.fold(path);
+        self.claimed.insert(key);
+    }
+
+    /// Readies `path` for a record that arrives there: a folder this plan removes (at the end,
+    /// once emptied) stays when a folder arrives in its place, and goes now when a file does.
+    fn make_room(&mut self, path: &str, folder: bool) {
+        let key = self.here.fold(path);
+        let here = self.here;
+        if folder {
+            self.removed_dirs.retain(|dir| here.fold(dir) != key);
+            return;
+        }
+        let below = format!("{key}/");
+        let (mut now, later): (Vec<String>, Vec<String>) =
+            std::mem::take(&mut self.removed_dirs).into_iter().partition(|dir| {
+                let dir = here.fold(dir);
+                dir == key || dir.starts_with(&below)
+            });
+        self.removed_dirs = later;
+        now.sort_by_key(|path| std::cmp::Reverse(path.matches('/').count()));
+        self.plan.actions.extend(now.into_iter().map(|path| Pull::RemoveDir { path }));
+    }
+
+    /// Which record holds each name in each folder, from the tree as planned so far.
+    fn names(&mut self) -> &mut HashMap<(String, String), String> {
+        let (tree, here) = (&self.plan.tree, self.here);
+        self.names.get_or_insert_with(|| {
+            tree.records
+                .values()
+                .filter_map(|record| {
+                    Some(((record.parent_id.clone()?, here.fold(&record.file_name())), record.id.clone()))
+                })
+                .collect()
+        })
+    }
+
+    /// The name a record gets here: its own, unless that is too long for this file system or
+    /// another record in its folder holds it (by this file system's rules), or what is found in
+    /// the record's folder here rules it out (see [`Avoid`]).
+    ///
+    /// Invariant: every record has a name here that fits and that no other record in its folder
+    /// has; a record whose own name cannot be that is given a unique one, kept in the index.
+    fn name_here(&mut self, record: &Record, wanted: String, avoid: Avoid<'_>) -> Option<String> {
+        let parent = record.parent_id.clone()?;
+        let suffix = if record.state == LocalState::Stub { STUB_SUFFIX } else { "" };
+        let base = local_name(record.kind, &record.name, false);
+        let mut attempt = 0;
+        let name = loop {
+            let candidate =
+                if attempt == 0 { wanted.clone() } else { mapped_name(&base, &record.id, suffix, attempt - 1) };
+            let key = (parent.clone(), self.here.fold(&candidate));
+            let taken = self.names().get(&key).is_some_and(|holder| *holder != record.id);
+            let occupied = match avoid {
+                Avoid::Nothing => false,
+                Avoid::Anything(folder) => self.found(&join(folder, &candidate)).is_some(),
+                Avoid::CaseTwins(folder) => {
+                    self.found(&join(folder, &candidate)).is_some_and(|found| split(&found).1 != candidate)
+                }
+            };
+            if (candidate.len() <= MAX_NAME_BYTES && !taken && !occupied) || attempt > 100 {
+                break candidate;
+            }
+            attempt += 1;
+        };
+        let own = local_name(record.kind, &record.name, record.state == LocalState::Stub);
+        Some(name).filter(|name| *name != own)
+    }
+
+    /// On a file system that folds case, a new record whose name is found here under another
+    /// case: the very file (same content) is adopted under the name it has here; anything else
+    /// keeps its name, and the record takes another.
+    fn meet_case_twin(&mut self, record: &mut Record, parent_path: &str) {
+        let target = join(parent_path, &record.file_name());
+        let Some(found) = self.found(&target).filter(|found| *found != target) else { return };
+        let key = self.here.fold(&found);
+        if self.claimed.contains(&key) || self.removed.contains(&key) {
+            return;
+        }
+        let same = record.state == LocalState::File
+            && self.scan.files.get(&found).is_some_and(|file| file.hash.is_some() && file.hash == record.hash);
+        record.local_name = if same {
+            Some(split(&found).1.to_owned())
+        } else {
+            self.name_here(record, record.file_name(), Avoid::CaseTwins(parent_path))
+        };
+    }
+
+    /// A record the engine gave a name of its own here takes its own name back once nothing
+    /// stands in its way any more. (A name kept in the form the user gave it here stays.)
+    fn unmap(&mut self) {
+        let mapped: Vec<Record> = self
+            .plan
+            .tree
+            .records
+            .values()
+            .filter(|record| {
+                let Some(given) = &record.local_name else { return false };
+                let own = local_name(record.kind, &record.name, record.state == LocalState::Stub);
+                let same_name = given.nfc().collect::<String>() == own.nfc().collect::<String>()
+                    || self.here.fold(given) == self.here.fold(&own);
+                !same_name && own.len() <= MAX_NAME_BYTES
+            })
+            .cloned()
+            .collect();
+        for record in mapped {
+            let (Some(parent), Some(from)) = (record.parent_id.clone(), self.plan.tree.path_of(&record.id)) else {
+                continue;
+            };
+            let own = local_name(record.kind, &record.name, record.state == LocalState::Stub);
+            let to = join(split(&from).0, &own);
+            // Not here yet: this plan places it, and then it can as well go under its own name.
+            let placing = self.plan.actions.iter().position(|action| match action {
+                Pull::Download { id, path, .. }
+                | Pull::WriteStub { id, path, .. }
+                | Pull::Rename { id, to: path, .. } => *id == record.id && *path == from,
+                _ => false,
+            });
+            let here = self.scan.files.contains_key(&from) || self.scan.dirs.contains(&from);
+            if !here && (placing.is_none() || record.state == LocalState::Folder) {
+                continue;
+            }
+            let key = (parent, self.here.fold(&own));
+            let taken = self.names().get(&key).is_some_and(|holder| *holder != record.id);
+            let vacated = self.removed.contains(&self.here.fold(&to));
+            if taken || (self.found(&to).is_some() && !vacated) || self.claimed.contains(&self.here.fold(&to)) {
+                continue;
+            }
+            let back = Record { local_name: None, ..record.clone() };
+            self.take_name(Some(&record), &back);
+            self.claim(&to);
+            match placing.filter(|_| !here).and_then(|at| self.plan.actions.get_mut(at)) {
+                Some(Pull::Download { path, .. } | Pull::WriteStub { path, .. } | Pull::Rename { to: path, .. }) => {
+                    *path = to;
+                }
+                _ => self.plan.actions.push(Pull::Rename { id: record.id.clone(), from, to }),
+            }
+            self.plan.changed.insert(record.id.clone());
+            self.plan.tree.records.insert(record.id.clone(), back);
+        }
+    }
+
+    /// When the whole view is read again (an index lost, a cursor expired), a file here that no
+    /// record holds and that has a record's content is that record's: it is moved into place,
+    /// not fetched again (and not uploaded as new).
+    fn reusable(&mut self, record: &Record) -> Option<(String, FileStamp)> {
+        let hash = record.hash.clone()?;
+        if self.listing == Listing::Delta {
+            return None;
+        }
+        let (scan, tree) = (self.scan, &self.plan.tree);
+        let unclaimed = self.unclaimed.get_or_insert_with(|| {
+            let tracked: HashSet<String> = tree.paths().into_values().collect();
+            let mut unclaimed: HashMap<String, Vec<String>> = HashMap::default();
+            for (path, file) in &scan.files {
+                if let Some(hash) = &file.hash
+                    && !tracked.contains(path)
+                    && !scan.stray_stubs.contains_key(path)
+                {
+                    unclaimed.entry(hash.clone()).or_default().push(path.clone());
+                }
+            }
+            unclaimed
+        });
+        let candidates = unclaimed.get_mut(&hash)?;
+        let from = candidates.pop()?;
+        let key = self.here.fold(&from);
+        if self.claimed.contains(&key) {
+            return None;
+        }
+        self.claimed.insert(key.clone());
+        self.removed.insert(key);
+        let stamp = self.scan.files.get(&from)?.stamp;
+        Some((from, stamp))
+    }
+
+    /// Notes that a record no longer holds its name here.
+    fn drop_name(&mut self, old: &Record) {
+        let here = self.here;
+        let names = self.names();
+        if let Some(parent) = &old.parent_id {
+            let key = (parent.clone(), here.fold(&old.file_name()));
+            if names.get(&key) == Some(&old.id) {
+                names.remove(&key);
+            }
+        }
+    }
+
+    /// Notes the name a record takes here, giving up the one it had.
+    fn take_name(&mut self, old: Option<&Record>, new: &Record) {
+        if let Some(old) = old {
+            self.drop_name(old);
+        }
+        let here = self.here;
+        if let Some(parent) = &new.parent_id {
+            self.names().insert((parent.clone(), here.fold(&new.file_name())), new.id.clone());
+        }
+    }
+
     /// Applies one change; false when its folder is not known yet.
     fn apply(&mut self, change: &Change) -> bool {
         let (Some(entry), false) = (&change.entry, change.deleted) else {
@@ -221,16 +633,7 @@ impl Puller<'_> {
         if echo {
             return true;
         }
-        // A name mapped here stays while the record keeps its name, folder and state.
-        let mapped = existing
-            .as_ref()
-            .filter(|record| record.name == entry.name && record.state == state)
-            .and_then(|record| record.local_name.clone());
-        let target = join(
-            &parent_path,
-            &mapped.clone().unwrap_or_else(|| local_name(entry.kind, &entry.name, state == LocalState::Stub)),
-        );
-        let record = Record {
+        let mut record = Record {
             id: change.id.clone(),
             kind: entry.kind,
             parent_id: Some(parent),
@@ -243,8 +646,20 @@ impl Puller<'_> {
             state,
             local: existing.as_ref().and_then(|record| record.local),
             entry: entry.clone(),
-            local_name: mapped,
+            local_name: None,
         };
+        // A name given here stays while the record keeps its name, folder and state.
+        let kept = existing
+            .as_ref()
+            .filter(|old| old.name == record.name && old.parent_id == record.parent_id && old.state == state)
+            .and_then(|old| old.local_name.clone());
+        let wanted = kept.unwrap_or_else(|| local_name(entry.kind, &entry.name, state == LocalState::Stub));
+        record.local_name = self.name_here(&record, wanted, Avoid::Nothing);
+        if existing.is_none() && self.here.case_insensitive {
+            self.meet_case_twin(&mut record, &parent_path);
+        }
+        self.take_name(existing.as_ref(), &record);
+        let target = join(&parent_path, &record.file_name());
         match existing {
             Some(old) => self.update(old, record, target),
             None => self.create(record, target),
@@ -261,7 +676,7 @@ impl Puller<'_> {
             if record.state == LocalState::Folder {
                 if self.scan.dirs.contains(&placed) {
                     self.plan.actions.push(Pull::Rename { id: record.id.clone(), from: placed, to: target.clone() });
-                    self.claimed.insert(target);
+                    self.claim(&target);
                     self.plan.tree.records.insert(record.id.clone(), record);
                     return;
                 }
@@ -276,39 +691,91 @@ impl Puller<'_> {
                         let (id, path) = (record.id.clone(), target.clone());
                         self.plan.actions.push(Pull::WriteStub { id, path, replace: true });
                     }
-                    self.claimed.insert(target);
+                    self.claim(&target);
                     self.plan.tree.records.insert(record.id.clone(), record);
                     return;
                 }
             }
         }
+        if record.state == LocalState::Stub
+            && let Some((from, stamp)) = self.reusable(&record)
+        {
+            // Re-reading the whole view, a stub device finds the content here already: it keeps it.
+            let mut kept = Record { state: LocalState::File, local_name: None, local: Some(stamp), ..record.clone() };
+            kept.local_name = self.name_here(&kept, local_name(kept.kind, &kept.name, false), Avoid::Nothing);
+            self.take_name(Some(&record), &kept);
+            let target = join(split(&target).0, &kept.file_name());
+            self.make_room(&target, false);
+            if let Some(found) = self.in_the_way(&target, &kept.id) {
+                self.set_aside(&found);
+            }
+            self.plan.actions.push(Pull::Rename { id: kept.id.clone(), from, to: target.clone() });
+            self.claim(&target);
+            self.plan.tree.records.insert(kept.id.clone(), kept);
+            return;
+        }
+        self.make_room(&target, record.state == LocalState::Folder);
+        let occupant = self.in_the_way(&target, &record.id);
         match record.state {
-            LocalState::Folder => {
-                if !self.scan.dirs.contains(&target) {
+            LocalState::Folder => match occupant {
+                Some(found) if self.scan.dirs.contains(&found) && found == target => {}
+                Some(found) => {
+                    self.set_aside(&found);
                     self.plan.actions.push(Pull::MakeDir { path: target.clone() });
                 }
-            }
+                None => self.plan.actions.push(Pull::MakeDir { path: target.clone() }),
+            },
             LocalState::Stub => {
-                // A file of the user's in the way is kept aside: only recorded stubs are ours.
-                if self.scan.files.contains_key(&target) && !self.claimed.contains(&target) {
-                    self.set_aside(&target);
+                // A stub of the engine's own there is rewritten; a file of the user's in the way
+                // is kept aside: only the engine's stubs are ever replaced.
+                let own = occupant.as_ref().is_some_and(|found| self.scan.stray_stubs.contains_key(found));
+                match occupant {
+                    Some(found) if !own => self.set_aside(&found),
+                    _ => {}
                 }
-                self.plan.actions.push(Pull::WriteStub { id: record.id.clone(), path: target.clone(), replace: false });
+                self.plan.actions.push(Pull::WriteStub { id: record.id.clone(), path: target.clone(), replace: own });
                 record.local = None;
             }
-            LocalState::File => match self.scan.files.get(&target).filter(|_| !self.claimed.contains(&target)) {
-                Some(file) if file.hash.is_some() && file.hash == record.hash => record.local = Some(file.stamp),
-                occupant => {
-                    if occupant.is_some() {
-                        self.set_aside(&target);
+            LocalState::File => {
+                let exact = self.scan.files.get(&target);
+                // What an interrupted pull left there (torn by a power cut, or an older version)
+                // is the engine's own, and gives way.
+                let leftover = exact.filter(|_| self.scan.ours.values().any(|placed| *placed == target));
+                match (exact, leftover) {
+                    // The content is here already, under its name: adopted, not fetched again.
+                    (Some(file), _) if file.hash.is_some() && file.hash == record.hash => {
+                        record.local = Some(file.stamp)
                     }
-                    let (id, path) = (record.id.clone(), target.clone());
-                    self.plan.actions.push(Pull::Download { id, path, replacing: None });
-                    record.local = None;
+                    (_, Some(file)) => {
+                        let (id, path) = (record.id.clone(), target.clone());
+                        self.plan.actions.push(Pull::Download { id, path, replacing: Some(file.stamp) });
+                        record.local = None;
+                    }
+                    _ => {
+                        if let Some(found) = occupant {
+                            self.set_aside(&found);
+                        }
+                        match self.reusable(&record) {
+                            // Re-reading the whole view: the content is here already, elsewhere.
+                            Some((from, stamp)) => {
+                                self.plan.actions.push(Pull::Rename {
+                                    id: record.id.clone(),
+                                    from,
+                                    to: target.clone(),
+                                });
+                                record.local = Some(stamp);
+                            }
+                            None => {
+                                let (id, path) = (record.id.clone(), target.clone());
+                                self.plan.actions.push(Pull::Download { id, path, replacing: None });
+                                record.local = None;
+                            }
+                        }
+                    }
                 }
-            },
+            }
         }
-        self.claimed.insert(target);
+        self.claim(&target);
         self.plan.tree.records.insert(record.id.clone(), record);
     }
 
@@ -323,9 +790,41 @@ impl Puller<'_> {
         let already_moved = !self.scan.files.contains_key(&current)
             && current != target
             && self.scan.files.get(&target).is_some_and(|file| file.hash.is_some() && file.hash == old.hash);
-        let local = if already_moved { self.scan.files.get(&target) } else { self.scan.files.get(&current) };
+        let local: Option<&LocalFile> =
+            if already_moved { self.scan.files.get(&target) } else { self.scan.files.get(&current) };
         let modified_here = old.state == LocalState::File && local.is_some_and(|file| !same(&old, file));
         let content_changed = record.hash.is_some() && record.hash != old.hash;
+        // An unfinished pull (or one that could not move the old version) placed the new version
+        // at the target already: it is adopted, and the version where the record was gives way.
+        let placed = self
+            .scan
+            .ours
+            .get(&old.id)
+            .filter(|placed| **placed == target && current != target && record.state == LocalState::File)
+            .and_then(|placed| self.scan.files.get(placed))
+            .filter(|file| file.hash.is_some() && file.hash == record.hash);
+        if let Some(file) = placed {
+            match local {
+                Some(old_file) if !modified_here => {
+                    self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected: Some(old_file.stamp) });
+                    self.removed.insert(self.here.fold(&current));
+                }
+                Some(_) => self.set_aside(&current),
+                None => {}
+            }
+            record.local = Some(file.stamp);
+            self.claim(&target);
+            self.plan.tree.records.insert(record.id.clone(), record);
+            return;
+        }
+        // What an unfinished pull left at the target that is not the new version (a download
+        // torn by a power cut) goes first.
+        if current != target
+            && self.scan.ours.get(&old.id) == Some(&target)
+            && let Some(file) = self.scan.files.get(&target)
+        {
+            self.plan.actions.push(Pull::RemoveFile { path: target.clone(), expected: Some(file.stamp) });
+        }
         let mut at = current.clone();
         if old.state != record.state && old.state == LocalState::File && record.state == LocalState::Stub {
             // A fetched file whose content changed in the store goes back to being a stub,
@@ -335,22 +834,51 @@ impl Puller<'_> {
             } else {
                 let expected = local.map(|file| file.stamp);
                 self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected });
+                self.removed.insert(self.here.fold(&current));
+            }
+            self.make_room(&target, false);
+            if let Some(found) = self.in_the_way(&target, &record.id) {
+                self.set_aside(&found);
             }
             self.plan.actions.push(Pull::WriteStub { id: record.id.clone(), path: target.clone(), replace: false });
             record.local = None;
-            self.claimed.insert(target.clone());
+            self.claim(&target);
+            self.plan.tree.records.insert(record.id.clone(), record);
+            return;
+        }
+        if old.state == LocalState::Stub && record.state == LocalState::File {
+            // The device now downloads what it held as a stub: the stub goes, the content comes.
+            if self.scan.files.contains_key(&current) {
+                self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected: None });
+                self.removed.insert(self.here.fold(&current));
+            }
+            self.make_room(&target, false);
+            if let Some(found) = self.in_the_way(&target, &record.id) {
+                self.set_aside(&found);
+            }
+            self.plan.actions.push(Pull::Download { id: record.id.clone(), path: target.clone(), replacing: None });
+            record.local = None;
+            self.claim(&target);
             self.plan.tree.records.insert(record.id.clone(), record);
             return;
         }
         if current != target {
-            if self.scan.files.contains_key(&target)
-                && !self.claimed.contains(&target)
-                && !already_moved
-                && local.is_some()
+            self.make_room(&target, record.state == LocalState::Folder);
+            // Something else where the record goes is set aside, unless it is the record's own
+            // file there already (moved by an interrupted run) or the same file under another
+            // case on a file system that folds names.
+            let same_file = self.here.fold(&current) == self.here.fold(&target);
+            if !already_moved
+                && !same_file
+                && let Some(found) = self.in_the_way(&target, &record.id)
             {
-                self.set_aside(&target);
+                self.set_aside(&found);
             }
             self.plan.actions.push(Pull::Rename { id: old.id.clone(), from: current.clone(), to: target.clone() });
+            self.removed.remove(&self.here.fold(&target));
+            if !same_file {
+                self.removed.insert(self.here.fold(&current));
+            }
             at = target.clone();
         }
         if modified_here {
@@ -386,52 +914,82 @@ impl Puller<'_> {
             }
             _ => {}
         }
-        self.claimed.insert(at);
+        self.claim(&at);
         self.plan.tree.records.insert(record.id.clone(), record);
     }
 
-    /// Drops a record (and, for a folder, everything below it) from the device.
+    /// Drops a record (and, for a folder, everything below it) from the device. What the store's
+    /// changes bring elsewhere later in the batch (an object moved out of a folder that then
+    /// went) is left to those changes.
     fn remove(&mut self, id: &str) {
-        let Some(record) = self.plan.tree.records.get(id).cloned() else { return };
+        if !self.plan.tree.records.contains_key(id) {
+            return;
+        }
         self.folder_paths.clear();
-        let mut ids = self.plan.tree.below(id);
-        ids.reverse();
-        ids.push(id.to_owned());
-        for id in ids {
-            let Some(record) = self.plan.tree.records.get(&id).cloned() else { continue };
-            let path = self.plan.tree.path_of(&id).unwrap_or_default();
+        let mut gone = vec![id.to_owned()];
+        let mut queue = vec![id.to_owned()];
+        while let Some(parent) = queue.pop() {
+            let children: Vec<(String, bool)> = self
+                .plan
+                .tree
+                .records
+                .values()
+                .filter(|record| record.parent_id.as_deref() == Some(parent.as_str()))
+                .filter(|record| !self.arriving.contains(&record.id))
+                .map(|record| (record.id.clone(), record.state == LocalState::Folder))
+                .collect();
+            for (child, folder) in children {
+                gone.push(child.clone());
+                if folder {
+                    queue.push(child);
+                }
+            }
+        }
+        // Deepest first: contents before their folders.
+        gone.reverse();
+        for id in &gone {
+            let Some(record) = self.plan.tree.records.get(id).cloned() else { continue };
+            let path = self.plan.tree.path_of(id).unwrap_or_default();
             match record.state {
-                LocalState::Folder => self.removed_dirs.push(path),
-                LocalState::Stub => self.plan.actions.push(Pull::RemoveFile { path, expected: None }),
+                LocalState::Folder => {
+                    self.removed.insert(self.here.fold(&path));
+                    self.removed_dirs.push(path);
+                }
+                LocalState::Stub => {
+                    self.removed.insert(self.here.fold(&path));
+                    self.plan.actions.push(Pull::RemoveFile { path, expected: None });
+                }
                 // A file edited here outlives its record: it stays, and is uploaded as new.
                 LocalState::File => match self.scan.files.get(&path) {
                     Some(file) if !same(&record, file) => self.plan.push_after = true,
-                    Some(file) => self.plan.actions.push(Pull::RemoveFile { path, expected: Some(file.stamp) }),
+                    Some(file) => {
+                        self.removed.insert(self.here.fold(&path));
+                        self.plan.actions.push(Pull::RemoveFile { path, expected: Some(file.stamp) });
+                    }
                     None => {}
                 },
             }
-        }
-        for id in self.plan.tree.below(id).into_iter().chain([record.id]) {
-            self.plan.tree.records.remove(&id);
-            self.plan.changed.remove(&id);
-            self.plan.dropped.insert(id);
+            self.drop_name(&record);
+            if record.state == LocalState::Folder {
+                self.doomed.push(id.clone());
+            } else {
+                self.plan.tree.records.remove(id);
+            }
+            self.plan.changed.remove(id);
+            self.plan.dropped.insert(id.clone());
         }
     }
 
-    /// Keeps the file at `path` under a conflict name free here, to be uploaded after the pull.
+    /// Keeps the file or folder at `path` under a conflict name free here, to be uploaded after
+    /// the pull.
     fn set_aside(&mut self, path: &str) {
         self.plan.push_after = true;
         let (folder, name) = split(path);
-        let taken = |candidate: &String| {
-            self.scan.files.contains_key(candidate)
-                || self.scan.dirs.contains(candidate)
-                || self.claimed.contains(candidate)
-        };
         let aside = (1..)
-            .map(|attempt| join(folder, &conflict_name(name, self.device, self.today, attempt)))
-            .find(|candidate| !taken(candidate))
+            .map(|attempt| join(folder, &conflict_name(name, self.here.device, self.here.today, attempt)))
+            .find(|candidate| self.found(candidate).is_none() && !self.claimed.contains(&self.here.fold(candidate)))
             .unwrap_or_default();
         self.plan.actions.push(Pull::SetAside { from: path.to_owned(), to: aside.clone() });
-        self.claimed.insert(aside);
+        self.claim(&aside);
     }
 }

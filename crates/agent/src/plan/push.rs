@@ -1,6 +1,6 @@
 //! Planning the device's changes to the store.
 
-use super::{HashSet, LocalFile, LocalState, Record, Scan, Tree, object_kind, plan_pull, same};
+use super::{HashSet, Here, Listing, LocalFile, LocalState, Pull, Record, Scan, Tree, object_kind, plan_pull, same};
 use crate::naming::split;
 use cpm_core::EntryKind;
 use cpm_core::ObjectKind;
@@ -47,18 +47,33 @@ fn touched<'a>(tree: &Tree, remote: &'a [Change]) -> HashSet<&'a str> {
         .collect()
 }
 
-pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: impl Into<Holding>) -> Vec<Push> {
+/// `here` says how the pull that follows names what it places, so that what it will adopt is not
+/// taken for new.
+pub fn plan_push(
+    tree: &Tree,
+    scan: &Scan,
+    remote: &[Change],
+    content: impl Into<Holding>,
+    here: Here<'_>,
+    listing: Listing,
+) -> Vec<Push> {
     let content = content.into();
     let touched = touched(tree, remote);
     let paths = tree.paths();
-    let tracked: HashSet<&str> = paths.values().map(String::as_str).collect();
-    let tracked_dirs: HashSet<&str> = tree
-        .records
-        .values()
-        .filter(|record| record.state == LocalState::Folder)
-        .filter_map(|record| paths.get(&record.id).map(String::as_str))
-        .collect();
-    let leftovers: HashSet<&str> = scan.ours.values().chain(scan.ours_moved.values()).map(String::as_str).collect();
+    // A file where a folder record is (or a folder where a file's is) is new: what a record's
+    // path holds counts only when it is what the record is.
+    let (mut tracked, mut tracked_dirs): (HashSet<&str>, HashSet<&str>) = Default::default();
+    for record in tree.records.values() {
+        if let Some(path) = paths.get(&record.id) {
+            if record.state == LocalState::Folder {
+                tracked_dirs.insert(path)
+            } else {
+                tracked.insert(path)
+            };
+        }
+    }
+    let leftovers: HashSet<&str> =
+        scan.ours.values().chain(scan.ours_moved.values()).chain(scan.stray_stubs.keys()).map(String::as_str).collect();
     let new_files: Vec<(&String, &LocalFile)> = scan
         .files
         .iter()
@@ -71,11 +86,22 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: impl Into
         .collect();
     // Where the store's changes will put files and folders: what is already there is the work of
     // an interrupted pull, not the user's. Only worth working out when something is new here.
-    let (arriving, arriving_dirs) = if remote.is_empty() || (new_files.is_empty() && new_dirs.is_empty()) {
-        (HashSet::default(), HashSet::default())
+    let (arriving, arriving_dirs, reused) = if remote.is_empty() || (new_files.is_empty() && new_dirs.is_empty()) {
+        (HashSet::default(), HashSet::default(), HashSet::default())
     } else {
-        let future =
-            plan_pull(tree.clone(), &Scan::default(), remote, content, "", jiff::civil::Date::default(), false).tree;
+        let future = plan_pull(tree.clone(), scan, remote, content, here, listing);
+        // What the pull moves into place (content reused on a whole listing) is not new either.
+        let reused: HashSet<String> = future
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Pull::Rename { from, .. } if scan.files.contains_key(from) && !tracked.contains(from.as_str()) => {
+                    Some(from.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let future = future.tree;
         let files: HashSet<(String, Option<String>)> = remote
             .iter()
             .filter(|change| !change.deleted && change.kind != EntryKind::Folder)
@@ -86,11 +112,11 @@ pub fn plan_push(tree: &Tree, scan: &Scan, remote: &[Change], content: impl Into
             .filter(|change| !change.deleted && change.kind == EntryKind::Folder)
             .filter_map(|change| future.path_of(&change.id))
             .collect();
-        (files, dirs)
+        (files, dirs, reused)
     };
     let mut untracked: BTreeMap<&str, &LocalFile> = new_files
         .into_iter()
-        .filter(|(path, file)| !arriving.contains(&((*path).clone(), file.hash.clone())))
+        .filter(|(path, file)| !arriving.contains(&((*path).clone(), file.hash.clone())) && !reused.contains(*path))
         .map(|(path, file)| (path.as_str(), file))
         .collect();
 

@@ -67,8 +67,16 @@ fn today() -> jiff::civil::Date {
     jiff::civil::date(2026, 11, 25)
 }
 
+fn pc_here() -> Here<'static> {
+    Here { device: "pc", today: today(), case_insensitive: false }
+}
+
+fn phone_here() -> Here<'static> {
+    Here { device: "phone", today: today(), case_insensitive: false }
+}
+
 fn pull_plan(tree: &Tree, scan: &Scan, remote: &[Change]) -> PullPlan {
-    plan_pull(tree.clone(), scan, remote, ContentPolicy::Download, "pc", today(), false)
+    plan_pull(tree.clone(), scan, remote, ContentPolicy::Download, pc_here(), Listing::Delta)
 }
 
 fn edited(scan: &mut Scan, path: &str, hash: &str) {
@@ -78,7 +86,7 @@ fn edited(scan: &mut Scan, path: &str, hash: &str) {
 #[test]
 fn nothing_changed_means_nothing_to_do() {
     let (tree, scan) = pc();
-    assert!(plan_push(&tree, &scan, &[], ContentPolicy::Download).is_empty());
+    assert!(plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta).is_empty());
     assert!(pull_plan(&tree, &scan, &[]).actions.is_empty());
 }
 
@@ -98,7 +106,7 @@ fn a_move_in_the_store_is_a_local_rename_without_download() {
         ]
     );
     assert_eq!(plan.tree.path_of("oa").as_deref(), Some("music/favourite song/a.mp3"));
-    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty());
+    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download, pc_here(), Listing::Delta).is_empty());
 }
 
 #[test]
@@ -126,7 +134,10 @@ fn when_both_sides_edit_the_store_keeps_the_name_and_the_device_keeps_a_conflict
     let (tree, mut scan) = pc();
     edited(&mut scan, "music/a.mp3", "A-local");
     let remote = [upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A-store"), 10))];
-    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty(), "the pull decides");
+    assert!(
+        plan_push(&tree, &scan, &remote, ContentPolicy::Download, pc_here(), Listing::Delta).is_empty(),
+        "the pull decides"
+    );
     let plan = pull_plan(&tree, &scan, &remote);
     assert_eq!(
         plan.actions,
@@ -142,7 +153,7 @@ fn local_edits_go_up_as_new_versions_based_on_what_was_seen() {
     let (tree, mut scan) = pc();
     edited(&mut scan, "music/a.mp3", "A2");
     assert_eq!(
-        plan_push(&tree, &scan, &[], ContentPolicy::Download),
+        plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
         [Push::Upload {
             path: "music/a.mp3".into(),
             hash: "A2".into(),
@@ -161,7 +172,7 @@ fn a_local_rename_or_move_goes_up_as_a_move() {
         LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50 }, hash: Some("A".into()) },
     );
     assert_eq!(
-        plan_push(&tree, &scan, &[], ContentPolicy::Download),
+        plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
         [Push::Move { id: "oa".into(), path: "photos/renamed.mp3".into() }]
     );
 }
@@ -176,7 +187,7 @@ fn local_creations_and_deletions_go_up_folders_first() {
     scan.files
         .insert("note.eml".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: Some("M".into()) });
     assert_eq!(
-        plan_push(&tree, &scan, &[], ContentPolicy::Download),
+        plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
         [
             Push::CreateFolder { path: "new".into() },
             Push::Upload { path: "new/n.txt".into(), hash: "N".into(), kind: ObjectKind::File, replace: None },
@@ -192,7 +203,7 @@ fn a_modification_beats_a_deletion_on_either_side() {
     let (tree, mut scan) = pc();
     scan.files.remove("music/a.mp3");
     let remote = [upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A2"), 10))];
-    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty());
+    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download, pc_here(), Listing::Delta).is_empty());
     assert_eq!(
         pull_plan(&tree, &scan, &remote).actions,
         [Pull::Download { id: "oa".into(), path: "music/a.mp3".into(), replacing: None }]
@@ -204,7 +215,7 @@ fn a_modification_beats_a_deletion_on_either_side() {
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     assert!(plan.dropped.contains("oa"));
     assert_eq!(
-        plan_push(&plan.tree, &scan, &[], ContentPolicy::Download),
+        plan_push(&plan.tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
         [Push::Upload { path: "music/a.mp3".into(), hash: "A-local".into(), kind: ObjectKind::File, replace: None }]
     );
 }
@@ -248,7 +259,7 @@ fn replaying_an_interrupted_pull_adopts_what_arrived() {
     let moved = scan.files.remove("photos/p.jpg").expect("present");
     scan.files.insert("music/p.jpg".into(), LocalFile { hash: Some("P".into()), ..moved });
     assert!(
-        plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty(),
+        plan_push(&tree, &scan, &remote, ContentPolicy::Download, pc_here(), Listing::Delta).is_empty(),
         "nothing is taken for a local change"
     );
     let plan = pull_plan(&tree, &scan, &remote);
@@ -288,7 +299,14 @@ fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted
         upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", None, 2)),
         upsert(entry("om", EntryKind::Message, ROOT, "hello", None, 3)),
     ];
-    let plan = plan_pull(tree.clone(), &Scan::default(), &remote, ContentPolicy::Stub, "phone", today(), true);
+    let plan = plan_pull(
+        tree.clone(),
+        &Scan::default(),
+        &remote,
+        ContentPolicy::Stub,
+        phone_here(),
+        Listing::Full { cursor: 3 },
+    );
     assert_eq!(
         plan.actions,
         [
@@ -306,9 +324,8 @@ fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted
         &scan,
         &[upsert(entry("oa", EntryKind::File, ROOT, "a.mp3", None, 4))],
         ContentPolicy::Stub,
-        "phone",
-        today(),
-        false,
+        phone_here(),
+        Listing::Delta,
     );
     assert_eq!(
         moved.actions,
@@ -319,7 +336,10 @@ fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted
         ],
         "the stub follows the move with a fresh link, and the missing message stub is restored"
     );
-    assert!(plan_push(&moved.tree, &scan, &[], ContentPolicy::Stub).is_empty(), "stubs never go up");
+    assert!(
+        plan_push(&moved.tree, &scan, &[], ContentPolicy::Stub, phone_here(), Listing::Delta).is_empty(),
+        "stubs never go up"
+    );
 }
 
 #[test]
@@ -329,7 +349,8 @@ fn a_full_listing_drops_what_it_no_longer_mentions() {
         upsert(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1)),
         upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 3)),
     ];
-    let plan = plan_pull(tree.clone(), &scan, &remote, ContentPolicy::Download, "pc", today(), true);
+    let plan =
+        plan_pull(tree.clone(), &scan, &remote, ContentPolicy::Download, pc_here(), Listing::Full { cursor: 12 });
     assert_eq!(
         plan.actions,
         [
@@ -383,7 +404,7 @@ fn a_file_moved_here_goes_up_as_a_move_even_when_the_store_changed_its_record() 
         [removal("oa", EntryKind::File, 10), upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 10))]
     {
         assert_eq!(
-            plan_push(&tree, &scan, &[remote], ContentPolicy::Download),
+            plan_push(&tree, &scan, &[remote], ContentPolicy::Download, pc_here(), Listing::Delta),
             [Push::Move { id: "oa".into(), path: "photos/a2.mp3".into() }],
             "never an upload of a second copy"
         );
@@ -400,7 +421,10 @@ fn what_an_interrupted_pull_placed_is_moved_on_not_uploaded() {
     );
     scan.ours.insert("on".into(), "music/new.mp3".into());
     let remote = [upsert(entry("on", EntryKind::File, "fphotos", "new.mp3", Some("NEW"), 12))];
-    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download).is_empty(), "not a new local file");
+    assert!(
+        plan_push(&tree, &scan, &remote, ContentPolicy::Download, pc_here(), Listing::Delta).is_empty(),
+        "not a new local file"
+    );
     let plan = pull_plan(&tree, &scan, &remote);
     assert_eq!(
         plan.actions,
@@ -421,7 +445,7 @@ fn a_cpmlink_file_the_index_does_not_record_is_the_users_and_goes_up() {
     scan.files.insert("music/notes.cpmlink".into(), mine);
     assert!(pull_plan(&tree, &scan, &[]).actions.is_empty(), "left alone");
     assert_eq!(
-        plan_push(&tree, &scan, &[], ContentPolicy::Download),
+        plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
         [Push::Upload {
             path: "music/notes.cpmlink".into(),
             hash: "MINE".into(),
@@ -438,7 +462,7 @@ fn the_echo_of_the_devices_own_change_is_no_change() {
     scan.files.remove("music/a.mp3");
     let echo = [upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 3))];
     assert_eq!(
-        plan_push(&tree, &scan, &echo, ContentPolicy::Download),
+        plan_push(&tree, &scan, &echo, ContentPolicy::Download, pc_here(), Listing::Delta),
         [Push::Delete { id: "oa".into(), base_modseq: 3 }],
         "the deletion goes up; nothing in the store contradicts it"
     );
@@ -455,7 +479,7 @@ fn what_an_interrupted_pull_placed_and_the_user_then_moved_goes_up_as_a_move() {
     scan.ours_moved.insert("on".into(), "photos/mine.mp3".into());
     let remote = [upsert(entry("on", EntryKind::File, "fmusic", "new.mp3", Some("NEW"), 12))];
     assert_eq!(
-        plan_push(&tree, &scan, &remote, ContentPolicy::Download),
+        plan_push(&tree, &scan, &remote, ContentPolicy::Download, pc_here(), Listing::Delta),
         [Push::Move { id: "on".into(), path: "photos/mine.mp3".into() }]
     );
 }
@@ -470,7 +494,7 @@ fn a_rename_on_both_sides_keeps_one_object_under_the_devices_later_name() {
     );
     let theirs = [upsert(entry("oa", EntryKind::File, "fmusic", "theirs.mp3", Some("A"), 10))];
     assert_eq!(
-        plan_push(&tree, &scan, &theirs, ContentPolicy::Download),
+        plan_push(&tree, &scan, &theirs, ContentPolicy::Download, pc_here(), Listing::Delta),
         [Push::Move { id: "oa".into(), path: "music/mine.mp3".into() }],
         "sent as a move: the device renamed it after the sync that showed the store's name"
     );
@@ -513,8 +537,8 @@ fn a_directory_that_agrees_with_the_index_needs_nothing_and_any_difference_is_se
         let scan = scan_of(&tree);
         assert!(agrees(&tree, &scan), "round {round}: the tree's own directory agrees");
         for content in [ContentPolicy::Download, ContentPolicy::Stub] {
-            assert!(plan_push(&tree, &scan, &[], content).is_empty(), "round {round}");
-            let pull = plan_pull(tree.clone(), &scan, &[], content, "pc", today(), false);
+            assert!(plan_push(&tree, &scan, &[], content, pc_here(), Listing::Delta).is_empty(), "round {round}");
+            let pull = plan_pull(tree.clone(), &scan, &[], content, pc_here(), Listing::Delta);
             assert!(pull.actions.is_empty() && !pull.push_after, "round {round}: {:?}", pull.actions);
         }
         // One difference of any kind, and the directory no longer agrees.

@@ -11,7 +11,7 @@ mod push;
 use crate::error::{SyncError, SyncResult};
 use crate::fs::{LocalFs, Locked};
 use crate::index::Index;
-use crate::plan::{HashSet, LocalState, Pull, Push, Scan, Skipped, Tree, plan_pull, plan_push};
+use crate::plan::{HashSet, Here, Listing, LocalState, Pull, Push, Scan, Skipped, Tree, plan_pull, plan_push};
 use crate::remote::{Remote, RemoteError};
 use crate::scan::{CleanStamps, scan};
 use cpm_core::profile::{ContentPolicy, Holding};
@@ -89,6 +89,12 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     #[serde(skip)]
     deleted_ids: std::collections::HashSet<String>,
+    /// Records this sync's pushes made or changed: how each stands in the view is asked after.
+    #[serde(skip)]
+    pushed: std::collections::BTreeSet<String>,
+    /// A push set something aside here: what it became goes up in a second pass.
+    #[serde(skip)]
+    again: bool,
 }
 
 impl Report {
@@ -252,11 +258,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 
         let inflight = index.inflight()?;
         let clean = index.clean()?;
+        let recheck = index.rechecks()?;
         // Every stamp of the last clean scan holding: the directory is as the index says.
         let unchanged_here = !full && inflight.is_empty() && clean.hold(&self.fs);
         // Nothing new in the store either: nothing to do, found without reading the index or
         // every folder.
-        if unchanged_here && feed.changes.is_empty() {
+        if unchanged_here && feed.changes.is_empty() && recheck.is_empty() {
             index.set_metas(&[
                 ("cursor", feed.cursor.to_string()),
                 ("last_sync", self.clock.now().to_string()),
@@ -266,9 +273,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             return Ok(report);
         }
         let mut tree = index.load()?;
-        if restarted {
-            self.forget_lost_placeholders(&mut tree);
-        }
+        let forgotten = if restarted { self.forget_lost_placeholders(&mut tree) } else { Vec::new() };
         if tree.root_id.is_empty() {
             tree.root_id = self.remote.resolve("/").await.map_err(|error| self.remote_error(error))?.id;
             index.set_meta("root_id", &tree.root_id)?;
@@ -281,8 +286,11 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         };
         report.skipped.extend(local.skipped.iter().cloned());
         phases.done("scan");
-        let pushes = plan_push(&tree, &local, &feed.changes, content);
+        let here = Here { device: &self.name, today: self.today(), case_insensitive: self.fs.case_insensitive() };
+        let listing = if full { Listing::Full { cursor: feed.cursor } } else { Listing::Delta };
+        let pushes = plan_push(&tree, &local, &feed.changes, content, here, listing);
         phases.done("plan push");
+        tracing::debug!(device = self.name, ?pushes, "push plan");
         let pushed = !pushes.is_empty();
         let upload_bytes: u64 = pushes
             .iter()
@@ -294,22 +302,26 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         self.progress.planned(pushes.len() as u64, upload_bytes);
         self.push(pushes, &mut index, &mut tree, &mut report).await?;
         phases.done("push");
-        // What the push changed is pulled in its state after the push, not the one read before:
-        // a record moved here in its moved state, one deleted here not at all.
+        // What the push changed is pulled in its state after the push, as the view has it now,
+        // not the one read before: a record moved here in its moved state, one deleted here not
+        // at all, a folder it used or an object it put outside the view as a removal.
         let mut changes = feed.changes;
         changes.retain(|change| change.deleted || !report.deleted_ids.contains(&change.id));
-        for change in changes.iter_mut().filter(|change| !change.deleted) {
-            if let Some(record) = tree.records.get(&change.id)
-                && record.modseq > change.modseq
-            {
-                change.modseq = record.modseq;
-                change.entry = Some(record.entry.clone());
-            }
+        let asked: std::collections::BTreeSet<String> = report.pushed.iter().cloned().chain(recheck).collect();
+        if !asked.is_empty() {
+            let asked: Vec<String> = asked.into_iter().collect();
+            let fresh = self.remote.view_of(&asked, feed.time).await.map_err(|error| self.remote_error(error))?;
+            let fresh_ids: HashSet<&str> = fresh.iter().map(|change| change.id.as_str()).collect();
+            changes.retain(|change| !fresh_ids.contains(change.id.as_str()));
+            changes.extend(fresh);
         }
+        report.pushed.clear();
 
         let local = if pushed { self.scan(&tree, &inflight)? } else { local };
-        let today = self.today();
-        let mut plan = plan_pull(tree, &local, &changes, content, &self.name, today, full);
+        let mut plan = plan_pull(tree, &local, &changes, content, here, listing);
+        tracing::debug!(device = self.name, actions = ?plan.actions, "pull plan");
+        // What the restart lost leaves the index too, unless the listing brought it back.
+        plan.dropped.extend(forgotten.into_iter().filter(|id| !plan.tree.records.contains_key(id)));
         phases.done("plan pull");
         if !plan.orphans.is_empty() {
             return Err(SyncError::Inconsistent(format!(
@@ -332,6 +344,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         phases.done("record intent");
         let failed = self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
+        if !failed.is_empty() {
+            tracing::debug!(device = self.name, ?failed, "not placed");
+        }
         phases.done("pull");
         // Invariant: content the pull placed, moved or removed is on disk before the index records
         // it. Stubs and folders alone may wait for the kernel: after a restart that could have
@@ -353,6 +368,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             (UNFLUSHED_BOOT, unflushed),
             (VIEW_TIME, view_time),
         ];
+        let failed_any = !failed.is_empty();
         if failed.is_empty() {
             meta.push(("cursor", feed.cursor.to_string()));
             meta.push(("profile_view", view));
@@ -365,17 +381,19 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         index.commit(&plan.tree, &plan.changed, &plan.dropped, &meta)?;
         phases.done("commit");
-        let plan_push_after = plan.push_after;
+        let plan_push_after = plan.push_after || report.again;
         let wrote_here = pushed || plan_push_after || !plan.actions.is_empty();
         tree = plan.tree;
 
+        // What an unfinished pull placed stays its own until a cursor follows it.
+        let inflight = if failed_any { index.inflight()? } else { Vec::new() };
         if plan_push_after {
-            let local = self.scan(&tree, &[])?;
-            let pushes = plan_push(&tree, &local, &[], content);
+            let local = self.scan(&tree, &inflight)?;
+            let pushes = plan_push(&tree, &local, &[], content, here, Listing::Delta);
             self.push(pushes, &mut index, &mut tree, &mut report).await?;
         }
         index.set_meta(SKIPPED, &serde_json::to_string(&report.skipped)?)?;
-        if report.skipped.is_empty() {
+        if report.skipped.is_empty() && inflight.is_empty() {
             self.remember_clean(&mut index, &tree, (!wrote_here).then_some(local)).await?;
         }
         phases.done("stamps");
@@ -406,8 +424,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     /// stubs that are missing here, and marks the stubs left empty as stale, so that the full
     /// listing that follows writes them all again (an empty stub is the engine's own torn write,
     /// not a file of the user's).
-    fn forget_lost_placeholders(&self, tree: &mut Tree) {
+    fn forget_lost_placeholders(&self, tree: &mut Tree) -> Vec<String> {
         let paths = tree.paths();
+        let before: Vec<String> = tree.records.keys().cloned().collect();
         tree.records.retain(|id, record| {
             let Some(path) = paths.get(id) else { return true };
             let found = self.fs.metadata(path).ok().flatten();
@@ -426,6 +445,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 },
             }
         });
+        before.into_iter().filter(|id| !tree.records.contains_key(id)).collect()
     }
 
     /// Reads the directory, marking what an unfinished pull placed and still holds its content.
@@ -440,11 +460,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             if local.ours.contains_key(id) || claimed.contains(path) {
                 continue;
             }
+            // What the pull was placing, or an empty file where it was placing content: its own
+            // write, torn by a power cut before the data reached the disk.
             let holds = local.dirs.contains(path)
-                || local
-                    .files
-                    .get(path)
-                    .is_some_and(|file| hash.is_none() || file.hash.is_none() || file.hash == *hash);
+                || local.files.get(path).is_some_and(|file| {
+                    hash.is_none() || file.hash.is_none() || file.hash == *hash || file.stamp.size == 0
+                });
             if holds {
                 claimed.insert(path);
                 local.ours.insert(id.clone(), path.clone());

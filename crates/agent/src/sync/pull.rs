@@ -462,6 +462,15 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             match old.records.get(&id) {
                 Some(record) => {
                     plan.tree.records.insert(id.clone(), record.clone());
+                    // Its folders stay too, however the plan had them: the record's path is theirs.
+                    let mut parent = record.parent_id.clone();
+                    while let Some(folder) = parent.filter(|folder| !plan.tree.records.contains_key(folder)) {
+                        let Some(kept) = old.records.get(&folder) else { break };
+                        plan.tree.records.insert(folder.clone(), kept.clone());
+                        plan.changed.remove(&folder);
+                        plan.dropped.remove(&folder);
+                        parent = kept.parent_id.clone();
+                    }
                 }
                 None => {
                     plan.tree.records.remove(&id);

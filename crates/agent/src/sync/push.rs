@@ -19,6 +19,13 @@ use cpm_proto::{CreateObjectRequest, Entry, MoveRequest};
 /// How many conflict names are tried before the entry waits for the next sync.
 const CONFLICT_ATTEMPTS: u32 = 100;
 
+/// The kind of object a record is, to upload it again as that.
+fn object_kind(tree: &Tree, id: &str) -> ObjectKind {
+    tree.records.get(id).map_or(ObjectKind::File, |record| {
+        if record.kind == EntryKind::Message { ObjectKind::Message } else { ObjectKind::File }
+    })
+}
+
 /// What the user can do about a refusal.
 fn fix_for(code: Option<&str>) -> &'static str {
     match code {
@@ -58,7 +65,13 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 
     /// The store folder holding a relative path's parent, created (with every missing ancestor,
     /// each recorded) when missing.
-    async fn folder_for(&self, relative: &str, index: &mut Index, tree: &mut Tree) -> Result<String, RemoteError> {
+    async fn folder_for(
+        &self,
+        relative: &str,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> Result<String, RemoteError> {
         let (folder, _) = split(relative);
         let mut parent = tree.root_id.clone();
         let mut walked = String::new();
@@ -78,7 +91,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 None => {
                     let entry = self.remote.create_folder(&store_path(&walked)).await?;
                     let id = entry.id.clone();
-                    self.remember(index, tree, entry, LocalState::Folder, None)
+                    self.remember(index, tree, report, entry, &walked, LocalState::Folder, None)
                         .map_err(|error| RemoteError::Unavailable(error.to_string()))?;
                     id
                 }
@@ -87,18 +100,81 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         Ok(parent)
     }
 
+    /// Records what the store now holds of an entry that is at `path` here. The name it has
+    /// here is kept when the store's differs (the store keeps names in NFC; a file may be named
+    /// in another form here).
+    /// Records a move the store made: the object is where the file is here, under the name it
+    /// has here (`here`, which is `asked` unless a conflict name had to be taken).
+    #[allow(clippy::too_many_arguments)]
+    fn moved(
+        &self,
+        mut moved: cpm_proto::MoveResult,
+        id: &str,
+        here: &str,
+        asked: &str,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> SyncResult<()> {
+        let Some(entry) = moved.entries.pop() else { return Ok(()) };
+        // The record describes the file here: if the store holds a newer version by now, the
+        // pull must still see this one as older.
+        let kept = match tree.records.get(id) {
+            Some(record) => record.hash.clone(),
+            None => hash_file(&self.fs, here).ok().map(|(hash, _)| hash),
+        };
+        let stamp = self.fs.metadata(here).ok().flatten().map(|meta| meta.stamp);
+        self.remember(index, tree, report, entry, here, LocalState::File, stamp)?;
+        if let Some(record) = tree.records.get_mut(id) {
+            record.hash = kept;
+        }
+        index.put(tree, id)?;
+        report.moved_up += 1;
+        if here != asked {
+            report.conflicts.push(store_path(here));
+        }
+        Ok(())
+    }
+
+    /// The store folder of a relative path's parent made anew: the one its records name was
+    /// deleted in the store meanwhile (a modification here beats that deletion).
+    async fn fresh_folder(
+        &self,
+        relative: &str,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> Result<String, RemoteError> {
+        let (folder, _) = split(relative);
+        let entry = self.remote.create_folder(&store_path(folder)).await?;
+        let id = entry.id.clone();
+        if !folder.is_empty() {
+            self.remember(index, tree, report, entry, folder, LocalState::Folder, None)
+                .map_err(|error| RemoteError::Unavailable(error.to_string()))?;
+        }
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn remember(
         &self,
         index: &mut Index,
         tree: &mut Tree,
+        report: &mut Report,
         entry: Entry,
+        path: &str,
         state: LocalState,
         local: Option<FileStamp>,
     ) -> SyncResult<()> {
-        let record = Record::new(entry, state, local);
+        let mut record = Record::new(entry, state, local);
+        let here = split(path).1;
+        if here != record.file_name() {
+            record.local_name = Some(here.to_owned());
+        }
         let id = record.id.clone();
         tree.records.insert(id.clone(), record);
-        index.put(tree, &id)
+        report.pushed.insert(id.clone());
+        index.put_pushed(tree, &id)
     }
 
     async fn upload(
@@ -110,7 +186,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         tree: &mut Tree,
         report: &mut Report,
     ) -> SyncResult<()> {
-        let folder_id = match self.folder_for(relative, index, tree).await {
+        let folder_id = match self.folder_for(relative, index, tree, report).await {
             Ok(folder_id) => folder_id,
             Err(error) => return self.entry_refused(relative, error, report),
         };
@@ -162,16 +238,44 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             base_modseq: replace.as_ref().map(|(_, base)| *base),
             modified,
         };
-        match self.remote.create_object(&request).await {
+        let mut created = self.remote.create_object(&request).await;
+        if created.as_ref().is_err_and(|error| error.is("not_found")) {
+            // The folder went from the store meanwhile: the file makes it again.
+            match self.fresh_folder(relative, index, tree, report).await {
+                Ok(folder_id) => {
+                    let request = CreateObjectRequest { folder_id, ..request.clone() };
+                    created = self.remote.create_object(&request).await;
+                }
+                Err(error) => created = Err(error),
+            }
+        }
+        match created {
             Ok(entry) => {
                 report.uploaded += 1;
-                self.remember(index, tree, entry, LocalState::File, Some(before.stamp))
+                self.remember(index, tree, report, entry, relative, LocalState::File, Some(before.stamp))
             }
-            // Changed in the store meanwhile, or its name taken: this version is kept beside it.
+            // Changed in the store meanwhile, or its name taken: this version is kept beside it,
+            // unless the name holds this very content (put there by this device before it lost
+            // track of it): then the object is this file's, and no conflict.
             Err(error) if error.is("conflict") || error.is("already_exists") => {
+                if error.is("already_exists")
+                    && replace.is_none()
+                    && let Some(entry) = self.holds_same(relative, &hash).await?
+                {
+                    return self.remember(index, tree, report, entry, relative, LocalState::File, Some(before.stamp));
+                }
                 self.upload_aside(relative, request, before.stamp, index, tree, report).await
             }
             Err(error) => self.entry_refused(relative, error, report),
+        }
+    }
+
+    /// The store's object at a relative path, when it holds exactly `hash`.
+    async fn holds_same(&self, relative: &str, hash: &str) -> SyncResult<Option<Entry>> {
+        match self.remote.resolve(&store_path(relative)).await {
+            Ok(entry) => Ok((entry.kind != EntryKind::Folder && entry.hash.as_deref() == Some(hash)).then_some(entry)),
+            Err(error) if error.is_unauthorized() || error.is_transient() => Err(self.remote_error(error)),
+            Err(_) => Ok(None),
         }
     }
 
@@ -206,7 +310,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 Ok(entry) => {
                     report.uploaded += 1;
                     report.conflicts.push(store_path(&aside));
-                    return self.remember(index, tree, entry, LocalState::File, Some(stamp));
+                    return self.remember(index, tree, report, entry, &aside, LocalState::File, Some(stamp));
                 }
                 Err(error) if error.is("already_exists") => continue,
                 Err(error) => return self.entry_refused(&aside, error, report),
@@ -216,55 +320,95 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         Ok(())
     }
 
+    /// Renames a folder here whose name an object holds in the store to a conflict name free
+    /// here; the next pass of the sync sends it up.
+    fn folder_aside(&self, path: &str, report: &mut Report) -> SyncResult<()> {
+        let (folder, name) = split(path);
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            let aside = join(folder, &conflict_name(name, &self.name, self.today(), attempt));
+            match self.fs.rename_noreplace(path, &aside) {
+                Ok(()) => {
+                    report.conflicts.push(store_path(&aside));
+                    report.again = true;
+                    return Ok(());
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(_) => return Ok(()),
+            }
+        }
+        report.skipped.push(Skipped::new(&store_path(path), "no free name for its conflict copy", "rename it"));
+        Ok(())
+    }
+
     async fn push_one(&self, action: Push, index: &mut Index, tree: &mut Tree, report: &mut Report) -> SyncResult<()> {
         match action {
             Push::CreateFolder { path } => match self.remote.create_folder(&store_path(&path)).await {
                 Ok(entry) => {
-                    self.remember(index, tree, entry, LocalState::Folder, None)?;
-                    report.folders_up += 1;
+                    // A folder the store had already (outside this device's view) is no change.
+                    if entry.modseq > report.cursor {
+                        report.folders_up += 1;
+                    }
+                    self.remember(index, tree, report, entry, &path, LocalState::Folder, None)?;
                 }
+                // An object holds the name in the store: the folder here is kept beside it, and
+                // what is in it goes up from there.
+                Err(error) if error.is("already_exists") => self.folder_aside(&path, report)?,
                 Err(error) => self.entry_refused(&path, error, report)?,
             },
             Push::Upload { path, kind, replace, .. } => self.upload(&path, kind, replace, index, tree, report).await?,
             Push::Move { id, path } => {
-                let folder_id = match self.folder_for(&path, index, tree).await {
+                let folder_id = match self.folder_for(&path, index, tree, report).await {
                     Ok(folder_id) => folder_id,
                     Err(error) => return self.entry_refused(&path, error, report),
                 };
-                let request =
-                    MoveRequest { ids: vec![id.clone()], to: Some(folder_id), name: Some(split(&path).1.to_owned()) };
-                match self.remote.move_entries(&request).await {
-                    Ok(mut moved) => {
-                        if let Some(entry) = moved.entries.pop() {
-                            // The record describes the file here: if the store holds a newer
-                            // version by now, the pull must still see this one as older.
-                            let here = match tree.records.get(&id) {
-                                Some(record) => record.hash.clone(),
-                                None => hash_file(&self.fs, &path).ok().map(|(hash, _)| hash),
+                let (folder, name) = split(&path);
+                let mut here = path.clone();
+                for attempt in 0..=CONFLICT_ATTEMPTS {
+                    if attempt > 0 {
+                        // The name is taken in the store: the object moves under a conflict
+                        // name instead, here and there (one object still, not two).
+                        let aside = join(folder, &conflict_name(name, &self.name, self.today(), attempt));
+                        match self.fs.rename_noreplace(&here, &aside) {
+                            Ok(()) => here = aside,
+                            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                            Err(_) => return Ok(()),
+                        }
+                    }
+                    let request = MoveRequest {
+                        ids: vec![id.clone()],
+                        to: Some(folder_id.clone()),
+                        name: Some(split(&here).1.to_owned()),
+                    };
+                    match self.remote.move_entries(&request).await {
+                        Ok(moved) => return self.moved(moved, &id, &here, &path, index, tree, report),
+                        Err(error) if error.is("already_exists") => continue,
+                        // The folder it moves to went from the store meanwhile, and is made
+                        // again; or the object itself went, and the file is uploaded as new
+                        // where it now is.
+                        Err(error) if error.is("not_found") => {
+                            let retried = match self.fresh_folder(&here, index, tree, report).await {
+                                Ok(fresh) if fresh != folder_id => {
+                                    let request = MoveRequest { to: Some(fresh), ..request };
+                                    self.remote.move_entries(&request).await
+                                }
+                                Ok(_) => Err(error),
+                                Err(error) => return self.entry_refused(&here, error, report),
                             };
-                            let stamp = self.fs.metadata(&path).ok().flatten().map(|meta| meta.stamp);
-                            self.remember(index, tree, entry, LocalState::File, stamp)?;
-                            if let Some(record) = tree.records.get_mut(&id) {
-                                record.hash = here;
-                            }
-                            index.put(tree, &id)?;
-                            report.moved_up += 1;
+                            return match retried {
+                                Ok(moved) => self.moved(moved, &id, &here, &path, index, tree, report),
+                                Err(error) if error.is("not_found") => {
+                                    let kind = object_kind(tree, &id);
+                                    tree.records.remove(&id);
+                                    index.drop_record(&id)?;
+                                    self.upload(&here, kind, None, index, tree, report).await
+                                }
+                                Err(error) => self.entry_refused(&here, error, report),
+                            };
                         }
+                        Err(error) => return self.entry_refused(&here, error, report),
                     }
-                    // The name is taken in the store, or the object was deleted there while it
-                    // moved here: the file is kept, uploaded as a new object where it now is.
-                    Err(error) if error.is("already_exists") || error.is("not_found") => {
-                        let kind = tree.records.get(&id).map_or(ObjectKind::File, |record| {
-                            if record.kind == EntryKind::Message { ObjectKind::Message } else { ObjectKind::File }
-                        });
-                        if error.is("not_found") {
-                            tree.records.remove(&id);
-                            index.drop_record(&id)?;
-                        }
-                        self.upload(&path, kind, None, index, tree, report).await?;
-                    }
-                    Err(error) => self.entry_refused(&path, error, report)?,
                 }
+                report.skipped.push(Skipped::new(&store_path(&here), "no free name to move it to", "rename it"));
             }
             Push::Delete { id, base_modseq } => match self.remote.delete_object(&id, base_modseq).await {
                 Ok(()) => {

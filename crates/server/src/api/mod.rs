@@ -34,7 +34,7 @@ const JSON_BODY_LIMIT: usize = 16 << 20;
         tree::resolve, tree::get_entry, tree::children, tree::create_folder, tree::delete_folder,
         tree::create_object, tree::set_flags, tree::delete_object, tree::move_entries,
         content::has_blob, content::upload_blob, content::download, content::download_many,
-        changes::changes, sync::get_profile, sync::set_profile, sync::sync_changes, health
+        changes::changes, sync::get_profile, sync::set_profile, sync::sync_changes, sync::sync_entries, health
     ),
     components(schemas(Entry, ErrorBody)),
     modifiers(&BearerAuth)
@@ -75,9 +75,9 @@ async fn ring_after_changes(
     mut request: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
-    // Asking for many payloads at once is a POST that changes nothing.
+    // Asking for many payloads at once, or after entries of the view, is a POST that changes nothing.
     let writes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD)
-        && request.uri().path() != "/v1/contents";
+        && !matches!(request.uri().path(), "/v1/contents" | "/v1/sync/entries");
     let acting = Acting::default();
     // A new or revoked device, or a changed profile, may change what is scheduled.
     let path = request.uri().path();
@@ -118,6 +118,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/changes", get(changes::changes))
         .route("/v1/profile", get(sync::get_profile).put(sync::set_profile))
         .route("/v1/sync", get(sync::sync_changes))
+        .route("/v1/sync/entries", post(sync::sync_entries))
         .route("/v1/events", get(events::events))
         .route("/v1/openapi.json", get(openapi))
         .route("/health", get(health))

@@ -4,7 +4,7 @@ use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::{AppState, Auth, SharedState};
 use axum::Json;
 use axum::extract::State;
-use cpm_proto::{ChangesPage, ChangesQuery, ErrorBody, ProfileState};
+use cpm_proto::{ChangesPage, ChangesQuery, ErrorBody, MAX_VIEW_IDS, ProfileState, ViewAnswer, ViewRequest};
 use cpm_service::view::FeedRequest;
 use serde_json::{Map, Value};
 
@@ -62,4 +62,21 @@ pub async fn sync_changes(
         })
         .await?;
     Ok(Json(page))
+}
+
+#[utoipa::path(post, path = "/v1/sync/entries", tag = "sync", security(("bearer" = [])), request_body = ViewRequest,
+    responses((status = 200, body = ViewAnswer, description = "for each id: an upsert of what this device may hold, \
+        or a removal"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn sync_entries(
+    State(state): State<SharedState>,
+    Auth(principal): Auth,
+    ApiJson(request): ApiJson<ViewRequest>,
+) -> Result<Json<ViewAnswer>, ApiError> {
+    let device = AppState::device_of(&principal)?;
+    if request.ids.len() > MAX_VIEW_IDS {
+        return Err(ApiError::bad_request(format!("ask after at most {MAX_VIEW_IDS} entries at a time")));
+    }
+    let changes =
+        state.call(move |service| service.device_entries(principal.user_id, &device, &request.ids, request.at)).await?;
+    Ok(Json(ViewAnswer { changes }))
 }
