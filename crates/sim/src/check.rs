@@ -25,7 +25,7 @@ fn fail(what: impl std::fmt::Display) -> Violation {
 }
 
 impl World {
-    /// Every live object of the store: (its path, its hash).
+    /// Every live object of the store: (its path with its id, its hash).
     fn store_objects(&self) -> Checked<Vec<(String, String)>> {
         let store = &self.service.store;
         let root = store.resolve(self.user, &cpm_core::StorePath::root()).map_err(fail)?;
@@ -35,7 +35,7 @@ impl World {
             .into_iter()
             .zip(paths)
             .filter_map(|(item, entry)| match item {
-                Item::Object(object) => Some((entry.path.unwrap_or_default(), object.hash)),
+                Item::Object(object) => Some((format!("{} ({})", entry.path.unwrap_or_default(), object.id), object.hash)),
                 Item::Folder(_) => None,
             })
             .collect())

@@ -41,10 +41,12 @@ pub enum Pull {
         to: String,
     },
     /// With `expected`, a file of content removed only if it still has this stamp; without, a
-    /// stub of the engine's own.
+    /// stub of the engine's own. `id` is the record whose change it belongs to (which keeps its
+    /// old state when the file cannot be removed); none for the engine's leftovers.
     RemoveFile {
         path: String,
         expected: Option<FileStamp>,
+        id: Option<String>,
     },
     /// Removed only when empty: anything left in it is the user's and will be uploaded.
     RemoveDir {
@@ -308,8 +310,9 @@ impl Puller<'_> {
             Pull::Rename { from, .. } | Pull::SetAside { from, .. } => Some(from.as_str()),
             _ => None,
         }));
+        // What an unfinished pull placed is a leftover unless its record ends up there.
         let leftover = |(id, path): (&String, &String)| {
-            !self.plan.tree.records.contains_key(id) && !final_paths.contains(path.as_str())
+            !final_paths.contains(path.as_str()) && paths.get(id) != Some(path)
         };
         let mut strays: Vec<String> = scan
             .ours
@@ -330,7 +333,7 @@ impl Puller<'_> {
         for path in strays {
             let expected =
                 (!scan.stray_stubs.contains_key(&path)).then(|| scan.files.get(&path).map(|file| file.stamp)).flatten();
-            self.plan.actions.push(Pull::RemoveFile { path, expected });
+            self.plan.actions.push(Pull::RemoveFile { path, expected, id: None });
         }
         self.removed_dirs.extend(stray_dirs);
         // Stubs the user deleted come back: they are views of the store, not copies to delete from.
@@ -379,7 +382,7 @@ impl Puller<'_> {
         if let Some(file) =
             self.scan.files.get(&found).filter(|_| self.scan.ours.values().any(|placed| *placed == found))
         {
-            self.plan.actions.push(Pull::RemoveFile { path: found.clone(), expected: Some(file.stamp) });
+            self.plan.actions.push(Pull::RemoveFile { path: found.clone(), expected: Some(file.stamp), id: None });
             self.removed.insert(key);
             return None;
         }
@@ -806,7 +809,8 @@ impl Puller<'_> {
         if let Some(file) = placed {
             match local {
                 Some(old_file) if !modified_here => {
-                    self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected: Some(old_file.stamp) });
+                    let (path, expected, id) = (current.clone(), Some(old_file.stamp), Some(old.id.clone()));
+                    self.plan.actions.push(Pull::RemoveFile { path, expected, id });
                     self.removed.insert(self.here.fold(&current));
                 }
                 Some(_) => self.set_aside(&current),
@@ -823,7 +827,7 @@ impl Puller<'_> {
             && self.scan.ours.get(&old.id) == Some(&target)
             && let Some(file) = self.scan.files.get(&target)
         {
-            self.plan.actions.push(Pull::RemoveFile { path: target.clone(), expected: Some(file.stamp) });
+            self.plan.actions.push(Pull::RemoveFile { path: target.clone(), expected: Some(file.stamp), id: None });
         }
         let mut at = current.clone();
         if old.state != record.state && old.state == LocalState::File && record.state == LocalState::Stub {
@@ -833,7 +837,7 @@ impl Puller<'_> {
                 self.set_aside(&current);
             } else {
                 let expected = local.map(|file| file.stamp);
-                self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected });
+                self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected, id: Some(old.id.clone()) });
                 self.removed.insert(self.here.fold(&current));
             }
             self.make_room(&target, false);
@@ -849,7 +853,7 @@ impl Puller<'_> {
         if old.state == LocalState::Stub && record.state == LocalState::File {
             // The device now downloads what it held as a stub: the stub goes, the content comes.
             if self.scan.files.contains_key(&current) {
-                self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected: None });
+                self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected: None, id: Some(old.id.clone()) });
                 self.removed.insert(self.here.fold(&current));
             }
             self.make_room(&target, false);
@@ -949,7 +953,13 @@ impl Puller<'_> {
         gone.reverse();
         for id in &gone {
             let Some(record) = self.plan.tree.records.get(id).cloned() else { continue };
-            let path = self.plan.tree.path_of(id).unwrap_or_default();
+            // A record whose folder is not known has no file here to remove.
+            let Some(path) = self.plan.tree.path_of(id) else {
+                self.plan.tree.records.remove(id);
+                self.plan.changed.remove(id);
+                self.plan.dropped.insert(id.clone());
+                continue;
+            };
             match record.state {
                 LocalState::Folder => {
                     self.removed.insert(self.here.fold(&path));
@@ -957,14 +967,15 @@ impl Puller<'_> {
                 }
                 LocalState::Stub => {
                     self.removed.insert(self.here.fold(&path));
-                    self.plan.actions.push(Pull::RemoveFile { path, expected: None });
+                    self.plan.actions.push(Pull::RemoveFile { path, expected: None, id: Some(id.clone()) });
                 }
                 // A file edited here outlives its record: it stays, and is uploaded as new.
                 LocalState::File => match self.scan.files.get(&path) {
                     Some(file) if !same(&record, file) => self.plan.push_after = true,
                     Some(file) => {
                         self.removed.insert(self.here.fold(&path));
-                        self.plan.actions.push(Pull::RemoveFile { path, expected: Some(file.stamp) });
+                        let id = Some(id.clone());
+                        self.plan.actions.push(Pull::RemoveFile { path, expected: Some(file.stamp), id });
                     }
                     None => {}
                 },

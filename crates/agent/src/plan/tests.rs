@@ -228,7 +228,7 @@ fn a_deletion_in_the_store_removes_unchanged_files_and_empty_folders_last() {
     assert_eq!(
         plan.actions,
         [
-            Pull::RemoveFile { path: "music/a.mp3".into(), expected: Some(FileStamp { size: 3, mtime_ns: 3 }) },
+            Pull::RemoveFile { path: "music/a.mp3".into(), expected: Some(FileStamp { size: 3, mtime_ns: 3 }), id: Some("oa".into()) },
             Pull::RemoveDir { path: "music".into() }
         ]
     );
@@ -237,7 +237,7 @@ fn a_deletion_in_the_store_removes_unchanged_files_and_empty_folders_last() {
     assert_eq!(
         plan.actions,
         [
-            Pull::RemoveFile { path: "photos/p.jpg".into(), expected: Some(FileStamp { size: 3, mtime_ns: 4 }) },
+            Pull::RemoveFile { path: "photos/p.jpg".into(), expected: Some(FileStamp { size: 3, mtime_ns: 4 }), id: Some("op".into()) },
             Pull::RemoveDir { path: "photos".into() }
         ]
     );
@@ -354,7 +354,7 @@ fn a_full_listing_drops_what_it_no_longer_mentions() {
     assert_eq!(
         plan.actions,
         [
-            Pull::RemoveFile { path: "photos/p.jpg".into(), expected: Some(FileStamp { size: 3, mtime_ns: 4 }) },
+            Pull::RemoveFile { path: "photos/p.jpg".into(), expected: Some(FileStamp { size: 3, mtime_ns: 4 }), id: Some("op".into()) },
             Pull::RemoveDir { path: "photos".into() }
         ]
     );
@@ -434,7 +434,7 @@ fn what_an_interrupted_pull_placed_is_moved_on_not_uploaded() {
     let gone = pull_plan(&tree, &scan, &[removal("on", EntryKind::File, 12)]);
     assert_eq!(
         gone.actions,
-        [Pull::RemoveFile { path: "music/new.mp3".into(), expected: Some(FileStamp { size: 3, mtime_ns: 70 }) }]
+        [Pull::RemoveFile { path: "music/new.mp3".into(), expected: Some(FileStamp { size: 3, mtime_ns: 70 }), id: None }]
     );
 }
 

@@ -390,12 +390,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     report.conflicts.push(store_path(to));
                 }
             }
-            Pull::RemoveFile { path, expected: None } => match self.fs.remove_file(path) {
+            Pull::RemoveFile { path, expected: None, .. } => match self.fs.remove_file(path) {
                 Ok(()) => report.removed += 1,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),
             },
-            Pull::RemoveFile { path, expected: Some(expected) } => {
+            Pull::RemoveFile { path, expected: Some(expected), .. } => {
                 match retire(&self.fs, path, *expected, self.naming())? {
                     Retired::Aside(aside) => {
                         remove_aside(&self.fs, &aside);
@@ -442,7 +442,6 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         let old = index.load()?;
         let mut ids = BTreeSet::new();
         let mut new_paths: Option<crate::plan::HashMap<String, String>> = None;
-        let mut old_paths: Option<crate::plan::HashMap<String, String>> = None;
         for (at, _) in failed {
             let id = match &plan.actions[*at] {
                 Pull::Download { id, .. } | Pull::WriteStub { id, .. } | Pull::Rename { id, .. } => Some(id.clone()),
@@ -450,10 +449,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     .get_or_insert_with(|| plan.tree.paths().into_iter().map(|(id, path)| (path, id)).collect())
                     .get(path)
                     .cloned(),
-                Pull::RemoveFile { path, .. } => old_paths
-                    .get_or_insert_with(|| old.paths().into_iter().map(|(id, path)| (path, id)).collect())
-                    .get(path)
-                    .cloned(),
+                Pull::RemoveFile { id, .. } => id.clone(),
                 Pull::SetAside { .. } | Pull::RemoveDir { .. } => None,
             };
             ids.extend(id);

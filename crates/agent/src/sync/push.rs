@@ -19,6 +19,24 @@ use cpm_proto::{CreateObjectRequest, Entry, MoveRequest};
 /// How many conflict names are tried before the entry waits for the next sync.
 const CONFLICT_ATTEMPTS: u32 = 100;
 
+/// Drops a folder's record and every record below it.
+fn drop_below(id: &str, index: &mut Index, tree: &mut Tree) -> SyncResult<()> {
+    let mut gone = vec![id.to_owned()];
+    let mut next = 0;
+    while next < gone.len() {
+        let parent = gone[next].clone();
+        gone.extend(
+            tree.records.values().filter(|record| record.parent_id.as_deref() == Some(parent.as_str())).map(|record| record.id.clone()),
+        );
+        next += 1;
+    }
+    for id in gone {
+        tree.records.remove(&id);
+        index.drop_record(&id)?;
+    }
+    Ok(())
+}
+
 /// The kind of object a record is, to upload it again as that.
 fn object_kind(tree: &Tree, id: &str) -> ObjectKind {
     tree.records.get(id).map_or(ObjectKind::File, |record| {
@@ -429,14 +447,10 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 }
             },
             Push::DeleteFolder { id } => match self.remote.delete_folder(&id).await {
-                Ok(()) => {
-                    tree.records.remove(&id);
-                    index.drop_record(&id)?;
-                }
-                Err(error) if error.is("not_found") => {
-                    tree.records.remove(&id);
-                    index.drop_record(&id)?;
-                }
+                // Its records go with it: what was in it is gone here too, and the store's
+                // changes bring whatever the store had moved out of it.
+                Ok(()) => drop_below(&id, index, tree)?,
+                Err(error) if error.is("not_found") => drop_below(&id, index, tree)?,
                 Err(error) if error.is("folder_not_empty") => {}
                 Err(error) => {
                     let path = tree.path_of(&id).unwrap_or_default();
