@@ -67,6 +67,7 @@ pub trait Remote: Send + Sync {
         &self,
         ids: &[String],
         at: Option<jiff::Timestamp>,
+        view: Option<&str>,
     ) -> impl Future<Output = RemoteResult<Vec<cpm_proto::Change>>> + Send;
     fn resolve(&self, path: &str) -> impl Future<Output = RemoteResult<Entry>> + Send;
     /// Creates a folder and any missing parents; an existing folder is returned as it is.
@@ -105,10 +106,15 @@ impl Remote for Client {
         Ok(self.sync_changes(query).await?)
     }
 
-    async fn view_of(&self, ids: &[String], at: Option<jiff::Timestamp>) -> RemoteResult<Vec<cpm_proto::Change>> {
+    async fn view_of(
+        &self,
+        ids: &[String],
+        at: Option<jiff::Timestamp>,
+        view: Option<&str>,
+    ) -> RemoteResult<Vec<cpm_proto::Change>> {
         let mut changes = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(cpm_proto::MAX_VIEW_IDS) {
-            let request = cpm_proto::ViewRequest { ids: chunk.to_vec(), at };
+            let request = cpm_proto::ViewRequest { ids: chunk.to_vec(), at, view: view.map(str::to_owned) };
             changes.extend(self.sync_entries(&request).await?.changes);
         }
         Ok(changes)

@@ -48,6 +48,11 @@ pub struct FilterError {
     pub message: String,
 }
 
+/// The longest filter text, in bytes.
+pub const MAX_FILTER_BYTES: usize = 4096;
+/// The deepest nesting of `not` and parentheses a filter may have.
+pub const MAX_FILTER_DEPTH: usize = 64;
+
 /// A parsed filter; `Display` gives back canonical text that parses to the same filter.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -104,8 +109,14 @@ enum Test {
 
 impl Filter {
     pub fn parse(source: &str) -> Result<Self, FilterError> {
+        if source.len() > MAX_FILTER_BYTES {
+            return Err(FilterError {
+                column: 1,
+                message: format!("a filter is at most {MAX_FILTER_BYTES} bytes long; this one is {}", source.len()),
+            });
+        }
         let tokens = tokenize(source)?;
-        let mut parser = Parser { tokens, at: 0, end: source.chars().count() + 1 };
+        let mut parser = Parser { tokens, at: 0, end: source.chars().count() + 1, depth: 0 };
         let root = parser.expr()?;
         if let Some(token) = parser.tokens.get(parser.at) {
             return Err(FilterError { column: token.column, message: format!("unexpected {:?}", token.text) });
@@ -293,6 +304,8 @@ struct Parser {
     tokens: Vec<Token>,
     at: usize,
     end: usize,
+    /// How many `not`s and parentheses enclose the factor being read.
+    depth: usize,
 }
 
 impl Parser {
@@ -328,14 +341,28 @@ impl Parser {
         Ok(if nodes.len() == 1 { nodes.remove(0) } else { Node::And(nodes) })
     }
 
+    /// Invariant: the parser recurses only here, and at most [`MAX_FILTER_DEPTH`] deep, so no
+    /// input can exhaust the stack (nor can evaluating what it returns).
+    fn nested<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T, FilterError>) -> Result<T, FilterError> {
+        if self.depth >= MAX_FILTER_DEPTH {
+            // The `not` or `(` just read is the one too deep.
+            let column = self.tokens.get(self.at.saturating_sub(1)).map_or(self.end, |token| token.column);
+            return Err(FilterError { column, message: format!("nested more than {MAX_FILTER_DEPTH} levels deep") });
+        }
+        self.depth += 1;
+        let read = read(self);
+        self.depth -= 1;
+        read
+    }
+
     fn factor(&mut self) -> Result<Node, FilterError> {
         if self.peek_word("not") {
             self.at += 1;
-            return Ok(Node::Not(Box::new(self.factor()?)));
+            return self.nested(|parser| Ok(Node::Not(Box::new(parser.factor()?))));
         }
         if self.tokens.get(self.at).is_some_and(|token| !token.quoted && token.text == "(") {
             self.at += 1;
-            let inner = self.expr()?;
+            let inner = self.nested(Self::expr)?;
             let close = self.next("')'")?;
             if close.quoted || close.text != ")" {
                 return Err(FilterError {
@@ -585,5 +612,62 @@ mod tests {
         assert_eq!(parse_age("2w"), Ok(SignedDuration::from_hours(336)));
         assert!(parse_age("3y").is_err());
         assert_eq!(parse_time("2026-01-31").map(|t| t.to_string()), Ok("2026-01-31T00:00:00Z".to_owned()));
+    }
+
+    /// Deep nesting is refused with the column where it goes too deep, before any recursion
+    /// could exhaust the stack (a filter of 50,000 `not`s once aborted the server).
+    #[test]
+    fn refuses_filters_nested_too_deep_or_too_long() {
+        let nots = format!("{}kind = file", "not ".repeat(50_000));
+        let error = Filter::parse(&nots).expect_err("50,000 nots");
+        assert!(error.message.contains("4096 bytes"), "{error}");
+        let nots = format!("{}kind = file", "not ".repeat(MAX_FILTER_DEPTH + 1));
+        let error = Filter::parse(&nots).expect_err("65 nots");
+        assert_eq!(error.column, 4 * MAX_FILTER_DEPTH + 1, "{error}");
+        assert!(error.message.contains("nested more than 64"), "{error}");
+        let parens = format!("{}kind = file{}", "(".repeat(2000), ")".repeat(2000));
+        assert!(Filter::parse(&parens).is_err_and(|error| error.message.contains("nested")));
+        let deepest = format!("{}kind = file", "not ".repeat(MAX_FILTER_DEPTH));
+        assert!(Filter::parse(&deepest).is_ok());
+        let long = format!("name = \"{}\"", "x".repeat(MAX_FILTER_BYTES));
+        assert!(Filter::parse(&long).is_err_and(|error| error.column == 1));
+    }
+
+    fn filter_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            Just("not".to_owned()),
+            Just("(".to_owned()),
+            Just(")".to_owned()),
+            Just("and".to_owned()),
+            Just("or".to_owned()),
+            Just("name".to_owned()),
+            Just("size".to_owned()),
+            Just("age".to_owned()),
+            Just("path".to_owned()),
+            Just("flag".to_owned()),
+            Just("=".to_owned()),
+            Just("!=".to_owned()),
+            Just("<".to_owned()),
+            Just("~".to_owned()),
+            Just("\"a b\"".to_owned()),
+            Just("1MB".to_owned()),
+            Just("3d".to_owned()),
+            Just("/a/**".to_owned()),
+            "\\PC{0,6}",
+        ];
+        prop_oneof![proptest::collection::vec(token, 0..200).prop_map(|tokens| tokens.join(" ")), "\\PC{0,300}"]
+    }
+
+    proptest::proptest! {
+        /// No text makes the parser panic or overflow; what parses reads back the same.
+        #[test]
+        fn any_text_parses_or_is_refused(source in filter_text()) {
+            if let Ok(filter) = Filter::parse(&source) {
+                let again = Filter::parse(&filter.to_string());
+                proptest::prop_assert!(again.is_ok());
+                let _ = filter.matches(&song(), now());
+            }
+        }
     }
 }

@@ -175,6 +175,12 @@ impl SyncProfile {
         serde_json::to_string(&view).unwrap_or_default()
     }
 
+    /// A short fingerprint of [`Self::view_key`]: a sync names the view it planned with, so the
+    /// store can refuse pages read through a profile changed since.
+    pub fn view_tag(&self) -> String {
+        blake3::hash(self.view_key().as_bytes()).to_hex()[..16].to_owned()
+    }
+
     pub fn compile(&self) -> Result<CompiledProfile, String> {
         self.periodic().map_err(|error| error.to_string())?;
         let filtered = !self.include.is_empty() || !self.exclude.is_empty() || self.filter.is_some();

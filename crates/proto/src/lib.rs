@@ -147,6 +147,10 @@ pub struct ChangesQuery {
     #[serde(default)]
     #[param(value_type = Option<String>, format = DateTime)]
     pub seen_at: Option<Timestamp>,
+    /// A device's feed: the profile's view tag the sync plans with; a profile changed since is
+    /// refused with 409 `profile_changed`, and the device begins its sync again.
+    #[serde(default)]
+    pub view: Option<String>,
 }
 
 /// `POST /v1/sync/entries`: how some entries stand in the device's view now.
@@ -158,6 +162,9 @@ pub struct ViewRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub at: Option<Timestamp>,
+    /// The profile's view tag the sync plans with, as in the feed.
+    #[serde(default)]
+    pub view: Option<String>,
 }
 
 /// The most ids one `POST /v1/sync/entries` may ask after.

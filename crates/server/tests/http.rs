@@ -46,6 +46,10 @@ impl TestServer {
     }
 
     async fn device(&self, user: &str, name: &str) -> Client {
+        Client::new(&self.url, Some(self.device_token(user, name).await)).expect("client")
+    }
+
+    async fn device_token(&self, user: &str, name: &str) -> String {
         let anonymous = Client::new(&self.url, None).expect("client");
         let request = RegisterDeviceRequest {
             user: user.into(),
@@ -54,8 +58,7 @@ impl TestServer {
             class: "pda".into(),
             time_zone: Some("Europe/Paris".into()),
         };
-        let registered = anonymous.register_device(&request).await.expect("registers");
-        Client::new(&self.url, Some(registered.token)).expect("client")
+        anonymous.register_device(&request).await.expect("registers").token
     }
 
     fn data(&self) -> &Path {
@@ -239,6 +242,36 @@ async fn bad_names_and_bodies_are_refused_and_change_nothing() -> TestResult {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(response.json::<Value>().await?["code"], "not_found");
     assert_eq!(cursor(&alice).await, before, "refused requests changed nothing");
+    Ok(())
+}
+
+/// Input built to exhaust the stack (a filter of 50,000 `not`s, JSON 50,000 levels deep) is
+/// refused with a clear error, and the server goes on serving.
+#[tokio::test]
+async fn deeply_nested_filters_and_bodies_are_refused_and_the_server_lives() -> TestResult {
+    let server = TestServer::start().await;
+    let token = server.device_token("alice", "phone").await;
+    let phone = Client::new(&server.url, Some(token.clone()))?;
+    let before = phone.profile().await?;
+    for filter in [format!("{}kind = file", "not ".repeat(50_000)), format!("{}kind = file", "not ".repeat(65))] {
+        let mut preferences = serde_json::Map::new();
+        preferences.insert("mode".into(), "partial".into());
+        preferences.insert("filter".into(), filter.into());
+        let (status, _, message) = api_error(phone.set_profile(&preferences).await);
+        assert_eq!(status, 400, "{message}");
+        assert!(message.contains("column"), "{message}");
+    }
+    let deep = format!("{{\"filter\": {}1{}}}", "[".repeat(50_000), "]".repeat(50_000));
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/profile", server.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await?;
+    assert!(response.status().is_client_error(), "{}", response.status());
+    assert!(response.json::<Value>().await?["message"].is_string());
+    assert_eq!(phone.profile().await?.revision, before.revision, "nothing changed");
     Ok(())
 }
 

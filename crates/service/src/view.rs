@@ -3,7 +3,7 @@
 //! a view whose filter reads an object's age.
 
 use crate::entries::child_path_text;
-use crate::{Result, Service, ServiceError};
+use crate::{ErrorKind, Result, Service, ServiceError};
 use cpm_core::filter::ObjectFacts;
 use cpm_core::profile::CompiledProfile;
 use cpm_core::{ChangedRow, EntryKind, Item, Object};
@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 pub const MAX_TIME_CROSSINGS: usize = 10_000;
 
 /// What a device asks of its feed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct FeedRequest {
     pub since: i64,
     pub limit: usize,
@@ -26,13 +26,14 @@ pub struct FeedRequest {
     /// The instant the device's view was last read at: objects whose age crossed a boundary of
     /// its filter between then and `at` come in the last page.
     pub seen_at: Option<Timestamp>,
+    /// The view tag of the profile the device plans with.
+    pub view: Option<String>,
 }
 
 impl Service {
     /// One page of the journal as a device's profile sees it.
     pub fn device_feed(&self, user: UserId, device: &str, request: FeedRequest) -> Result<ChangesPage> {
-        let view = self.device_profile(user, device)?;
-        let profile = view.effective.profile.compile().map_err(ServiceError::internal)?;
+        let profile = self.planned_profile(user, device, request.view.as_deref())?;
         let at = request.at.unwrap_or_else(|| self.clock.now());
         let mut page = self.view_page(user, &profile, request.since, request.limit, at, None)?;
         if let Some(seen_at) = request.seen_at.filter(|_| !page.has_more && request.since > 0) {
@@ -53,9 +54,9 @@ impl Service {
         device: &str,
         ids: &[String],
         at: Option<Timestamp>,
+        planned: Option<&str>,
     ) -> Result<Vec<Change>> {
-        let view = self.device_profile(user, device)?;
-        let profile = view.effective.profile.compile().map_err(ServiceError::internal)?;
+        let profile = self.planned_profile(user, device, planned)?;
         let mut view = DeviceView::new(self, user, &profile, at.unwrap_or_else(|| self.clock.now()), None);
         for id in ids {
             match self.store.item(user, id) {
@@ -68,6 +69,23 @@ impl Service {
             }
         }
         Ok(view.changes)
+    }
+
+    /// The device's profile, worked out; refused when the sync planned with another view.
+    fn planned_profile(&self, user: UserId, device: &str, planned: Option<&str>) -> Result<CompiledProfile> {
+        let view = self.device_profile(user, device)?;
+        // Invariant: every page of one sync is read through the view it planned with; pages of
+        // two views would name records the device's plan cannot place.
+        if let Some(planned) = planned
+            && planned != view.effective.profile.view_tag()
+        {
+            return Err(ServiceError::new(
+                ErrorKind::Conflict,
+                "profile_changed",
+                "the device's profile changed during its sync; sync again",
+            ));
+        }
+        view.effective.profile.compile().map_err(ServiceError::internal)
     }
 
     /// One page of the journal through a profile already worked out, read at `at`. What was

@@ -35,7 +35,9 @@ impl World {
             .into_iter()
             .zip(paths)
             .filter_map(|(item, entry)| match item {
-                Item::Object(object) => Some((format!("{} ({})", entry.path.unwrap_or_default(), object.id), object.hash)),
+                Item::Object(object) => {
+                    Some((format!("{} ({})", entry.path.unwrap_or_default(), object.id), object.hash))
+                }
                 Item::Folder(_) => None,
             })
             .collect())
@@ -98,7 +100,7 @@ impl World {
         let mut since = 0;
         let at = Some(cpm_core::Clock::now(self.clock.as_ref()));
         loop {
-            let request = FeedRequest { since, limit: 10_000, at, seen_at: None };
+            let request = FeedRequest { since, limit: 10_000, at, ..FeedRequest::default() };
             let page = self.service.device_feed(self.user, id, request).map_err(fail)?;
             for change in page.changes {
                 match change.entry {

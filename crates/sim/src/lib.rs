@@ -119,6 +119,10 @@ fn play_traced(
         done.push(op.clone());
         let checked = world.apply(&op).and_then(|()| world.check_nothing_lost());
         drain(&mut world);
+        if logging.is_some() {
+            let snapshot = world.snapshot();
+            world.trace.extend(snapshot.into_iter().map(|line| format!("      = {line}")));
+        }
         if let Err(violation) = checked {
             return Err(fail(&world, &done, violation));
         }

@@ -124,13 +124,19 @@ impl Remote for SimRemote {
             limit: query.limit.unwrap_or(1000) as usize,
             at: query.at,
             seen_at: query.seen_at,
+            view: query.view.clone(),
         };
         self.service.device_feed(self.user(), self.device(), request).map_err(refused)
     }
 
-    async fn view_of(&self, ids: &[String], at: Option<jiff::Timestamp>) -> RemoteResult<Vec<cpm_proto::Change>> {
+    async fn view_of(
+        &self,
+        ids: &[String],
+        at: Option<jiff::Timestamp>,
+        view: Option<&str>,
+    ) -> RemoteResult<Vec<cpm_proto::Change>> {
         self.gate.pass().await;
-        self.service.device_entries(self.user(), self.device(), ids, at).map_err(refused)
+        self.service.device_entries(self.user(), self.device(), ids, at, view).map_err(refused)
     }
 
     async fn resolve(&self, path: &str) -> RemoteResult<Entry> {

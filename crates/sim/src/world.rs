@@ -366,6 +366,48 @@ impl World {
         (files, folders)
     }
 
+    /// What every side holds, one line each, for reading a failure: the store's objects by path
+    /// and hash, each device's files by path and content (`#n#`, or `stub`).
+    pub fn snapshot(&self) -> Vec<String> {
+        let short = |hash: &str| hash.get(..6).unwrap_or_default().to_owned();
+        let mut lines = Vec::new();
+        let store = &self.service.store;
+        if let Ok(root) = store.resolve(self.user, &cpm_core::StorePath::root())
+            && let Ok(items) = store.descendants(self.user, root.id())
+            && let Ok(entries) = self.service.located(self.user, items)
+        {
+            let mut shown: Vec<String> = entries
+                .into_iter()
+                .map(|entry| {
+                    let what = entry.hash.as_deref().map_or_else(|| "folder".to_owned(), short);
+                    format!("{} {what} ({})", entry.path.unwrap_or_default(), entry.id)
+                })
+                .collect();
+            shown.sort();
+            lines.push(format!("store: {}", shown.join(" | ")));
+        }
+        for simulated in &self.devices {
+            let (files, dirs) = simulated.fs.contents();
+            let mut shown: Vec<String> = files
+                .iter()
+                .filter(|(path, _)| !path.starts_with(META_DIR))
+                .map(|(path, bytes)| {
+                    let text = String::from_utf8_lossy(bytes);
+                    let what = if bytes.first() == Some(&b'{') {
+                        "stub".to_owned()
+                    } else {
+                        text.split('#').nth(1).map_or_else(|| short(&crate::ledger::hash(bytes)), |n| format!("#{n}"))
+                    };
+                    format!("{path} {what}")
+                })
+                .chain(dirs.iter().filter(|path| !path.starts_with(META_DIR)).map(|path| format!("{path}/")))
+                .collect();
+            shown.sort();
+            lines.push(format!("{}: {}", simulated.name, shown.join(" | ")));
+        }
+        lines
+    }
+
     /// A device's files (its stubs left out: a user does not edit or move those) and folders,
     /// outside its own folder.
     pub fn local_paths(&self, device: usize) -> (Vec<String>, Vec<String>) {

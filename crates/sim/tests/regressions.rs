@@ -1,12 +1,14 @@
 //! Failures the simulation found, shrunk to the operations that show them, kept so that each
 //! stays fixed. Each test replays its operations on a fresh world, checking every invariant.
 
-use cpm_sim::{FaultOn, Op};
+use cpm_sim::{FaultOn, Op, World};
 
 #[allow(unused)]
 fn holds(ops: &[Op]) {
     if let Err(failure) = cpm_sim::replay(ops) {
-        panic!("{failure}");
+        let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("regression-trace.txt");
+        let _ = std::fs::write(&kept, failure.trace.join("\n"));
+        panic!("{failure}\n(the whole trace is in {})", kept.display());
     }
     let _ = FaultOn::Write;
 }
@@ -59,4 +61,33 @@ fn a_seed_replays_exactly() {
         differs.map(|at| &first[at]),
         differs.map(|at| &second[at])
     );
+}
+
+/// On a case-insensitive device, `F.txt` and `f.txt` of the store cannot both keep their names:
+/// one gets a mapped name here. Its edits, moves and conflict copies go up under its store name,
+/// never under the mapped one.
+#[test]
+fn a_name_mapped_here_stays_here() {
+    const MAC: usize = 3;
+    let mut world = World::new().expect("a world");
+    let step = |world: &mut World, op: Op| {
+        world.apply(&op).and_then(|()| world.check_nothing_lost()).unwrap_or_else(|broken| panic!("{op:?}: {broken}"))
+    };
+    step(&mut world, Op::StorePut { path: "/docs/F.txt".into(), content: 1 });
+    step(&mut world, Op::StorePut { path: "/docs/f.txt".into(), content: 2 });
+    step(&mut world, Op::Sync { device: MAC });
+    let (files, _) = world.local_paths(MAC);
+    let mapped = files.iter().find(|path| path.contains('~')).expect("one of the twins is mapped").clone();
+    step(&mut world, Op::Write { device: MAC, path: mapped.clone(), content: 3 });
+    step(&mut world, Op::Sync { device: MAC });
+    step(&mut world, Op::StoreReplace { path: "/docs/F.txt".into(), content: 4 });
+    step(&mut world, Op::StoreReplace { path: "/docs/f.txt".into(), content: 5 });
+    step(&mut world, Op::Write { device: MAC, path: mapped.clone(), content: 6 });
+    step(&mut world, Op::Sync { device: MAC });
+    step(&mut world, Op::Rename { device: MAC, from: mapped, to: "moved/F.txt".into() });
+    step(&mut world, Op::Sync { device: MAC });
+    world.settle().and_then(|()| world.check_quiet()).unwrap_or_else(|broken| panic!("{broken}"));
+    let (store, _) = world.store_paths();
+    assert!(store.iter().all(|path| !path.contains('~')), "a mapped name reached the store: {store:?}");
+    assert_eq!(store.len(), 3, "the two objects and one conflict copy: {store:?}");
 }

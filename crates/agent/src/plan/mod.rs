@@ -207,6 +207,32 @@ impl Tree {
         Some(names.join("/"))
     }
 
+    /// The store path of a local one: each folder the records know by its name here is named as
+    /// the store names it (a mapped name stays on this device); the rest is as it is here.
+    pub fn store_path_of(&self, local: &str) -> String {
+        let mut parent = Some(self.root_id.clone());
+        let mut names = Vec::new();
+        for name in local.split('/').filter(|name| !name.is_empty()) {
+            let known = parent.as_deref().and_then(|parent| {
+                self.records
+                    .values()
+                    .find(|record| record.parent_id.as_deref() == Some(parent) && record.file_name() == name)
+            });
+            names.push(known.map_or(name, |record| record.name.as_str()).to_owned());
+            parent = known.map(|record| record.id.clone());
+        }
+        format!("/{}", names.join("/"))
+    }
+
+    /// The name a record keeps in the store when its file here is named `here`: its store name
+    /// while it keeps the name it was given here, `here` once the user renamed it.
+    pub fn store_name(&self, id: &str, here: &str) -> String {
+        match self.records.get(id) {
+            Some(record) if record.file_name() == here => record.name.clone(),
+            _ => here.to_owned(),
+        }
+    }
+
     /// Every record's path, by id.
     pub fn paths(&self) -> HashMap<String, String> {
         // Each folder's path is worked out once; a record's is its folder's and its own name.

@@ -129,6 +129,8 @@ struct Puller<'a> {
     listing: Listing,
     /// On a whole listing: files here that no record holds, by content, made when first needed.
     unclaimed: Option<HashMap<String, Vec<String>>>,
+    /// The store names of what had names mapped here, by their paths here as the sync found them.
+    store_names: HashMap<String, String>,
 }
 
 /// Applies the store's changes to the device.
@@ -140,6 +142,12 @@ pub fn plan_pull(
     here: Here<'_>,
     listing: Listing,
 ) -> PullPlan {
+    let store_names = tree
+        .records
+        .values()
+        .filter(|record| record.local_name.is_some())
+        .filter_map(|record| Some((tree.path_of(&record.id)?, record.name.clone())))
+        .collect();
     let folded = here
         .case_insensitive
         .then(|| scan.files.keys().chain(scan.dirs.iter()).map(|path| (here.fold(path), path.clone())).collect());
@@ -159,6 +167,7 @@ pub fn plan_pull(
         doomed: Vec::new(),
         listing,
         unclaimed: None,
+        store_names,
     };
     puller.restore_folders();
     // Content files missing here that nothing moved or deleted in the store (a move the store
@@ -311,9 +320,8 @@ impl Puller<'_> {
             _ => None,
         }));
         // What an unfinished pull placed is a leftover unless its record ends up there.
-        let leftover = |(id, path): (&String, &String)| {
-            !final_paths.contains(path.as_str()) && paths.get(id) != Some(path)
-        };
+        let leftover =
+            |(id, path): (&String, &String)| !final_paths.contains(path.as_str()) && paths.get(id) != Some(path);
         let mut strays: Vec<String> = scan
             .ours
             .iter()
@@ -853,7 +861,11 @@ impl Puller<'_> {
         if old.state == LocalState::Stub && record.state == LocalState::File {
             // The device now downloads what it held as a stub: the stub goes, the content comes.
             if self.scan.files.contains_key(&current) {
-                self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected: None, id: Some(old.id.clone()) });
+                self.plan.actions.push(Pull::RemoveFile {
+                    path: current.clone(),
+                    expected: None,
+                    id: Some(old.id.clone()),
+                });
                 self.removed.insert(self.here.fold(&current));
             }
             self.make_room(&target, false);
@@ -996,6 +1008,8 @@ impl Puller<'_> {
     fn set_aside(&mut self, path: &str) {
         self.plan.push_after = true;
         let (folder, name) = split(path);
+        // The copy goes up as a new object: named after the store's name, not one mapped here.
+        let name = self.store_names.get(path).map_or(name, String::as_str);
         let aside = (1..)
             .map(|attempt| join(folder, &conflict_name(name, self.here.device, self.here.today, attempt)))
             .find(|candidate| self.found(candidate).is_none() && !self.claimed.contains(&self.here.fold(candidate)))

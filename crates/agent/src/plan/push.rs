@@ -132,11 +132,15 @@ pub fn plan_push(
         if touched.contains(record.id.as_str()) {
             // The store's change decides this record, but a move made here still goes up as a
             // move: its file must not look like a new one.
+            let here = scan.files.get(path);
             if record.state == LocalState::File
-                && !scan.files.contains_key(path)
+                && here.is_none_or(|file| !same(record, file))
                 && let Some(new_path) = moved_here(&untracked, record, path)
             {
                 untracked.remove(new_path.as_str());
+                if let Some(file) = here {
+                    untracked.insert(path.as_str(), file);
+                }
                 moves.push(Push::Move { id: record.id.clone(), path: new_path });
             }
             continue;
@@ -144,6 +148,14 @@ pub fn plan_push(
         match record.state {
             LocalState::File => match scan.files.get(path) {
                 Some(file) if same(record, file) => {}
+                // Its content went elsewhere and something new took its place: the file moved
+                // (a folder moved, say, and another made under the old name), and what is at its
+                // path is new. Taken for an edit, the content would go up twice.
+                Some(file) if let Some(new_path) = moved_here(&untracked, record, path) => {
+                    untracked.remove(new_path.as_str());
+                    untracked.insert(path.as_str(), file);
+                    moves.push(Push::Move { id: record.id.clone(), path: new_path });
+                }
                 Some(file) => {
                     if let Some(hash) = &file.hash {
                         let replace = Some((record.id.clone(), record.modseq));

@@ -177,6 +177,28 @@ fn a_local_rename_or_move_goes_up_as_a_move() {
     );
 }
 
+/// A folder moved elsewhere and a new one made under its old name, with a file of the same name:
+/// the old file's content is at the new place, so the record moves there, and the file at its
+/// old path is new. Taken for an edit, the content went up twice.
+#[test]
+fn a_file_whose_content_moved_away_and_whose_name_was_taken_again_is_a_move_and_a_new_file() {
+    let (tree, mut scan) = pc();
+    scan.files.insert(
+        "elsewhere/a.mp3".into(),
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50 }, hash: Some("A".into()) },
+    );
+    scan.dirs.insert("elsewhere".into());
+    edited(&mut scan, "music/a.mp3", "NEW");
+    assert_eq!(
+        plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
+        [
+            Push::CreateFolder { path: "elsewhere".into() },
+            Push::Move { id: "oa".into(), path: "elsewhere/a.mp3".into() },
+            Push::Upload { path: "music/a.mp3".into(), hash: "NEW".into(), kind: ObjectKind::File, replace: None },
+        ]
+    );
+}
+
 #[test]
 fn local_creations_and_deletions_go_up_folders_first() {
     let (tree, mut scan) = pc();
@@ -228,7 +250,11 @@ fn a_deletion_in_the_store_removes_unchanged_files_and_empty_folders_last() {
     assert_eq!(
         plan.actions,
         [
-            Pull::RemoveFile { path: "music/a.mp3".into(), expected: Some(FileStamp { size: 3, mtime_ns: 3 }), id: Some("oa".into()) },
+            Pull::RemoveFile {
+                path: "music/a.mp3".into(),
+                expected: Some(FileStamp { size: 3, mtime_ns: 3 }),
+                id: Some("oa".into())
+            },
             Pull::RemoveDir { path: "music".into() }
         ]
     );
@@ -237,7 +263,11 @@ fn a_deletion_in_the_store_removes_unchanged_files_and_empty_folders_last() {
     assert_eq!(
         plan.actions,
         [
-            Pull::RemoveFile { path: "photos/p.jpg".into(), expected: Some(FileStamp { size: 3, mtime_ns: 4 }), id: Some("op".into()) },
+            Pull::RemoveFile {
+                path: "photos/p.jpg".into(),
+                expected: Some(FileStamp { size: 3, mtime_ns: 4 }),
+                id: Some("op".into())
+            },
             Pull::RemoveDir { path: "photos".into() }
         ]
     );
@@ -354,7 +384,11 @@ fn a_full_listing_drops_what_it_no_longer_mentions() {
     assert_eq!(
         plan.actions,
         [
-            Pull::RemoveFile { path: "photos/p.jpg".into(), expected: Some(FileStamp { size: 3, mtime_ns: 4 }), id: Some("op".into()) },
+            Pull::RemoveFile {
+                path: "photos/p.jpg".into(),
+                expected: Some(FileStamp { size: 3, mtime_ns: 4 }),
+                id: Some("op".into())
+            },
             Pull::RemoveDir { path: "photos".into() }
         ]
     );
@@ -434,7 +468,11 @@ fn what_an_interrupted_pull_placed_is_moved_on_not_uploaded() {
     let gone = pull_plan(&tree, &scan, &[removal("on", EntryKind::File, 12)]);
     assert_eq!(
         gone.actions,
-        [Pull::RemoveFile { path: "music/new.mp3".into(), expected: Some(FileStamp { size: 3, mtime_ns: 70 }), id: None }]
+        [Pull::RemoveFile {
+            path: "music/new.mp3".into(),
+            expected: Some(FileStamp { size: 3, mtime_ns: 70 }),
+            id: None
+        }]
     );
 }
 

@@ -11,7 +11,7 @@ mod push;
 use crate::error::{SyncError, SyncResult};
 use crate::fs::{LocalFs, Locked};
 use crate::index::Index;
-use crate::plan::{HashSet, Here, Listing, LocalState, Pull, Push, Scan, Skipped, Tree, plan_pull, plan_push};
+use crate::plan::{HashMap, HashSet, Here, Listing, LocalState, Pull, Push, Scan, Skipped, Tree, plan_pull, plan_push};
 use crate::remote::{Remote, RemoteError};
 use crate::scan::{CleanStamps, scan};
 use cpm_core::profile::{ContentPolicy, Holding};
@@ -195,9 +195,14 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 
     /// The store's changes since `since` (every page, read at one instant); `None` when the
     /// cursor has expired.
-    async fn changes_since(&self, since: i64, seen_at: Option<jiff::Timestamp>) -> SyncResult<Option<Feed>> {
+    async fn changes_since(
+        &self,
+        since: i64,
+        seen_at: Option<jiff::Timestamp>,
+        view: &str,
+    ) -> SyncResult<Option<Feed>> {
         let mut changes = Vec::new();
-        let mut query = ChangesQuery { since, limit: Some(PAGE), at: None, seen_at };
+        let mut query = ChangesQuery { since, limit: Some(PAGE), at: None, seen_at, view: Some(view.to_owned()) };
         loop {
             let page = match self.remote.feed(&query).await {
                 Ok(page) => page,
@@ -214,9 +219,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     }
 
     /// The whole view, from the start of the journal.
-    async fn everything(&self) -> SyncResult<Feed> {
+    async fn everything(&self, view: &str) -> SyncResult<Feed> {
         let feed = self
-            .changes_since(0, None)
+            .changes_since(0, None, view)
             .await?
             .ok_or_else(|| SyncError::Inconsistent("the store refused cursor 0".into()))?;
         Ok(Feed { full: true, ..feed })
@@ -224,6 +229,19 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 
     pub async fn sync(&self) -> SyncResult<Report> {
         let _lock = self.lock().await?;
+        let mut report = Report::default();
+        let mut attempts = 0;
+        loop {
+            // The profile changed while the sync read its view: it reads it again through the new
+            // one, keeping the count of what it already did.
+            match self.sync_locked(&mut report).await {
+                Err(SyncError::Refused(error)) if error.is("profile_changed") && attempts < 3 => attempts += 1,
+                result => return result.map(|()| report),
+            }
+        }
+    }
+
+    async fn sync_locked(&self, report: &mut Report) -> SyncResult<()> {
         self.fs.clear_temp().map_err(|error| SyncError::local("cannot clear the device's temporary folder", error))?;
         self.restore_asides()?;
         let mut phases = Phases::start();
@@ -235,6 +253,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         };
         // What the device holds depends on the profile's view, not on its triggers.
         let view = profile.profile.view_key();
+        let tag = profile.profile.view_tag();
         // A new profile re-scopes the device: it reads its whole view again.
         let rescoped = index.meta("profile_view")?.as_deref() != Some(view.as_str());
         // Stubs and folders written without a flush may have been lost to a restart since: the
@@ -245,14 +264,16 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         let cursor = index.cursor()?.filter(|_| !rescoped && !restarted);
         let seen_at = index.meta(VIEW_TIME)?.and_then(|time| time.parse().ok());
         let feed = match cursor {
-            Some(since) => match self.changes_since(since, seen_at).await? {
+            Some(since) => match self.changes_since(since, seen_at, &tag).await? {
                 Some(feed) => feed,
-                None => self.everything().await?,
+                None => self.everything(&tag).await?,
             },
-            None => self.everything().await?,
+            None => self.everything(&tag).await?,
         };
         let full = feed.full;
-        let mut report = Report { full, cursor: feed.cursor, ..Report::default() };
+        report.full |= full;
+        report.cursor = feed.cursor;
+        report.skipped.clear();
         let view_time = feed.time.map(|time| time.to_string()).unwrap_or_default();
         phases.done("read changes");
 
@@ -270,7 +291,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 (VIEW_TIME, view_time),
             ])?;
             phases.done("check stamps");
-            return Ok(report);
+            return Ok(());
         }
         let mut tree = index.load()?;
         let forgotten = if restarted { self.forget_lost_placeholders(&mut tree) } else { Vec::new() };
@@ -300,7 +321,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             })
             .sum();
         self.progress.planned(pushes.len() as u64, upload_bytes);
-        self.push(pushes, &mut index, &mut tree, &mut report).await?;
+        self.push(pushes, &mut index, &mut tree, report).await?;
         phases.done("push");
         // What the push changed is pulled in its state after the push, as the view has it now,
         // not the one read before: a record moved here in its moved state, one deleted here not
@@ -310,7 +331,8 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         let asked: std::collections::BTreeSet<String> = report.pushed.iter().cloned().chain(recheck).collect();
         if !asked.is_empty() {
             let asked: Vec<String> = asked.into_iter().collect();
-            let fresh = self.remote.view_of(&asked, feed.time).await.map_err(|error| self.remote_error(error))?;
+            let fresh =
+                self.remote.view_of(&asked, feed.time, Some(&tag)).await.map_err(|error| self.remote_error(error))?;
             let fresh_ids: HashSet<&str> = fresh.iter().map(|change| change.id.as_str()).collect();
             changes.retain(|change| !fresh_ids.contains(change.id.as_str()));
             changes.extend(fresh);
@@ -343,7 +365,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             index.set_inflight(&placing)?;
         }
         phases.done("record intent");
-        let failed = self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, &mut report).await?;
+        let failed = self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, report).await?;
         if !failed.is_empty() {
             tracing::debug!(device = self.name, ?failed, "not placed");
         }
@@ -390,14 +412,14 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         if plan_push_after {
             let local = self.scan(&tree, &inflight)?;
             let pushes = plan_push(&tree, &local, &[], content, here, Listing::Delta);
-            self.push(pushes, &mut index, &mut tree, &mut report).await?;
+            self.push(pushes, &mut index, &mut tree, report).await?;
         }
         index.set_meta(SKIPPED, &serde_json::to_string(&report.skipped)?)?;
         if report.skipped.is_empty() && inflight.is_empty() {
             self.remember_clean(&mut index, &tree, (!wrote_here).then_some(local)).await?;
         }
         phases.done("stamps");
-        Ok(report)
+        Ok(())
     }
 
     /// Records the stamps that let the next sync see that nothing changed here. `unchanged` is
@@ -456,16 +478,26 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         // The latest intent for a path or a record wins; one a later pull replaced is older news.
         let mut claimed: HashSet<&String> = HashSet::default();
+        let stubs = tree.stub_paths();
+        let recorded: HashMap<String, &Option<String>> =
+            tree.paths().into_iter().filter_map(|(id, path)| Some((path, &tree.records.get(&id)?.hash))).collect();
         for (path, id, hash) in inflight {
             if local.ours.contains_key(id) || claimed.contains(path) {
                 continue;
             }
-            // What the pull was placing, or an empty file where it was placing content: its own
-            // write, torn by a power cut before the data reached the disk.
-            let holds = local.dirs.contains(path)
-                || local.files.get(path).is_some_and(|file| {
-                    hash.is_none() || file.hash.is_none() || file.hash == *hash || file.stamp.size == 0
-                });
+            // Invariant: only what the pull was placing is taken for its own: a folder or a stub
+            // where it made one, its content (unread because its record says so), or an empty file
+            // where it wrote content, torn by a power cut before the data reached the disk. A user's
+            // file there is the user's.
+            let holds = match hash {
+                None => {
+                    local.dirs.contains(path) || local.stray_stubs.contains_key(path) || stubs.contains(path.as_str())
+                }
+                Some(_) => local.files.get(path).is_some_and(|file| {
+                    let content = file.hash.as_ref().or(recorded.get(path).and_then(|hash| hash.as_ref()));
+                    content == hash.as_ref() || file.stamp.size == 0
+                }),
+            };
             if holds {
                 claimed.insert(path);
                 local.ours.insert(id.clone(), path.clone());

@@ -26,7 +26,10 @@ fn drop_below(id: &str, index: &mut Index, tree: &mut Tree) -> SyncResult<()> {
     while next < gone.len() {
         let parent = gone[next].clone();
         gone.extend(
-            tree.records.values().filter(|record| record.parent_id.as_deref() == Some(parent.as_str())).map(|record| record.id.clone()),
+            tree.records
+                .values()
+                .filter(|record| record.parent_id.as_deref() == Some(parent.as_str()))
+                .map(|record| record.id.clone()),
         );
         next += 1;
     }
@@ -107,7 +110,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             parent = match known {
                 Some(id) => id,
                 None => {
-                    let entry = self.remote.create_folder(&store_path(&walked)).await?;
+                    let entry = self.remote.create_folder(&tree.store_path_of(&walked)).await?;
                     let id = entry.id.clone();
                     self.remember(index, tree, report, entry, &walked, LocalState::Folder, None)
                         .map_err(|error| RemoteError::Unavailable(error.to_string()))?;
@@ -118,9 +121,6 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         Ok(parent)
     }
 
-    /// Records what the store now holds of an entry that is at `path` here. The name it has
-    /// here is kept when the store's differs (the store keeps names in NFC; a file may be named
-    /// in another form here).
     /// Records a move the store made: the object is where the file is here, under the name it
     /// has here (`here`, which is `asked` unless a conflict name had to be taken).
     #[allow(clippy::too_many_arguments)]
@@ -164,7 +164,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         report: &mut Report,
     ) -> Result<String, RemoteError> {
         let (folder, _) = split(relative);
-        let entry = self.remote.create_folder(&store_path(folder)).await?;
+        let entry = self.remote.create_folder(&tree.store_path_of(folder)).await?;
         let id = entry.id.clone();
         if !folder.is_empty() {
             self.remember(index, tree, report, entry, folder, LocalState::Folder, None)
@@ -240,15 +240,20 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         if sent {
             report.bytes_uploaded += size;
         }
-        let (_, name) = split(relative);
+        let (_, here) = split(relative);
+        // Invariant: a name mapped here stays here; the store keeps the object's own.
+        let name = match &replace {
+            Some((id, _)) => tree.store_name(id, here),
+            None => here.to_owned(),
+        };
         let content_type = match kind {
             ObjectKind::Message => None,
-            ObjectKind::File => mime_guess::from_path(name).first().map(|mime| mime.essence_str().to_owned()),
+            ObjectKind::File => mime_guess::from_path(&name).first().map(|mime| mime.essence_str().to_owned()),
         };
         let modified = jiff::Timestamp::from_nanosecond(i128::from(before.stamp.mtime_ns)).ok();
         let request = CreateObjectRequest {
             folder_id,
-            name: name.to_owned(),
+            name,
             kind,
             hash: hash.clone(),
             content_type,
@@ -308,10 +313,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         tree: &mut Tree,
         report: &mut Report,
     ) -> SyncResult<()> {
-        let (folder, name) = split(relative);
+        let (folder, _) = split(relative);
+        // The copy is named after the object's store name, not a name mapped here.
+        let name = request.name.clone();
         let mut here = relative.to_owned();
         for attempt in 1..=CONFLICT_ATTEMPTS {
-            let aside = join(folder, &conflict_name(name, &self.name, self.today(), attempt));
+            let aside = join(folder, &conflict_name(&name, &self.name, self.today(), attempt));
             match self.fs.rename_noreplace(&here, &aside) {
                 Ok(()) => here = aside.clone(),
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -395,7 +402,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     let request = MoveRequest {
                         ids: vec![id.clone()],
                         to: Some(folder_id.clone()),
-                        name: Some(split(&here).1.to_owned()),
+                        name: Some(tree.store_name(&id, split(&here).1)),
                     };
                     match self.remote.move_entries(&request).await {
                         Ok(moved) => return self.moved(moved, &id, &here, &path, index, tree, report),

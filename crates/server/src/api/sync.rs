@@ -49,6 +49,7 @@ pub async fn sync_changes(
         limit: query.limit.unwrap_or(DEFAULT_PAGE) as usize,
         at: query.at,
         seen_at: query.seen_at,
+        view: query.view,
     };
     // A device that syncs after a scheduled instant has done what the schedule asked.
     let settles = state.settle(&device);
@@ -76,7 +77,10 @@ pub async fn sync_entries(
     if request.ids.len() > MAX_VIEW_IDS {
         return Err(ApiError::bad_request(format!("ask after at most {MAX_VIEW_IDS} entries at a time")));
     }
-    let changes =
-        state.call(move |service| service.device_entries(principal.user_id, &device, &request.ids, request.at)).await?;
+    let changes = state
+        .call(move |service| {
+            service.device_entries(principal.user_id, &device, &request.ids, request.at, request.view.as_deref())
+        })
+        .await?;
     Ok(Json(ViewAnswer { changes }))
 }
