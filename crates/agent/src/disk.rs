@@ -39,6 +39,32 @@ pub struct DiskFs {
     case_insensitive: bool,
     fine_mtime: bool,
     temps: AtomicU64,
+    own: OwnWrites,
+}
+
+/// The paths the engine itself changed lately, so that a watcher of the directory can tell its
+/// writes from the user's.
+#[derive(Clone, Default)]
+pub struct OwnWrites(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, std::time::Instant>>>);
+
+/// How long a change the engine made is taken for its own when the watcher hears of it.
+const OWN_WRITE_MEMORY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl OwnWrites {
+    fn note(&self, path: PathBuf) {
+        let now = std::time::Instant::now();
+        let mut paths = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if paths.len() > 4096 {
+            paths.retain(|_, at| now.duration_since(*at) < OWN_WRITE_MEMORY);
+        }
+        paths.insert(path, now);
+    }
+
+    /// True when the engine changed `path` lately.
+    pub fn made(&self, path: &Path) -> bool {
+        let paths = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        paths.get(path).is_some_and(|at| at.elapsed() < OWN_WRITE_MEMORY)
+    }
 }
 
 pub struct DiskTemp {
@@ -68,15 +94,34 @@ impl DiskFs {
         drop(file);
         let case_insensitive = temp.join("case-probe").exists();
         std::fs::remove_file(&probe)?;
-        Ok(Self { root: root.to_owned(), temp, case_insensitive, fine_mtime, temps: AtomicU64::new(0) })
+        Ok(Self {
+            root: root.to_owned(),
+            temp,
+            case_insensitive,
+            fine_mtime,
+            temps: AtomicU64::new(0),
+            own: OwnWrites::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// What the engine wrote lately, for a watcher of the directory.
+    pub fn own_writes(&self) -> OwnWrites {
+        self.own.clone()
+    }
+
     fn at(&self, relative: &str) -> PathBuf {
         if relative.is_empty() { self.root.clone() } else { self.root.join(relative) }
+    }
+
+    /// The absolute path of `relative`, noted as the engine's own change.
+    fn changing(&self, relative: &str) -> PathBuf {
+        let path = self.at(relative);
+        self.own.note(path.clone());
+        path
     }
 }
 
@@ -146,19 +191,24 @@ impl LocalFs for DiskFs {
     }
 
     fn create_dir_all(&self, path: &str) -> io::Result<()> {
+        let mut folder = path;
+        while !folder.is_empty() {
+            self.own.note(self.at(folder));
+            folder = crate::naming::split(folder).0;
+        }
         std::fs::create_dir_all(self.at(path))
     }
 
     fn remove_file(&self, path: &str) -> io::Result<()> {
-        std::fs::remove_file(self.at(path))
+        std::fs::remove_file(self.changing(path))
     }
 
     fn remove_dir(&self, path: &str) -> io::Result<()> {
-        std::fs::remove_dir(self.at(path))
+        std::fs::remove_dir(self.changing(path))
     }
 
     fn rename_noreplace(&self, from: &str, to: &str) -> io::Result<()> {
-        rename_noreplace(&self.at(from), &self.at(to))
+        rename_noreplace(&self.changing(from), &self.changing(to))
     }
 
     fn temp_file(&self) -> io::Result<DiskTemp> {
@@ -174,7 +224,7 @@ impl LocalFs for DiskFs {
         }
         let placed = stamp(&temp.file.metadata()?);
         drop(temp.file);
-        match rename_noreplace(&temp.path, &self.at(to)) {
+        match rename_noreplace(&temp.path, &self.changing(to)) {
             Ok(()) => Ok(placed),
             Err(error) => {
                 let _ = std::fs::remove_file(&temp.path);
@@ -194,14 +244,14 @@ impl LocalFs for DiskFs {
     }
 
     fn write_new(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
-        std::fs::OpenOptions::new().write(true).create_new(true).open(self.at(path))?.write_all(bytes)
+        std::fs::OpenOptions::new().write(true).create_new(true).open(self.changing(path))?.write_all(bytes)
     }
 
     fn write_over(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
         let mut temp = self.temp_file()?;
         temp.write(bytes)?;
         drop(temp.file);
-        std::fs::rename(&temp.path, self.at(path)).inspect_err(|_| {
+        std::fs::rename(&temp.path, self.changing(path)).inspect_err(|_| {
             let _ = std::fs::remove_file(&temp.path);
         })
     }

@@ -284,6 +284,13 @@ impl Index {
         Ok(())
     }
 
+    /// Drops a record the device no longer holds here, to be asked after at the next pull.
+    pub fn forget(&mut self, id: &str) -> Result<()> {
+        self.drop_record(id)?;
+        self.connection.execute("INSERT OR IGNORE INTO recheck (id) VALUES (?1)", params![id])?;
+        Ok(())
+    }
+
     /// Records pushed since the last pull that moved the cursor.
     pub fn rechecks(&self) -> Result<Vec<String>> {
         let mut statement = self.connection.prepare("SELECT id FROM recheck ORDER BY id")?;

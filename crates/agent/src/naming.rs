@@ -60,6 +60,21 @@ pub fn mapped_name(name: &str, id: &str, suffix: &str, attempt: u32) -> String {
     format!("{}{suffix}", tagged(name, &format!(" ~{mark}"), limit))
 }
 
+/// The name a mapped name was made from, when it has a mark and was not shortened: a device
+/// that lost its index knows its own mapped names again by it (see [`maps`]).
+pub fn unmapped(name: &str) -> Option<String> {
+    let at = name.rfind(" ~")?;
+    let mark = name.get(at + 2..at + 10)?;
+    mark.bytes()
+        .all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
+        .then(|| format!("{}{}", &name[..at], &name[at + 10..]))
+}
+
+/// True when `here` is the name this device maps `name` of the record `id` to.
+pub fn maps(here: &str, name: &str, id: &str, suffix: &str) -> bool {
+    (0..8).any(|attempt| mapped_name(name, id, suffix, attempt) == here)
+}
+
 /// Joins a relative folder path and a name (`""` is the device's root).
 pub fn join(folder: &str, name: &str) -> String {
     if folder.is_empty() { name.to_owned() } else { format!("{folder}/{name}") }
@@ -113,5 +128,9 @@ mod tests {
             mapped_name(&"x".repeat(255), "oaaaaaaaa2", "", 0)
         );
         assert_ne!(mapped_name("a", "o1", "", 0), mapped_name("a", "o1", "", 1));
+        let twin = mapped_name("Photo.jpg", "o42", "", 1);
+        assert_eq!(unmapped(&twin).as_deref(), Some("Photo.jpg"));
+        assert!(maps(&twin, "Photo.jpg", "o42", "") && !maps(&twin, "Photo.jpg", "o43", ""));
+        assert_eq!(unmapped("notes ~ab.txt"), None);
     }
 }

@@ -96,7 +96,15 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
             _ => None,
         };
     }
-    let stubs = tree.stub_paths();
+    // Each recorded stub, with its record and the size of what the engine wrote there.
+    let stubs: HashMap<&str, (&str, Option<u64>)> = paths
+        .iter()
+        .filter_map(|(id, path)| {
+            let record = tree.records.get(id).filter(|record| record.state == LocalState::Stub)?;
+            let size = serde_json::to_vec_pretty(&record.entry).ok().map(|json| json.len() as u64);
+            Some((path.as_str(), (id.as_str(), size)))
+        })
+        .collect();
     let mut found = Scan { started_ns: fs.now_ns(), ..Scan::default() };
     let mut queue = vec![String::new()];
     while let Some(relative) = queue.pop() {
@@ -128,13 +136,21 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
                     found.dirs.insert(path.clone());
                     queue.push(path);
                 }
-                // A stub is a view of the store: only its presence matters, so it is not read.
-                Kind::File if stubs.contains(path.as_str()) => {
+                // A stub is a view of the store: only its presence matters, so it is not read,
+                // unless its size is not what the engine wrote and it no longer is that stub.
+                Kind::File
+                    if stubs.get(path.as_str()).is_some_and(|(id, size)| {
+                        *size == entry.stamp.map(|stamp| stamp.size) || stub_of(fs, &path).as_deref() == Some(*id)
+                    }) =>
+                {
                     found.files.insert(path, LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });
                 }
                 Kind::File => {
                     let Some(stamp) = entry.stamp else { continue };
-                    if name.ends_with(STUB_SUFFIX)
+                    if let Some((id, _)) = stubs.get(path.as_str()) {
+                        // Written over by the user: theirs now.
+                        found.replaced_stubs.insert(path.clone(), (*id).to_owned());
+                    } else if name.ends_with(STUB_SUFFIX)
                         && let Some(id) = stub_of(fs, &path)
                     {
                         found.stray_stubs.insert(path.clone(), id);

@@ -402,6 +402,46 @@ fn the_agent_follows_a_move_on_the_pda_without_being_asked_and_ignores_what_is_o
     assert!(eventually(|| phone_online() == Some(false)), "and then gone");
 }
 
+/// The running agent hears the user's own changes: a new file, an edit, a move and a delete on
+/// the PC each reach the store with no sync started by hand and no change in the store to wake
+/// it; what the agent writes itself (a download) wakes nothing more.
+#[test]
+fn the_running_agent_sends_local_changes_up_and_ignores_its_own_writes() {
+    let (world, _) = world_with_three_devices();
+    world.on("pc", &["prefs", "set", "--auto", "on"]);
+    let (_agent, heard) = world.agent("pc");
+    heard.recv_timeout(std::time::Duration::from_secs(30)).expect("the agent's first sync");
+    let in_store = |name: &str| world.names("/content").iter().any(|listed| listed == name);
+
+    world.write("pc/content/notes.txt", b"written on the pc");
+    assert!(eventually(|| in_store("notes.txt")), "a new file goes up");
+    world.write("pc/content/notes.txt", b"edited on the pc, longer now");
+    let size_in_store = || {
+        let listing = world.listing("/content");
+        listing.iter().find(|entry| entry["name"] == "notes.txt").and_then(|entry| entry["size"].as_u64())
+    };
+    assert!(eventually(|| size_in_store() == Some(28)), "an edit goes up");
+    std::fs::rename(world.path("pc/content/notes.txt"), world.path("pc/content/renamed.txt")).expect("renames");
+    assert!(eventually(|| in_store("renamed.txt") && !in_store("notes.txt")), "a move goes up");
+    std::fs::remove_file(world.path("pc/content/renamed.txt")).expect("removes");
+    assert!(eventually(|| !in_store("renamed.txt")), "a delete goes up");
+
+    while heard.recv_timeout(std::time::Duration::from_millis(500)).is_ok() {}
+    world.write("song3.mp3", b"a third song");
+    world.pda(&["put", "song3.mp3", "/content/"]);
+    let download = heard.recv_timeout(std::time::Duration::from_secs(10)).expect("the hint wakes the agent");
+    assert_eq!(download["downloaded"], 1, "{download}");
+    let mut after = Vec::new();
+    while let Ok(report) = heard.recv_timeout(std::time::Duration::from_millis(1500)) {
+        after.push(report);
+    }
+    // At most the check of a write heard after its own sync ended; never one that did anything.
+    assert!(
+        after.len() <= 1 && after.iter().all(|report| report["uploaded"] == 0 && report["downloaded"] == 0),
+        "the agent's own download woke it: {after:?}"
+    );
+}
+
 #[test]
 fn a_device_away_at_its_scheduled_instant_syncs_once_when_it_comes_back() {
     let midnight: jiff::Timestamp = "2026-11-26T00:00:00+01:00".parse().expect("an instant");

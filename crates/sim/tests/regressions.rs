@@ -91,3 +91,27 @@ fn a_name_mapped_here_stays_here() {
     assert!(store.iter().all(|path| !path.contains('~')), "a mapped name reached the store: {store:?}");
     assert_eq!(store.len(), 3, "the two objects and one conflict copy: {store:?}");
 }
+
+/// A stub the user writes over with a file of their own: the file is theirs and goes up (it was
+/// never read: the engine took it for its stub), and the stub comes back beside it.
+#[test]
+fn a_stub_written_over_by_the_user_is_their_file() {
+    holds(&[
+        Op::Write { device: 0, path: "a/b/cafe\u{301}.txt".into(), content: 96 },
+        Op::Sync { device: 0 },
+        Op::Sync { device: 2 },
+        Op::Write { device: 2, path: "a/b/café.txt.cpmlink".into(), content: 117 },
+    ]);
+}
+
+/// A case-insensitive device that lost its index, after its profile changed, over case twins.
+#[test]
+fn case_twins_read_again_after_the_index_is_lost_are_not_doubled() {
+    holds(&[
+        Op::StorePut { path: "/C/café.txt".into(), content: 136 },
+        Op::StorePut { path: "/c/f.txt".into(), content: 138 },
+        Op::Sync { device: 3 },
+        Op::SetProfile { device: 3, preset: 2 },
+        Op::LoseIndex { device: 3 },
+    ]);
+}

@@ -125,6 +125,9 @@ pub struct Scan {
     /// Stubs the index does not record (an index lost, a pull cut short), by path, with the id
     /// of the record each stands for: the engine's own leftovers, not files of the user's.
     pub stray_stubs: BTreeMap<String, String>,
+    /// Stubs the index records that the user wrote over with a file of their own, by path, with
+    /// the stub's record id: the file is the user's (it goes up), the stub is placed anew.
+    pub replaced_stubs: BTreeMap<String, String>,
     /// Each folder's modification time (ns), taken before the folder was read.
     pub dir_mtimes: BTreeMap<String, i64>,
     /// When the scan began (ns since the epoch).

@@ -32,6 +32,11 @@ pub enum Push {
     DeleteFolder {
         id: String,
     },
+    /// A stub the user wrote over: its record leaves the index and is asked after, so that the
+    /// pull places the stub anew beside the user's file.
+    Forget {
+        id: String,
+    },
 }
 
 /// The device's changes since its last sync, leaving out what the store's changes decide.
@@ -65,6 +70,9 @@ pub fn plan_push(
     let (mut tracked, mut tracked_dirs): (HashSet<&str>, HashSet<&str>) = Default::default();
     for record in tree.records.values() {
         if let Some(path) = paths.get(&record.id) {
+            if scan.replaced_stubs.contains_key(path) {
+                continue;
+            }
             if record.state == LocalState::Folder {
                 tracked_dirs.insert(path)
             } else {
@@ -181,11 +189,13 @@ pub fn plan_push(
             LocalState::Folder | LocalState::Stub => {}
         }
     }
-    let mut actions: Vec<Push> = new_dirs
-        .into_iter()
-        .filter(|dir| !arriving_dirs.contains(dir.as_str()))
-        .map(|dir| Push::CreateFolder { path: dir.clone() })
-        .collect();
+    let mut actions: Vec<Push> = scan.replaced_stubs.values().map(|id| Push::Forget { id: id.clone() }).collect();
+    actions.extend(
+        new_dirs
+            .into_iter()
+            .filter(|dir| !arriving_dirs.contains(dir.as_str()))
+            .map(|dir| Push::CreateFolder { path: dir.clone() }),
+    );
     // What a dead pull placed and the user moved since: the record goes where the user put it.
     for (id, path) in &scan.ours_moved {
         if !tree.records.contains_key(id) {

@@ -9,7 +9,7 @@ use super::{Device, Report};
 use crate::error::SyncResult;
 use crate::fs::LocalFs;
 use crate::index::Index;
-use crate::naming::{conflict_name, join, split, store_path};
+use crate::naming::{conflict_name, join, maps, split, store_path, unmapped};
 use crate::plan::{FileStamp, LocalState, Push, Record, Skipped, Tree};
 use crate::remote::{Remote, RemoteError};
 use crate::scan::hash_file;
@@ -18,6 +18,11 @@ use cpm_proto::{CreateObjectRequest, Entry, MoveRequest};
 
 /// How many conflict names are tried before the entry waits for the next sync.
 const CONFLICT_ATTEMPTS: u32 = 100;
+
+/// The store path of what is at `relative` here, named `name` in the store.
+fn in_store(tree: &Tree, relative: &str, name: &str) -> String {
+    format!("{}/{name}", tree.store_path_of(split(relative).0).trim_end_matches('/'))
+}
 
 /// Drops a folder's record and every record below it.
 fn drop_below(id: &str, index: &mut Index, tree: &mut Tree) -> SyncResult<()> {
@@ -110,7 +115,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             parent = match known {
                 Some(id) => id,
                 None => {
-                    let entry = self.remote.create_folder(&tree.store_path_of(&walked)).await?;
+                    let entry = self.make_folder(&walked, tree).await?;
                     let id = entry.id.clone();
                     self.remember(index, tree, report, entry, &walked, LocalState::Folder, None)
                         .map_err(|error| RemoteError::Unavailable(error.to_string()))?;
@@ -119,6 +124,25 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             };
         }
         Ok(parent)
+    }
+
+    /// Makes the store folder for a folder here (the one it was mapped from, if it was).
+    async fn make_folder(&self, relative: &str, tree: &Tree) -> Result<Entry, RemoteError> {
+        match self.mapped_here(relative, EntryKind::Folder, tree).await {
+            Some(entry) => Ok(entry),
+            None => self.remote.create_folder(&tree.store_path_of(relative)).await,
+        }
+    }
+
+    /// The store entry a file or folder here is named after, when its name is one this device
+    /// maps that entry to (known again after the index that said so was lost).
+    async fn mapped_here(&self, relative: &str, kind: EntryKind, tree: &Tree) -> Option<Entry> {
+        let (folder, here) = split(relative);
+        let name = unmapped(here)?;
+        let path = tree.store_path_of(&join(folder, &name));
+        let entry = self.remote.resolve(&path).await.ok()?;
+        let same_kind = (entry.kind == EntryKind::Folder) == (kind == EntryKind::Folder);
+        (same_kind && maps(here, &name, &entry.id, "")).then_some(entry)
     }
 
     /// Records a move the store made: the object is where the file is here, under the name it
@@ -244,7 +268,10 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         // Invariant: a name mapped here stays here; the store keeps the object's own.
         let name = match &replace {
             Some((id, _)) => tree.store_name(id, here),
-            None => here.to_owned(),
+            None => match self.mapped_here(relative, EntryKind::File, tree).await {
+                Some(entry) => entry.name,
+                None => here.to_owned(),
+            },
         };
         let content_type = match kind {
             ObjectKind::Message => None,
@@ -283,7 +310,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             Err(error) if error.is("conflict") || error.is("already_exists") => {
                 if error.is("already_exists")
                     && replace.is_none()
-                    && let Some(entry) = self.holds_same(relative, &hash).await?
+                    && let Some(entry) = self.holds_same(&in_store(tree, relative, &request.name), &hash).await?
                 {
                     return self.remember(index, tree, report, entry, relative, LocalState::File, Some(before.stamp));
                 }
@@ -294,8 +321,8 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     }
 
     /// The store's object at a relative path, when it holds exactly `hash`.
-    async fn holds_same(&self, relative: &str, hash: &str) -> SyncResult<Option<Entry>> {
-        match self.remote.resolve(&store_path(relative)).await {
+    async fn holds_same(&self, path: &str, hash: &str) -> SyncResult<Option<Entry>> {
+        match self.remote.resolve(path).await {
             Ok(entry) => Ok((entry.kind != EntryKind::Folder && entry.hash.as_deref() == Some(hash)).then_some(entry)),
             Err(error) if error.is_unauthorized() || error.is_transient() => Err(self.remote_error(error)),
             Err(_) => Ok(None),
@@ -367,7 +394,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 
     async fn push_one(&self, action: Push, index: &mut Index, tree: &mut Tree, report: &mut Report) -> SyncResult<()> {
         match action {
-            Push::CreateFolder { path } => match self.remote.create_folder(&store_path(&path)).await {
+            Push::CreateFolder { path } => match self.make_folder(&path, tree).await {
                 Ok(entry) => {
                     // A folder the store had already (outside this device's view) is no change.
                     if entry.modseq > report.cursor {
@@ -453,6 +480,11 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     self.entry_refused(&path, error, report)?
                 }
             },
+            Push::Forget { id } => {
+                tree.records.remove(&id);
+                index.forget(&id)?;
+                report.pushed.insert(id);
+            }
             Push::DeleteFolder { id } => match self.remote.delete_folder(&id).await {
                 // Its records go with it: what was in it is gone here too, and the store's
                 // changes bring whatever the store had moved out of it.
