@@ -107,6 +107,13 @@ impl Index {
         self.commit(&Tree::default(), &BTreeSet::new(), &BTreeSet::new(), meta)
     }
 
+    /// The next sync reads the device's whole view again (the directory now syncs as another
+    /// device, or under another profile), keeping every record to match the files against.
+    pub fn read_again(&mut self) -> Result<()> {
+        self.connection.execute("DELETE FROM meta WHERE key IN ('cursor', 'profile_view')", [])?;
+        Ok(())
+    }
+
     pub fn cursor(&self) -> Result<Option<i64>> {
         Ok(self.meta("cursor")?.and_then(|cursor| cursor.parse().ok()))
     }

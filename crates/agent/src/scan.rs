@@ -84,6 +84,23 @@ fn stub_of(fs: &impl LocalFs, path: &str) -> Option<String> {
     link.ends_with(&format!("/v1/objects/{}/content", entry.id)).then_some(entry.id)
 }
 
+/// True when the file at a recorded stub's path is still the engine's: the stub of `id`, or one
+/// torn by a power cut as it was written (empty, or JSON cut short). Anything else there was
+/// written by the user.
+fn still_stub(fs: &impl LocalFs, path: &str, id: &str) -> bool {
+    let mut bytes = Vec::new();
+    if fs.open(path).and_then(|file| file.take(64 * 1024).read_to_end(&mut bytes)).is_err() {
+        return true;
+    }
+    if bytes.is_empty() {
+        return true;
+    }
+    match serde_json::from_slice::<cpm_proto::Entry>(&bytes) {
+        Ok(entry) => entry.id == id,
+        Err(error) => bytes.first() == Some(&b'{') && error.is_eof(),
+    }
+}
+
 /// Reads the whole directory. Stubs the index records are not read (their presence is what
 /// counts); every other file is hashed unless its stamp is the one its record has.
 pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
@@ -140,7 +157,7 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
                 // unless its size is not what the engine wrote and it no longer is that stub.
                 Kind::File
                     if stubs.get(path.as_str()).is_some_and(|(id, size)| {
-                        *size == entry.stamp.map(|stamp| stamp.size) || stub_of(fs, &path).as_deref() == Some(*id)
+                        *size == entry.stamp.map(|stamp| stamp.size) || still_stub(fs, &path, id)
                     }) =>
                 {
                     found.files.insert(path, LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });

@@ -49,7 +49,8 @@ impl DeviceDir {
         )
     }
 
-    fn open(root: &Path) -> Result<Self> {
+    /// The device directory at `root` itself.
+    pub fn open(root: &Path) -> Result<Self> {
         let meta = root.join(META_DIR);
         let text = std::fs::read_to_string(meta.join(CONFIG_FILE))
             .with_context(|| format!("cannot read {}", meta.join(CONFIG_FILE).display()))?;

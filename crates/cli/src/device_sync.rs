@@ -493,6 +493,7 @@ fn describe(action: &cpm_agent::plan::Push) -> String {
         Push::Move { path, .. } => format!("moved to /{path}"),
         Push::Delete { id, .. } => format!("deleted {id}"),
         Push::DeleteFolder { id } => format!("deleted folder {id}"),
+        Push::Forget { id } => format!("the stub of {id} written over here (placed again beside it)"),
     }
 }
 

@@ -29,17 +29,17 @@ enum DeviceCommand {
     /// Register a device directory with a store; the password comes from --password-stdin or
     /// $CPM_PASSWORD.
     Register {
-        /// The store, e.g. http://127.0.0.1:7373
-        #[arg(long)]
-        server: String,
-        #[arg(long)]
-        user: String,
-        /// The device's name, unique among the user's devices.
-        #[arg(long)]
-        name: String,
-        /// pc, pda, phone, tablet or other.
-        #[arg(long)]
-        class: String,
+        /// The store, e.g. http://127.0.0.1:7373 [with --replace: the directory's].
+        #[arg(long, required_unless_present = "replace")]
+        server: Option<String>,
+        #[arg(long, required_unless_present = "replace")]
+        user: Option<String>,
+        /// The device's name, unique among the user's devices [with --replace: the old one's].
+        #[arg(long, required_unless_present = "replace")]
+        name: Option<String>,
+        /// pc, pda, phone, tablet or other [with --replace: the old one's].
+        #[arg(long, required_unless_present = "replace")]
+        class: Option<String>,
         /// The device directory (created when missing).
         #[arg(long)]
         dir: PathBuf,
@@ -48,6 +48,11 @@ enum DeviceCommand {
         tz: Option<String>,
         #[arg(long)]
         password_stdin: bool,
+        /// Register a device directory again (its device was revoked, or its token is lost): a
+        /// new device takes the old one's place and preferences; its files stay and are synced
+        /// as they are at the next sync.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -131,8 +136,27 @@ pub struct DevicesArgs {
 
 #[derive(Subcommand)]
 enum DevicesAction {
-    /// Revoke a device: its token stops working at once.
-    Revoke { name: String },
+    /// Revoke a device: its token stops working at once. Revoking the device this directory
+    /// syncs as asks first.
+    Revoke {
+        name: String,
+        /// Do not ask, even when it is this device (for scripts).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Asks on the terminal whether to revoke the device the user is on; no terminal, no.
+fn confirmed(name: &str) -> Result<bool> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    print!("{name} is the device this directory syncs as; once revoked it stops syncing. Revoke it? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// The password for a login: one line on stdin with `--password-stdin`, else `$CPM_PASSWORD`.
@@ -196,15 +220,30 @@ fn is_not_found(error: &ClientError) -> bool {
 }
 
 pub async fn device(args: DeviceArgs) -> Result<()> {
-    let DeviceCommand::Register { server, user, name, class, dir, tz, password_stdin } = args.command;
+    let DeviceCommand::Register { server, user, name, class, dir, tz, password_stdin, replace } = args.command;
+    let old = match (replace, DeviceDir::is_registered(&dir)) {
+        (false, true) => bail!(
+            "{} is already a device directory (to register it again, as after a revoke: --replace)",
+            dir.display()
+        ),
+        (true, false) => bail!("{} is not a device directory: register it without --replace", dir.display()),
+        (true, true) => Some(DeviceDir::open(&dir)?),
+        (false, false) => None,
+    };
+    let old_config = old.as_ref().map(|old| &old.config);
+    let pick = |given: Option<String>, kept: Option<&String>, what: &str| {
+        given.or_else(|| kept.cloned()).ok_or_else(|| anyhow!("--{what} is needed"))
+    };
+    let server = pick(server, old_config.map(|config| &config.server), "server")?;
+    let user = pick(user, old_config.map(|config| &config.user), "user")?;
+    let name = pick(name, old_config.map(|config| &config.device), "name")?;
+    let class = pick(class, old_config.map(|config| &config.class), "class")?;
     class.parse::<DeviceClass>().map_err(|error| anyhow!(error))?;
-    if DeviceDir::is_registered(&dir) {
-        bail!("{} is already a device directory", dir.display());
-    }
     let password = read_password(password_stdin)?;
     let time_zone = tz.or_else(|| jiff::tz::TimeZone::system().iana_name().map(str::to_owned));
     let client = Client::new(&server, None)?;
-    let request = RegisterDeviceRequest { user: user.clone(), password, name, class, time_zone };
+    let replaces = old_config.map(|config| config.device_id.clone());
+    let request = RegisterDeviceRequest { user: user.clone(), password, name, class, time_zone, replaces };
     let registered = client.register_device(&request).await?;
     let config = DeviceConfig {
         server: client.base().to_owned(),
@@ -216,8 +255,13 @@ pub async fn device(args: DeviceArgs) -> Result<()> {
         read_timeout: None,
     };
     DeviceDir::create(&dir, config, &registered.token)?;
+    if old.is_some() {
+        // The files stay; the next sync matches them with the store's whole view.
+        cpm_agent::index::Index::open(&dir.join(cpm_agent::naming::META_DIR))?.read_again()?;
+    }
     println!(
-        "registered {} ({}) for {} at {}; device directory: {}",
+        "{} {} ({}) for {} at {}; device directory: {}",
+        if old.is_some() { "registered again" } else { "registered" },
         registered.device.name,
         registered.device.class,
         request.user,
@@ -401,7 +445,10 @@ pub async fn rm(here: &Path, args: RmArgs) -> Result<()> {
 pub async fn devices(here: &Path, args: DevicesArgs) -> Result<()> {
     let (device, client) = connect(here)?;
     match args.action {
-        Some(DevicesAction::Revoke { name }) => {
+        Some(DevicesAction::Revoke { name, yes }) => {
+            if name == device.config.device && !yes && !confirmed(&name)? {
+                bail!("{name} not revoked (this directory syncs as {name}; --yes revokes it without asking)");
+            }
             let revoked = client.revoke_device(&name).await?;
             println!("revoked {}", revoked.name);
             Ok(())

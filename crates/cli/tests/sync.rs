@@ -442,6 +442,49 @@ fn the_running_agent_sends_local_changes_up_and_ignores_its_own_writes() {
     );
 }
 
+/// Revoking the device one is on asks first (and without a terminal, refuses unless `--yes`);
+/// its agent then stops with one line that says what to do, and `device register --replace`
+/// registers the same directory again with the old device's preferences: its files stay, and
+/// the next sync neither downloads them again nor makes a copy of any.
+#[test]
+fn a_revoked_device_stops_its_agent_and_registers_again_in_place() {
+    let (world, _) = world_with_three_devices();
+    assert_eq!(world.sync("phone")["stubs_written"], 2);
+    let refused = world.fails(&["-C", "phone", "devices", "revoke", "phone"]);
+    assert!(refused.contains("not revoked") && refused.contains("--yes"), "{refused}");
+    assert!(world.sync("phone")["cursor"].is_i64(), "still registered");
+
+    let mut agent = support::Running(
+        world
+            .command(&["-C", "phone", "agent"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the agent starts"),
+    );
+    assert!(world.on("phone", &["devices", "revoke", "phone", "--yes"]).contains("revoked phone"));
+    let stopped = agent.0.wait().expect("the agent stops by itself");
+    assert!(!stopped.success());
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut agent.0.stderr.take().expect("stderr"), &mut said).expect("reads");
+    assert!(said.contains("cpm device register --replace"), "{said}");
+    let again = world.fails(&["-C", "phone", "sync"]);
+    assert!(again.contains("--replace") && again.lines().count() == 1, "{again}");
+
+    let fresh =
+        world.fails(&world.registration("phone", "phone", "phone").iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(fresh.contains("--replace"), "{fresh}");
+    let replaced = world.ok(&["device", "register", "--replace", "--dir", "phone"]);
+    assert!(replaced.contains("registered again phone"), "{replaced}");
+    let shown = world.on("phone", &["prefs", "show"]);
+    assert!(shown.contains("/content/**"), "the old preferences carried over: {shown}");
+    let report = world.sync("phone");
+    assert_eq!((report["full"].as_bool(), report["uploaded"].as_u64()), (Some(true), Some(0)), "{report}");
+    assert_eq!(report["stubs_written"], 0, "{report}");
+    assert_eq!(files_under(&world.path("phone")), ["content/song1.mp3.cpmlink", "content/song2.mp3.cpmlink"]);
+    assert_eq!(world.names("/content").len(), 4, "nothing doubled in the store");
+}
+
 #[test]
 fn a_device_away_at_its_scheduled_instant_syncs_once_when_it_comes_back() {
     let midnight: jiff::Timestamp = "2026-11-26T00:00:00+01:00".parse().expect("an instant");

@@ -198,6 +198,10 @@ pub struct RegisterDeviceRequest {
     /// IANA time zone of the device, e.g. `Europe/Paris`.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The id of one of the user's devices this one takes the place of (the same directory,
+    /// registered again): that device is revoked and its preferences carried over.
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -143,6 +143,17 @@ pub trait Store: Send + Sync + 'static {
         time_zone: Option<&str>,
         token_hash: &str,
     ) -> Result<DeviceRecord>;
+    /// Registers a device in place of one of the user's (revoked, or revoked now), with the old
+    /// one's preferences: the same directory under a new token. All of it or nothing.
+    fn replace_device(
+        &self,
+        user: UserId,
+        replaced: &str,
+        name: &Name,
+        class: &str,
+        time_zone: Option<&str>,
+        token_hash: &str,
+    ) -> Result<DeviceRecord>;
     fn authenticate(&self, token_hash: &str) -> Result<Principal>;
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
     fn revoke_device(&self, user: UserId, name: &str) -> Result<DeviceRecord>;

@@ -79,7 +79,11 @@ pub async fn register_device(
     let hash = secret::token_hash(&token);
     let record = state
         .call(move |service| {
-            Ok(service.store.register_device(user, &name, class.as_str(), request.time_zone.as_deref(), &hash)?)
+            let zone = request.time_zone.as_deref();
+            Ok(match &request.replaces {
+                Some(replaced) => service.store.replace_device(user, replaced, &name, class.as_str(), zone, &hash)?,
+                None => service.store.register_device(user, &name, class.as_str(), zone, &hash)?,
+            })
         })
         .await?;
     Ok((StatusCode::CREATED, Json(RegisteredDevice { device: device(&state, record), token })))

@@ -531,29 +531,36 @@ impl Store for SqliteStore {
         time_zone: Option<&str>,
         token_hash: &str,
     ) -> Result<DeviceRecord> {
+        self.write(|tx, now| insert_device(tx, &self.ids, now, user, name, class, time_zone, token_hash, None))
+    }
+
+    fn replace_device(
+        &self,
+        user: UserId,
+        replaced: &str,
+        name: &Name,
+        class: &str,
+        time_zone: Option<&str>,
+        token_hash: &str,
+    ) -> Result<DeviceRecord> {
         self.write(|tx, now| {
-            let taken = tx
+            let preferences: Option<String> = tx
                 .query_row(
-                    "SELECT 1 FROM devices WHERE user_id = ?1 AND name = ?2 AND revoked_ms IS NULL",
-                    params![user, name.as_str()],
-                    |_| Ok(()),
+                    "SELECT profile FROM devices WHERE id = ?1 AND user_id = ?2",
+                    params![replaced, user],
+                    |row| row.get(0),
                 )
-                .optional()?;
-            if taken.is_some() {
-                return Err(StoreError::AlreadyExists(format!(
-                    "a device named {name} is already registered; revoke it first (cpm devices revoke {name})"
-                )));
-            }
-            let id = (self.ids)('d')?;
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("no device {replaced} of this user to replace")))?;
             tx.execute(
-                "INSERT INTO devices (id, user_id, name, class, time_zone, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, user, name.as_str(), class, time_zone, now],
+                "UPDATE devices SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL",
+                params![now, replaced],
             )?;
             tx.execute(
-                "INSERT INTO tokens (hash, user_id, device_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![token_hash, user, id, now],
+                "UPDATE tokens SET revoked_ms = ?1 WHERE device_id = ?2 AND revoked_ms IS NULL",
+                params![now, replaced],
             )?;
-            Ok(tx.query_row(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"), params![id], device_row)?)
+            insert_device(tx, &self.ids, now, user, name, class, time_zone, token_hash, preferences.as_deref())
         })
     }
 
@@ -1170,4 +1177,41 @@ impl Store for SqliteStore {
         }
         Ok(report)
     }
+}
+
+/// Adds a device and its token, refused when a live device has its name.
+#[allow(clippy::too_many_arguments)]
+fn insert_device(
+    tx: &Transaction<'_>,
+    ids: &IdSource,
+    now: i64,
+    user: UserId,
+    name: &Name,
+    class: &str,
+    time_zone: Option<&str>,
+    token_hash: &str,
+    preferences: Option<&str>,
+) -> Result<DeviceRecord> {
+    let taken = tx
+        .query_row(
+            "SELECT 1 FROM devices WHERE user_id = ?1 AND name = ?2 AND revoked_ms IS NULL",
+            params![user, name.as_str()],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if taken.is_some() {
+        return Err(StoreError::AlreadyExists(format!(
+            "a device named {name} is already registered; revoke it first (cpm devices revoke {name})"
+        )));
+    }
+    let id = ids('d')?;
+    tx.execute(
+        "INSERT INTO devices (id, user_id, name, class, time_zone, created_ms, profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![id, user, name.as_str(), class, time_zone, now, preferences],
+    )?;
+    tx.execute(
+        "INSERT INTO tokens (hash, user_id, device_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![token_hash, user, id, now],
+    )?;
+    Ok(tx.query_row(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"), params![id], device_row)?)
 }
