@@ -306,6 +306,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             self.scan(&tree, &inflight)?
         };
         report.skipped.extend(local.skipped.iter().cloned());
+        if !inflight.is_empty() {
+            tracing::debug!(device = self.name, ?inflight, ours = ?local.ours, moved = ?local.ours_moved, "unfinished pulls");
+        }
         phases.done("scan");
         let here = Here { device: &self.name, today: self.today(), case_insensitive: self.fs.case_insensitive() };
         let listing = if full { Listing::Full { cursor: feed.cursor } } else { Listing::Delta };
@@ -328,7 +331,18 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         // at all, a folder it used or an object it put outside the view as a removal.
         let mut changes = feed.changes;
         changes.retain(|change| change.deleted || !report.deleted_ids.contains(&change.id));
-        let asked: std::collections::BTreeSet<String> = report.pushed.iter().cloned().chain(recheck).collect();
+        let mut asked: std::collections::BTreeSet<String> = report.pushed.iter().cloned().chain(recheck).collect();
+        // The push made or found folders: the listing's folders may be stale by now (one deleted
+        // and made again under a new id), and are asked after too.
+        if report.pushed.iter().any(|id| tree.records.get(id).is_some_and(|record| record.state == LocalState::Folder))
+        {
+            asked.extend(
+                changes
+                    .iter()
+                    .filter(|change| !change.deleted && change.kind == cpm_core::EntryKind::Folder)
+                    .map(|change| change.id.clone()),
+            );
+        }
         if !asked.is_empty() {
             let asked: Vec<String> = asked.into_iter().collect();
             let fresh =
@@ -339,9 +353,10 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         report.pushed.clear();
 
+        tracing::debug!(device = self.name, ?changes, "changes to pull");
         let local = if pushed { self.scan(&tree, &inflight)? } else { local };
         let mut plan = plan_pull(tree, &local, &changes, content, here, listing);
-        tracing::debug!(device = self.name, actions = ?plan.actions, "pull plan");
+        tracing::debug!(device = self.name, actions = ?plan.actions, orphans = ?plan.orphans, "pull plan");
         // What the restart lost leaves the index too, unless the listing brought it back.
         plan.dropped.extend(forgotten.into_iter().filter(|id| !plan.tree.records.contains_key(id)));
         phases.done("plan pull");

@@ -116,6 +116,11 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 Some(id) => id,
                 None => {
                     let entry = self.make_folder(&walked, tree).await?;
+                    if entry.parent_id.as_deref() != Some(parent.as_str()) {
+                        // A folder on the way went from the store meanwhile and was made again
+                        // with this one: every folder on the way is recorded anew.
+                        return self.fresh_folder(relative, index, tree, report).await;
+                    }
                     let id = entry.id.clone();
                     self.remember(index, tree, report, entry, &walked, LocalState::Folder, None)
                         .map_err(|error| RemoteError::Unavailable(error.to_string()))?;
@@ -179,7 +184,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     }
 
     /// The store folder of a relative path's parent made anew: the one its records name was
-    /// deleted in the store meanwhile (a modification here beats that deletion).
+    /// deleted in the store meanwhile (a modification here beats that deletion). Every folder on
+    /// the way is made (or found) and recorded, so that what the pull learns of them has a
+    /// known parent; a record the store no longer has there is asked after.
     async fn fresh_folder(
         &self,
         relative: &str,
@@ -188,10 +195,25 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         report: &mut Report,
     ) -> Result<String, RemoteError> {
         let (folder, _) = split(relative);
-        let entry = self.remote.create_folder(&tree.store_path_of(folder)).await?;
-        let id = entry.id.clone();
-        if !folder.is_empty() {
-            self.remember(index, tree, report, entry, folder, LocalState::Folder, None)
+        let mut id = tree.root_id.clone();
+        let mut walked = String::new();
+        for name in folder.split('/').filter(|name| !name.is_empty()) {
+            walked = join(&walked, name);
+            let entry = self.remote.create_folder(&tree.store_path_of(&walked)).await?;
+            let stale: Vec<String> = tree
+                .records
+                .values()
+                .filter(|record| {
+                    record.state == LocalState::Folder
+                        && record.parent_id.as_deref() == Some(id.as_str())
+                        && record.file_name() == name
+                        && record.id != entry.id
+                })
+                .map(|record| record.id.clone())
+                .collect();
+            report.pushed.extend(stale);
+            id = entry.id.clone();
+            self.remember(index, tree, report, entry, &walked, LocalState::Folder, None)
                 .map_err(|error| RemoteError::Unavailable(error.to_string()))?;
         }
         Ok(id)
@@ -395,6 +417,13 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     async fn push_one(&self, action: Push, index: &mut Index, tree: &mut Tree, report: &mut Report) -> SyncResult<()> {
         match action {
             Push::CreateFolder { path } => match self.make_folder(&path, tree).await {
+                // The store's folder of that name is here already, under another name (mapped
+                // for a case twin): this one is another folder, kept beside it.
+                Ok(entry)
+                    if tree.records.contains_key(&entry.id) && tree.path_of(&entry.id).as_deref() != Some(&path) =>
+                {
+                    self.folder_aside(&path, report)?
+                }
                 Ok(entry) => {
                     // A folder the store had already (outside this device's view) is no change.
                     if entry.modseq > report.cursor {
