@@ -485,6 +485,31 @@ fn a_revoked_device_stops_its_agent_and_registers_again_in_place() {
     assert_eq!(world.names("/content").len(), 4, "nothing doubled in the store");
 }
 
+/// A view bounded by age follows time: an object 40 minutes old has left a `--newer-than 30m`
+/// phone, and the phone's agent is told when that boundary passes (no change in the store
+/// wakes it). On a store clock that runs 300 times as fast, 30 minutes are 6 seconds.
+#[test]
+fn an_object_that_ages_out_of_the_view_leaves_the_device_when_the_boundary_passes() {
+    let start = jiff::Timestamp::now().to_string();
+    let world = World::with_server(None, &["--clock-start", &start, "--clock-speed", "300"]);
+    world.register("pda", &[]);
+    world.register_as("phone", "phone", &[]);
+    world.on("phone", &["prefs", "set", "--mode", "partial", "--newer-than", "30m", "--auto", "on"]);
+    world.write("note.txt", b"fresh news");
+    world.pda(&["put", "note.txt", "/content/"]);
+    let (_agent, heard) = world.agent("phone");
+    let phone = world.path("phone");
+    assert!(eventually(|| files_under(&phone) == ["content/note.txt"]), "{:?}", files_under(&phone));
+    while heard.recv_timeout(std::time::Duration::from_millis(200)).is_ok() {}
+    let left = (0..400).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        files_under(&phone).is_empty()
+    });
+    assert!(left, "the object aged out, and stays: {:?}", files_under(&phone));
+    let report = heard.recv_timeout(std::time::Duration::from_secs(5)).expect("a sync took it away");
+    assert_eq!(report["removed"], 1, "{report}");
+}
+
 #[test]
 fn a_device_away_at_its_scheduled_instant_syncs_once_when_it_comes_back() {
     let midnight: jiff::Timestamp = "2026-11-26T00:00:00+01:00".parse().expect("an instant");

@@ -581,8 +581,9 @@ pub struct Hints {
 pub struct Hint {
     /// Where the journal stood when the server looked.
     pub cursor: i64,
-    /// The device's schedule asks for a sync now, whatever changed.
-    pub scheduled: bool,
+    /// A sync is due now whatever the journal says: the device's schedule came round, or time
+    /// carried objects across an age bound of its filter.
+    pub due: bool,
 }
 
 impl Hints {
@@ -606,8 +607,8 @@ impl Hints {
                 Message::Text(text) => {
                     let hint: serde_json::Value = serde_json::from_str(text.as_str()).ok()?;
                     let cursor = hint.get("sync").and_then(serde_json::Value::as_i64)?;
-                    let scheduled = hint.get("reason").and_then(serde_json::Value::as_str) == Some("schedule");
-                    return Some(Hint { cursor, scheduled });
+                    let reason = hint.get("reason").and_then(serde_json::Value::as_str);
+                    return Some(Hint { cursor, due: matches!(reason, Some("schedule" | "time")) });
                 }
                 Message::Close(_) => return None,
                 _ => {}

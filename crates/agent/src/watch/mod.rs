@@ -102,8 +102,9 @@ pub async fn keep_in_sync(
     loop {
         let due = tokio::select! {
             hint = next_hint(&mut hints) => match hint {
-                // A hint about what the last sync already took is old news; a schedule is not.
-                Some(hint) if hint.cursor > cursor || hint.scheduled => Due::Now,
+                // A hint about what the last sync already took is old news; a schedule or time
+                // passing a bound of the filter is not.
+                Some(hint) if hint.cursor > cursor || hint.due => Due::Now,
                 Some(_) => Due::Not,
                 None => {
                     tracing::info!("hint channel closed; reconnecting");

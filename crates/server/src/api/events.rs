@@ -43,36 +43,50 @@ pub async fn events(
     Ok(upgrade.on_upgrade(move |socket| hint(state, principal.user_id, device, query.since, socket)))
 }
 
-/// Whether the journal after `since` holds anything for the device, and where it ends. What
-/// was created after `unseen_after` outside the device's view never reached it: no news. A
-/// device without automatic sync hears of no changes.
+/// What the journal holds for a device after its cursor.
+struct News {
+    relevant: bool,
+    /// Where the journal ends.
+    cursor: i64,
+    /// When time alone next carries an object into or out of the device's view.
+    crossing: Option<Timestamp>,
+}
+
+/// Whether the journal after `since` holds anything for the device, where it ends, and when its
+/// view next changes with time. What was created after `unseen_after` outside the device's view
+/// never reached it: no news. A device without automatic sync hears of no changes.
 async fn news(
     state: &SharedState,
     user: UserId,
     device: &str,
     since: i64,
     unseen_after: Option<Timestamp>,
-) -> Result<(bool, i64), ApiError> {
+) -> Result<News, ApiError> {
     let device = device.to_owned();
     state
         .call(move |service| {
             let view = service.device_profile(user, &device)?;
             if !view.effective.profile.auto {
-                return Ok((false, since));
+                return Ok(News { relevant: false, cursor: since, crossing: None });
             }
             let profile = view.effective.profile.compile().map_err(ServiceError::internal)?;
             let now = service.clock.now();
+            let crossing = service.next_time_crossing(user, &profile, now)?;
             let mut cursor = since;
             loop {
                 let page = service.view_page(user, &profile, cursor, 1000, now, unseen_after)?;
                 cursor = page.cursor;
                 if !page.changes.is_empty() || !page.has_more {
-                    return Ok((!page.changes.is_empty(), cursor));
+                    return Ok(News { relevant: !page.changes.is_empty(), cursor, crossing });
                 }
             }
         })
         .await
 }
+
+/// The longest a socket sleeps before it looks at the clock again while a time crossing is
+/// ahead: the clock may be moved (tests, demos), and objects change.
+const LONGEST_NAP: Duration = Duration::from_secs(1);
 
 /// Why the socket woke.
 enum Wake {
@@ -80,6 +94,8 @@ enum Wake {
     Journal,
     /// The device's schedule says: sync now.
     Schedule,
+    /// Time carried objects into or out of the device's view.
+    Time,
     Closed,
 }
 
@@ -89,16 +105,22 @@ async fn hint(state: SharedState, user: UserId, device: String, mut since: i64, 
     // At first nothing is known of what the device holds: every change since its cursor counts.
     let mut unseen_after = None;
     let mut wake = if state.is_owed(&device) { Wake::Schedule } else { Wake::Journal };
+    let mut crossing: Option<Timestamp> = None;
     loop {
         let sent = match wake {
-            Wake::Journal => {
+            Wake::Journal | Wake::Time => {
                 let checking = state.service.clock.now();
                 let checked = news(&state, user, &device, since, unseen_after).await;
                 unseen_after = Some(checking);
                 match checked {
-                    Ok((relevant, cursor)) => {
-                        since = cursor;
-                        !relevant || send(&mut socket, cursor, "changes").await
+                    Ok(news) => {
+                        since = news.cursor;
+                        crossing = news.crossing;
+                        if matches!(wake, Wake::Time) {
+                            send(&mut socket, since, "time").await
+                        } else {
+                            !news.relevant || send(&mut socket, since, "changes").await
+                        }
                     }
                     Err(_) => false,
                 }
@@ -121,6 +143,12 @@ async fn hint(state: SharedState, user: UserId, device: String, mut since: i64, 
                     Err(RecvError::Closed) => break Wake::Closed,
                 },
                 rung = attached.nudges.changed() => break if rung.is_ok() { Wake::Schedule } else { Wake::Closed },
+                // Invariant: a device with automatic sync hears when time alone changes its view.
+                () = tokio::time::sleep(nap_until(&state, crossing)), if crossing.is_some() => {
+                    if crossing.is_some_and(|at| state.service.clock.now() >= at) {
+                        break Wake::Time;
+                    }
+                }
                 // The device speaks only to close; anything else is ignored.
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_) | Message::Binary(_))) => continue,
@@ -128,6 +156,16 @@ async fn hint(state: SharedState, user: UserId, device: String, mut since: i64, 
                 },
             }
         };
+    }
+}
+
+/// How long to sleep towards `crossing` before looking at the clock again.
+fn nap_until(state: &SharedState, crossing: Option<Timestamp>) -> Duration {
+    let now = state.service.clock.now();
+    match crossing {
+        Some(at) if at <= now => Duration::ZERO,
+        Some(at) => state.service.clock.real_wait(at.duration_since(now)).min(LONGEST_NAP),
+        None => LONGEST_NAP,
     }
 }
 
