@@ -291,6 +291,28 @@ fn cursors_older_than_the_tombstone_window_must_resync() -> TestResult {
     Ok(())
 }
 
+/// A clock that went back dates a folder's deletion before that of what was in it: collecting
+/// tombstones must not drop the folder while a tombstone still names it (it once failed on a
+/// foreign key and collected nothing, ever again).
+#[test]
+fn tombstones_are_collected_whatever_order_the_clock_gave_them() -> TestResult {
+    let f = fixture_with(StoreSettings { tombstone_retention: Duration::from_secs(3600), ..StoreSettings::default() });
+    f.store.create_folder(f.alice, &path("/old/deeper"), true)?;
+    let song = put(&f.store, f.alice, "/old/deeper", "song.mp3", b"la");
+    f.store.delete(f.alice, &song.id, false, None)?;
+    f.clock.advance(SignedDuration::from_hours(-2));
+    let old = f.store.resolve(f.alice, &path("/old"))?;
+    f.store.delete(f.alice, old.id(), true, None)?;
+    // The folders' tombstones are past the window, the song's is not: the folders stay.
+    f.clock.advance(SignedDuration::from_mins(150));
+    assert_eq!(f.store.collect_garbage()?.tombstones_purged, 0);
+    f.clock.advance(SignedDuration::from_hours(1));
+    let report = f.store.collect_garbage()?;
+    assert_eq!(report.tombstones_purged, 3, "{report:?}");
+    assert!(f.store.changes(f.alice, 0, 100)?.rows.is_empty());
+    Ok(())
+}
+
 #[test]
 fn blobs_are_verified_deduplicated_per_user_and_collected() -> TestResult {
     let f = fixture_with(StoreSettings { blob_grace: Duration::from_secs(60), ..StoreSettings::default() });

@@ -210,21 +210,35 @@ impl Tree {
         Some(names.join("/"))
     }
 
-    /// The store path of a local one: each folder the records know by its name here is named as
-    /// the store names it (a mapped name stays on this device); the rest is as it is here.
-    pub fn store_path_of(&self, local: &str) -> String {
-        let mut parent = Some(self.root_id.clone());
-        let mut names = Vec::new();
-        for name in local.split('/').filter(|name| !name.is_empty()) {
-            let known = parent.as_deref().and_then(|parent| {
+    /// The records along a local path, from the root down, as far as the records know it.
+    fn walk<'a>(&'a self, local: &'a str) -> impl Iterator<Item = (&'a str, Option<&'a Record>)> + 'a {
+        let mut parent = Some(self.root_id.as_str());
+        local.split('/').filter(|name| !name.is_empty()).map(move |name| {
+            let known = parent.and_then(|parent| {
                 self.records
                     .values()
                     .find(|record| record.parent_id.as_deref() == Some(parent) && record.file_name() == name)
             });
-            names.push(known.map_or(name, |record| record.name.as_str()).to_owned());
-            parent = known.map(|record| record.id.clone());
-        }
+            parent = known.map(|record| record.id.as_str());
+            (name, known)
+        })
+    }
+
+    /// The store path of a local one: each folder the records know by its name here is named as
+    /// the store names it (a mapped name stays on this device); the rest is as it is here.
+    pub fn store_path_of(&self, local: &str) -> String {
+        let names: Vec<&str> =
+            self.walk(local).map(|(name, known)| known.map_or(name, |record| record.name.as_str())).collect();
         format!("/{}", names.join("/"))
+    }
+
+    /// The record at a local path, found by walking its names from the root.
+    pub fn id_at(&self, local: &str) -> Option<String> {
+        let mut found = Some(self.root_id.clone());
+        for (_, known) in self.walk(local) {
+            found = Some(known?.id.clone());
+        }
+        found
     }
 
     /// The name a record keeps in the store when its file here is named `here`: its store name

@@ -119,7 +119,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     if entry.parent_id.as_deref() != Some(parent.as_str()) {
                         // A folder on the way went from the store meanwhile and was made again
                         // with this one: every folder on the way is recorded anew.
-                        return self.fresh_folder(relative, index, tree, report).await;
+                        return self.fresh_folders(split(relative).0, index, tree, report).await;
                     }
                     let id = entry.id.clone();
                     self.remember(index, tree, report, entry, &walked, LocalState::Folder, None)
@@ -129,6 +129,24 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             };
         }
         Ok(parent)
+    }
+
+    /// Makes the store folder for a new folder here; when a folder on its way went from the store
+    /// meanwhile (and was made again with it), every folder on the way is recorded anew.
+    async fn new_folder(
+        &self,
+        path: &str,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> Result<Entry, RemoteError> {
+        let entry = self.make_folder(path, tree).await?;
+        let parent = split(path).0;
+        let expected = if parent.is_empty() { Some(tree.root_id.clone()) } else { tree.id_at(parent) };
+        if entry.parent_id.is_some() && entry.parent_id != expected {
+            self.fresh_folders(parent, index, tree, report).await?;
+        }
+        Ok(entry)
     }
 
     /// Makes the store folder for a folder here (the one it was mapped from, if it was).
@@ -183,18 +201,17 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         Ok(())
     }
 
-    /// The store folder of a relative path's parent made anew: the one its records name was
+    /// The store folder of a relative folder path made anew: the one its records name was
     /// deleted in the store meanwhile (a modification here beats that deletion). Every folder on
     /// the way is made (or found) and recorded, so that what the pull learns of them has a
     /// known parent; a record the store no longer has there is asked after.
-    async fn fresh_folder(
+    async fn fresh_folders(
         &self,
-        relative: &str,
+        folder: &str,
         index: &mut Index,
         tree: &mut Tree,
         report: &mut Report,
     ) -> Result<String, RemoteError> {
-        let (folder, _) = split(relative);
         let mut id = tree.root_id.clone();
         let mut walked = String::new();
         for name in folder.split('/').filter(|name| !name.is_empty()) {
@@ -313,7 +330,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         let mut created = self.remote.create_object(&request).await;
         if created.as_ref().is_err_and(|error| error.is("not_found")) {
             // The folder went from the store meanwhile: the file makes it again.
-            match self.fresh_folder(relative, index, tree, report).await {
+            match self.fresh_folders(split(relative).0, index, tree, report).await {
                 Ok(folder_id) => {
                     let request = CreateObjectRequest { folder_id, ..request.clone() };
                     created = self.remote.create_object(&request).await;
@@ -416,7 +433,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 
     async fn push_one(&self, action: Push, index: &mut Index, tree: &mut Tree, report: &mut Report) -> SyncResult<()> {
         match action {
-            Push::CreateFolder { path } => match self.make_folder(&path, tree).await {
+            Push::CreateFolder { path } => match self.new_folder(&path, index, tree, report).await {
                 // The store's folder of that name is here already, under another name (mapped
                 // for a case twin): this one is another folder, kept beside it.
                 Ok(entry)
@@ -467,7 +484,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                         // again; or the object itself went, and the file is uploaded as new
                         // where it now is.
                         Err(error) if error.is("not_found") => {
-                            let retried = match self.fresh_folder(&here, index, tree, report).await {
+                            let retried = match self.fresh_folders(split(&here).0, index, tree, report).await {
                                 Ok(fresh) if fresh != folder_id => {
                                     let request = MoveRequest { to: Some(fresh), ..request };
                                     self.remote.move_entries(&request).await

@@ -1144,11 +1144,23 @@ impl Store for SqliteStore {
                     params![modseq, user],
                 )?;
             }
-            let removed = tx.execute(
-                &format!("DELETE FROM {table} WHERE deleted_ms IS NOT NULL AND deleted_ms < ?1"),
-                params![tombstone_cutoff],
-            )?;
-            report.tombstones_purged += removed as u64;
+            // Invariant: a folder goes only once nothing names it. A clock that went back can
+            // date a folder's deletion before its contents'; what still names it keeps it, and
+            // folders that held only folders go in the rounds that follow.
+            let delete = if table == "objects" {
+                "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND deleted_ms < ?1"
+            } else {
+                "DELETE FROM folders WHERE deleted_ms IS NOT NULL AND deleted_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.folder_id = folders.id)
+                   AND NOT EXISTS (SELECT 1 FROM folders c WHERE c.parent_id = folders.id)"
+            };
+            loop {
+                let removed = tx.execute(delete, params![tombstone_cutoff])?;
+                report.tombstones_purged += removed as u64;
+                if removed == 0 || table == "objects" {
+                    break;
+                }
+            }
         }
         let released: Vec<(String, i64)> = tx
             .prepare(
