@@ -313,6 +313,34 @@ fn tombstones_are_collected_whatever_order_the_clock_gave_them() -> TestResult {
     Ok(())
 }
 
+/// A store written before names were kept in NFC: opening it renames every name to NFC, and
+/// one that then equals its sibling's takes a free name beside it; devices see both renames.
+#[test]
+fn names_written_before_nfc_are_normalized_when_the_store_opens() -> TestResult {
+    let f = fixture();
+    let composed = put(&f.store, f.alice, "/docs", "café.txt", b"composed");
+    let decomposed = put(&f.store, f.alice, "/docs", "other.txt", b"decomposed");
+    let folder = f.store.create_folder(f.alice, &path("/docs/fold"), false)?;
+    let cursor = f.store.changes(f.alice, 0, 100)?.cursor;
+    let db = f._dir.path().join("cpm.db");
+    {
+        let raw = rusqlite::Connection::open(&db)?;
+        raw.execute("UPDATE objects SET name = ?1 WHERE id = ?2", rusqlite::params!["cafe\u{301}.txt", decomposed.id])?;
+        raw.execute("UPDATE folders SET name = ?1 WHERE id = ?2", rusqlite::params!["Pe\u{301}pe\u{301}", folder.id])?;
+        raw.execute_batch("PRAGMA user_version = 4;")?;
+    }
+    let Fixture { _dir: dir, store, clock, alice } = f;
+    drop(store);
+    let store = SqliteStore::open(dir.path(), clock, StoreSettings::default())?;
+    let name_of = |id: &str| store.item(alice, id).map(|item| item.name().to_owned());
+    assert_eq!(name_of(&composed.id)?, "café.txt");
+    assert_eq!(name_of(&decomposed.id)?, "café (2).txt");
+    assert_eq!(name_of(&folder.id)?, "Pépé");
+    let renamed = store.changes(alice, cursor, 100)?.rows.len();
+    assert_eq!(renamed, 2, "both renames are in the journal");
+    Ok(())
+}
+
 #[test]
 fn blobs_are_verified_deduplicated_per_user_and_collected() -> TestResult {
     let f = fixture_with(StoreSettings { blob_grace: Duration::from_secs(60), ..StoreSettings::default() });

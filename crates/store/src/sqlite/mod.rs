@@ -20,8 +20,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Each step takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 4] =
-    [include_str!("schema.sql"), include_str!("v2.sql"), include_str!("v3.sql"), include_str!("v4.sql")];
+const MIGRATIONS: [&str; 5] = [
+    include_str!("schema.sql"),
+    include_str!("v2.sql"),
+    include_str!("v3.sql"),
+    include_str!("v4.sql"),
+    include_str!("v5.sql"),
+];
+/// The migration after which every name is in NFC.
+const NFC_NAMES: usize = 4;
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const FOLDER_COLUMNS: &str = "id, parent_id, name, created_ms, modified_ms, modseq";
 const OBJECT_COLUMNS: &str =
@@ -130,10 +137,64 @@ fn migrate(connection: &mut Connection) -> Result<()> {
     for (step, statements) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
         let tx = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         tx.execute_batch(statements)?;
+        if step == NFC_NAMES {
+            normalize_names(&tx)?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {}", step + 1))?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Renames every live name not in NFC to its NFC form; one that then equals a sibling's takes
+/// the first free `NAME (2).EXT`, `NAME (3).EXT`… Each rename is a change in the journal, so
+/// devices follow it.
+fn normalize_names(tx: &Transaction<'_>) -> Result<()> {
+    for (table, parent) in [("folders", "parent_id"), ("objects", "folder_id")] {
+        let rows: Vec<(String, UserId, String, String)> = tx
+            .prepare(&format!(
+                "SELECT id, user_id, {parent}, name FROM {table} WHERE deleted_ms IS NULL AND {parent} IS NOT NULL"
+            ))?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (id, user, folder, name) in rows {
+            let Ok(normal) = Name::parse(&name) else { continue };
+            if normal.as_str() == name {
+                continue;
+            }
+            let taken = |candidate: &str| -> Result<bool> {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM folders WHERE parent_id = ?1 AND name = ?2 AND deleted_ms IS NULL)
+                             OR EXISTS (SELECT 1 FROM objects WHERE folder_id = ?1 AND name = ?2 AND deleted_ms IS NULL)",
+                    )?
+                    .query_row(params![folder, candidate], |row| row.get(0))?)
+            };
+            let mut candidate = normal.as_str().to_owned();
+            let mut number = 2;
+            while taken(&candidate)? {
+                candidate = numbered(normal.as_str(), number);
+                number += 1;
+            }
+            let modseq = next_modseq(tx, user)?;
+            tx.execute(&format!("UPDATE {table} SET name = ?1, modseq = ?2 WHERE id = ?3"), params![candidate, modseq, id])?;
+        }
+    }
+    Ok(())
+}
+
+/// `STEM (n).EXT`, the stem shortened to keep it a valid name.
+fn numbered(name: &str, number: u32) -> String {
+    let (stem, extension) = match name.rfind('.') {
+        Some(at) if at > 0 => name.split_at(at),
+        _ => (name, ""),
+    };
+    let tag = format!(" ({number})");
+    let mut room = cpm_core::name::MAX_NAME_BYTES.saturating_sub(tag.len() + extension.len()).min(stem.len());
+    while !stem.is_char_boundary(room) {
+        room -= 1;
+    }
+    format!("{}{tag}{extension}", &stem[..room])
 }
 
 fn bytes_used(tx: &Transaction<'_>, user: UserId) -> Result<u64> {
