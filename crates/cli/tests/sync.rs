@@ -43,7 +43,7 @@ fn use_case_7_1_the_phone_follows_the_move_with_stubs_and_the_pc_without_downloa
     keys.sort();
     assert_eq!(
         keys,
-        ["content_type", "id", "kind", "link", "modified", "modseq", "name", "parent_id", "size"],
+        ["content_type", "hash", "id", "kind", "link", "modified", "modseq", "name", "parent_id", "size"],
         "exactly the kept details"
     );
 

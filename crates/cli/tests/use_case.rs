@@ -158,7 +158,7 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
             ])
             .contains("cannot reach the server")
     );
-    let revoked = world.pda(&["devices", "revoke", "pda"]);
+    let revoked = world.pda(&["devices", "revoke", "pda", "--yes"]);
     assert!(revoked.contains("revoked pda"), "{revoked}");
     assert!(world.pda_fails(&["ls", "/"]).contains("token"));
 }

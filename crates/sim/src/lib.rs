@@ -66,7 +66,11 @@ fn engine_log() -> Option<(tracing::subscriber::DefaultGuard, std::sync::Arc<std
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = std::sync::Arc::clone(&log);
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
+        .with_max_level(if std::env::var_os("CPM_SIM_TRACE").is_some() {
+            tracing::Level::TRACE
+        } else {
+            tracing::Level::DEBUG
+        })
         .without_time()
         .with_target(false)
         .with_ansi(false)
@@ -109,7 +113,7 @@ fn play_traced(
             world.trace.extend(
                 String::from_utf8_lossy(&text)
                     .lines()
-                    .filter(|line| line.contains("DEBUG"))
+                    .filter(|line| line.contains("DEBUG") || line.contains("TRACE"))
                     .map(|line| format!("      {line}")),
             );
         }

@@ -803,7 +803,20 @@ impl Puller<'_> {
             && self.scan.files.get(&target).is_some_and(|file| file.hash.is_some() && file.hash == old.hash);
         let local: Option<&LocalFile> =
             if already_moved { self.scan.files.get(&target) } else { self.scan.files.get(&current) };
-        let modified_here = old.state == LocalState::File && local.is_some_and(|file| !same(&old, file));
+        // What an unfinished pull of this record placed where it is now is no edit of the user's:
+        // the new version whole (adopted) or torn by a power cut (placed again).
+        let ours_here = self.scan.ours.get(&old.id) == Some(&current) && !already_moved;
+        if ours_here
+            && current == target
+            && record.state == LocalState::File
+            && let Some(file) = local.filter(|file| file.hash.is_some() && file.hash == record.hash)
+        {
+            record.local = Some(file.stamp);
+            self.claim(&target);
+            self.plan.tree.records.insert(record.id.clone(), record);
+            return;
+        }
+        let modified_here = old.state == LocalState::File && !ours_here && local.is_some_and(|file| !same(&old, file));
         let content_changed = record.hash.is_some() && record.hash != old.hash;
         // An unfinished pull (or one that could not move the old version) placed the new version
         // at the target already: it is adopted, and the version where the record was gives way.

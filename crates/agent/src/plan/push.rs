@@ -146,7 +146,7 @@ pub fn plan_push(
                 && let Some(new_path) = moved_here(&untracked, record, path)
             {
                 untracked.remove(new_path.as_str());
-                if let Some(file) = here {
+                if let Some(file) = here.filter(|_| !leftovers.contains(path.as_str())) {
                     untracked.insert(path.as_str(), file);
                 }
                 moves.push(Push::Move { id: record.id.clone(), path: new_path });
@@ -161,7 +161,9 @@ pub fn plan_push(
                 // path is new. Taken for an edit, the content would go up twice.
                 Some(file) if let Some(new_path) = moved_here(&untracked, record, path) => {
                     untracked.remove(new_path.as_str());
-                    untracked.insert(path.as_str(), file);
+                    if !leftovers.contains(path.as_str()) {
+                        untracked.insert(path.as_str(), file);
+                    }
                     moves.push(Push::Move { id: record.id.clone(), path: new_path });
                 }
                 Some(file) => {

@@ -243,9 +243,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 
     async fn sync_locked(&self, report: &mut Report) -> SyncResult<()> {
         self.fs.clear_temp().map_err(|error| SyncError::local("cannot clear the device's temporary folder", error))?;
-        self.restore_asides()?;
         let mut phases = Phases::start();
         let mut index = Index::open(&self.fs.index_dir())?;
+        self.restore_asides(&index)?;
         let profile = self.remote.profile().await.map_err(|error| self.remote_error(error))?;
         let content = Holding {
             content: profile.profile.content,
@@ -309,6 +309,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         if !inflight.is_empty() {
             tracing::debug!(device = self.name, ?inflight, ours = ?local.ours, moved = ?local.ours_moved, "unfinished pulls");
         }
+        tracing::trace!(device = self.name, files = ?local.files.keys().collect::<Vec<_>>(), paths = ?tree.paths(), "scanned");
         phases.done("scan");
         let here = Here { device: &self.name, today: self.today(), case_insensitive: self.fs.case_insensitive() };
         let listing = if full { Listing::Full { cursor: feed.cursor } } else { Listing::Delta };

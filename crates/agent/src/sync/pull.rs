@@ -182,8 +182,35 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     }
 
     /// Puts back what a sync that died had set aside; called under the lock, before anything.
-    pub(super) fn restore_asides(&self) -> SyncResult<()> {
-        restore_asides(&self.fs, self.naming())
+    pub(super) fn restore_asides(&self, index: &crate::index::Index) -> SyncResult<()> {
+        let tree = std::cell::OnceCell::new();
+        let tree = || tree.get_or_init(|| index.load().ok()).as_ref();
+        let intents = std::cell::OnceCell::new();
+        let placing = |path: &str| {
+            intents
+                .get_or_init(|| index.inflight().unwrap_or_default())
+                .iter()
+                .any(|(placed, _, hash)| placed == path && hash.is_some())
+        };
+        let known = Known {
+            recorded_at: &|hash| {
+                let tree = tree()?;
+                let record = tree
+                    .records
+                    .values()
+                    .find(|record| record.state == LocalState::File && record.hash.as_deref() == Some(hash))?;
+                tree.path_of(&record.id)
+            },
+            superseded: &|path, hash| {
+                placing(path)
+                    && tree().is_some_and(|tree| {
+                        tree.records.values().any(|record| {
+                            record.hash.as_deref() == Some(hash) && tree.path_of(&record.id).as_deref() == Some(path)
+                        })
+                    })
+            },
+        };
+        restore_asides(&self.fs, self.naming(), &known)
             .map_err(|error| SyncError::local("cannot put back what an interrupted sync set aside", error))
     }
 
@@ -536,17 +563,29 @@ fn retire(fs: &impl LocalFs, path: &str, expected: FileStamp, naming: Naming<'_>
 
 /// Puts a file set aside back at `path`, or beside it when something else is there now.
 fn put_back(fs: &impl LocalFs, aside: &str, path: &str, naming: Naming<'_>) -> std::io::Result<()> {
-    let (folder, name) = crate::naming::split(path);
+    let (mut folder, name) = crate::naming::split(path);
     let mut target = path.to_owned();
-    for attempt in 1..=100 {
+    let mut attempt = 0;
+    let mut remade = false;
+    while attempt < 100 {
         match fs.rename_noreplace(aside, &target) {
             Ok(()) => {
                 let _ = fs.remove_file(&format!("{aside}.path"));
                 return Ok(());
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                attempt += 1;
                 let beside = crate::naming::conflict_name(name, naming.device, naming.today, attempt);
                 target = crate::naming::join(folder, &beside);
+            }
+            // Its folder went meanwhile: it is made again; where that cannot be (a file took
+            // its name), the file goes back at the top of the directory.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !folder.is_empty() => {
+                if remade || fs.create_dir_all(folder).is_err() {
+                    folder = "";
+                    target = name.to_owned();
+                }
+                remade = true;
             }
             Err(error) => return Err(error),
         }
@@ -588,8 +627,22 @@ fn place<F: LocalFs>(
     }
 }
 
+/// What the index knows of files an interrupted sync set aside.
+struct Known<'a> {
+    /// The path of the record whose recorded version has this hash.
+    recorded_at: &'a dyn Fn(&str) -> Option<String>,
+    /// True when the file at this path with this hash is the recorded version of a record an
+    /// unfinished pull was placing a new version of.
+    superseded: &'a dyn Fn(&str, &str) -> bool,
+}
+
 /// Puts back what a sync that died had set aside (called under the lock, before anything else).
-fn restore_asides(fs: &impl LocalFs, naming: Naming<'_>) -> std::io::Result<()> {
+///
+/// A note whose data a power cut lost leaves the file's place unknown; the file set aside is
+/// then the recorded version of a record (it was checked as such before anything else), which
+/// goes back to that record's path. One no record claims stays where it is: nothing is lost.
+/// The recorded version of a file a pull was replacing is superseded, and goes.
+fn restore_asides(fs: &impl LocalFs, naming: Naming<'_>, known: &Known<'_>) -> std::io::Result<()> {
     let entries = match fs.read_dir(ASIDE_DIR) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -602,11 +655,27 @@ fn restore_asides(fs: &impl LocalFs, naming: Naming<'_>) -> std::io::Result<()> 
         let note = format!("{aside}.path");
         let mut from = String::new();
         fs.open(&note)?.read_to_string(&mut from)?;
-        if fs.metadata(&aside)?.is_some() {
-            put_back(fs, &aside, &from, naming)?;
-        } else {
+        if fs.metadata(&aside)?.is_none() {
             fs.remove_file(&note)?;
+            continue;
         }
+        let hash = crate::scan::hash_file(fs, &aside).ok().map(|(hash, _)| hash);
+        tracing::debug!(aside, from, ?hash, "restoring what an interrupted sync set aside");
+        if from.is_empty() {
+            match hash.as_deref().and_then(known.recorded_at) {
+                Some(path) => from = path,
+                None => {
+                    tracing::warn!(aside, "a file an interrupted sync set aside has no known place; kept in .cpm");
+                    continue;
+                }
+            }
+        }
+        if hash.as_deref().is_some_and(|hash| (known.superseded)(&from, hash)) {
+            fs.remove_file(&aside)?;
+            fs.remove_file(&note)?;
+            continue;
+        }
+        put_back(fs, &aside, &from, naming)?;
     }
     Ok(())
 }

@@ -177,7 +177,10 @@ fn normalize_names(tx: &Transaction<'_>) -> Result<()> {
                 number += 1;
             }
             let modseq = next_modseq(tx, user)?;
-            tx.execute(&format!("UPDATE {table} SET name = ?1, modseq = ?2 WHERE id = ?3"), params![candidate, modseq, id])?;
+            tx.execute(
+                &format!("UPDATE {table} SET name = ?1, modseq = ?2 WHERE id = ?3"),
+                params![candidate, modseq, id],
+            )?;
         }
     }
     Ok(())
