@@ -88,11 +88,16 @@ impl DiskFs {
     pub fn open(root: &Path) -> io::Result<Self> {
         let temp = root.join(META_DIR).join(TEMP_DIR);
         std::fs::create_dir_all(&temp)?;
-        let probe = temp.join("Case-Probe");
+        // Each process probes with its own name, outside the temporary folder a running sync
+        // clears: two opening the directory at once (an agent and a manual sync) must not
+        // remove each other's probe.
+        let pid = std::process::id();
+        let meta = root.join(META_DIR);
+        let probe = meta.join(format!("Case-Probe-{pid}"));
         let file = std::fs::File::create(&probe)?;
         let fine_mtime = file.metadata()?.modified().map_or(0, nanos) % 1_000_000_000 != 0;
         drop(file);
-        let case_insensitive = temp.join("case-probe").exists();
+        let case_insensitive = meta.join(format!("case-probe-{pid}")).exists();
         std::fs::remove_file(&probe)?;
         Ok(Self {
             root: root.to_owned(),

@@ -3,6 +3,10 @@
 //! the store seen through its profile, no content is duplicated, and every content a device wrote
 //! and synced is in the store (under its name or in a conflict copy).
 //!
+//! Among the changes: names in NFD, with spaces and near the length limit, the same file changed
+//! on both sides again and again on one day, two syncs of one device at once, and an agent that
+//! keeps the tablet in sync while all this happens.
+//!
 //! `CPM_SEED=N` replays a run (the seed is printed); `CPM_RANDOM_STEPS=N` makes it longer
 //! (CI runs a short one; e.g. `CPM_RANDOM_STEPS=2000 cargo test -p cpm --test random_sync`).
 
@@ -12,6 +16,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use support::World;
+use unicode_normalization::UnicodeNormalization;
 
 /// xorshift64*: small, seedable, and the same everywhere.
 struct Rng(u64);
@@ -48,7 +53,8 @@ fn local_tree(root: &Path) -> (BTreeMap<String, String>, BTreeSet<String>) {
     while let Some(dir) = queue.pop() {
         for item in std::fs::read_dir(&dir).expect("readable") {
             let path = item.expect("entry").path();
-            let relative = path.strip_prefix(root).expect("inside").to_string_lossy().into_owned();
+            // The store keeps names in NFC; a device may keep the form they were written in.
+            let relative: String = path.strip_prefix(root).expect("inside").to_string_lossy().nfc().collect();
             if relative == ".cpm" || relative.ends_with(".cpm-partial") {
                 continue;
             }
@@ -92,6 +98,18 @@ struct Run {
 }
 
 impl Run {
+    /// The store's objects now. Content that reached it is delivered, whoever sent it up (the
+    /// tablet's agent syncs on its own): from then on, deleting or replacing it in the store is
+    /// someone's choice, not a loss.
+    fn store_now(&mut self) -> BTreeMap<String, (String, u64)> {
+        let (objects, _) = store_tree(&self.world);
+        let stored: BTreeSet<&String> = objects.values().map(|(content, _)| content).collect();
+        for pending in self.pending.values_mut() {
+            pending.retain(|_, content| !stored.contains(content));
+        }
+        objects
+    }
+
     fn content(&mut self) -> Vec<u8> {
         self.serial += 1;
         let size = if self.rng.below(3) == 0 { 60 } else { 12 };
@@ -102,25 +120,45 @@ impl Run {
         text.into_bytes()
     }
 
+    /// The file on a device whose (NFC) path is `path`, in whatever form its name has there.
+    fn local_path(&self, device: &str, path: &str) -> Option<std::path::PathBuf> {
+        let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let dir = self.world.path(&format!("{device}/{folder}"));
+        std::fs::read_dir(&dir).ok()?.filter_map(Result::ok).map(|item| item.path()).find(|found| {
+            found.file_name().is_some_and(|found| found.to_string_lossy().nfc().collect::<String>() == name)
+        })
+    }
+
     fn device_files(&self, device: &str) -> Vec<String> {
         local_tree(&self.world.path(device)).0.into_keys().filter(|path| !path.ends_with(".cpmlink")).collect()
     }
 
+    /// A name for a new file: plain, in NFD, with spaces, or near the 255-byte limit.
+    fn name(&mut self, prefix: &str) -> String {
+        let serial = self.serial;
+        match self.rng.below(6) {
+            0 => format!("{prefix}{serial} cafe\u{301}.txt"),
+            1 => format!("{prefix}{serial} with  spaces .txt"),
+            2 => format!("{prefix}{serial}-{}.txt", "n".repeat(240)),
+            _ => format!("{prefix}{serial}.txt"),
+        }
+    }
+
     /// One random change, on the PDA (through the store) or in the PC's or tablet's directory.
     fn change(&mut self) {
-        let roll = self.rng.below(10);
+        let roll = self.rng.below(12);
         let device: &'static str = if self.rng.below(2) == 0 { "pc" } else { "tablet" };
         let folder = *self.rng.pick(&FOLDERS).expect("folders");
         match roll {
             0..=2 => {
                 let bytes = self.content();
-                let name = format!("s{}.txt", self.serial);
+                let name = self.name("s");
                 self.world.write(&name, &bytes);
                 self.world.pda(&["put", &name, &format!("/{folder}/")]);
                 self.log.push(format!("store: put /{folder}/{name}"));
             }
             3 => {
-                let (objects, _) = store_tree(&self.world);
+                let objects = self.store_now();
                 let paths: Vec<String> = objects.into_keys().collect();
                 if let Some(path) = self.rng.pick(&paths).cloned() {
                     let target = *self.rng.pick(&FOLDERS).expect("folders");
@@ -129,7 +167,7 @@ impl Run {
                 }
             }
             4 => {
-                let (objects, _) = store_tree(&self.world);
+                let objects = self.store_now();
                 let paths: Vec<String> = objects.into_keys().collect();
                 if let Some(path) = self.rng.pick(&paths).cloned() {
                     if self.rng.below(2) == 0 {
@@ -149,16 +187,18 @@ impl Run {
                 let bytes = self.content();
                 let dir = self.world.path(&format!("{device}/{folder}"));
                 std::fs::create_dir_all(&dir).expect("mkdir");
-                let name = format!("d{}.txt", self.serial);
+                let name = self.name("d");
                 std::fs::write(dir.join(&name), &bytes).expect("write");
-                self.pending.entry(device).or_default().insert(format!("{folder}/{name}"), hash(&bytes));
+                let shown: String = format!("{folder}/{name}").nfc().collect();
+                self.pending.entry(device).or_default().insert(shown, hash(&bytes));
                 self.log.push(format!("{device}: create {folder}/{name}"));
             }
             7 => {
                 let files = self.device_files(device);
                 if let Some(path) = self.rng.pick(&files).cloned() {
                     let bytes = self.content();
-                    std::fs::write(self.world.path(&format!("{device}/{path}")), &bytes).expect("edit");
+                    let Some(local) = self.local_path(device, &path) else { return };
+                    std::fs::write(local, &bytes).expect("edit");
                     self.pending.entry(device).or_default().insert(path.clone(), hash(&bytes));
                     self.log.push(format!("{device}: edit {path}"));
                 }
@@ -172,7 +212,8 @@ impl Run {
                     let moved = format!("{folder}/m{}-{name}", self.serial);
                     let target = self.world.path(&format!("{device}/{moved}"));
                     self.serial += 1;
-                    std::fs::rename(self.world.path(&format!("{device}/{path}")), &target).expect("move");
+                    let Some(local) = self.local_path(device, &path) else { return };
+                    std::fs::rename(local, &target).expect("move");
                     let pending = self.pending.entry(device).or_default();
                     if let Some(content) = pending.remove(&path) {
                         pending.insert(moved, content);
@@ -180,10 +221,53 @@ impl Run {
                     self.log.push(format!("{device}: move {path} → {}", target.display()));
                 }
             }
+            10 => {
+                // The same file changed on the PC and in the store, then synced: again and again
+                // on one day, each conflict keeps its own copy.
+                let objects = self.store_now();
+                let pc: BTreeSet<String> = self.device_files("pc").into_iter().collect();
+                let both: Vec<String> = objects.into_keys().filter(|path| pc.contains(path)).collect();
+                if let Some(path) = self.rng.pick(&both).cloned() {
+                    let mine = self.content();
+                    let Some(local) = self.local_path("pc", &path) else { return };
+                    std::fs::write(&local, &mine).expect("edit");
+                    self.pending.entry("pc").or_default().insert(path.clone(), hash(&mine));
+                    let theirs = self.content();
+                    let name = path.rsplit('/').next().expect("name").to_owned();
+                    self.world.write(&name, &theirs);
+                    let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
+                    self.world.pda(&["put", "--replace", &name, &format!("/{folder}/")]);
+                    self.log.push(format!("both: edit {path} on the pc and in the store"));
+                    self.sync("pc", None);
+                }
+            }
+            11 => {
+                // Two syncs of one device at once: one waits for the other.
+                let device = *self.rng.pick(&["pc", "phone"]).expect("devices");
+                let spawn = || {
+                    self.world
+                        .command(&["-C", device, "sync", "--json"])
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .expect("cpm runs")
+                };
+                let (first, second) = (spawn(), spawn());
+                for child in [first, second] {
+                    let output = child.wait_with_output().expect("cpm ends");
+                    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+                }
+                self.log.push(format!("two syncs of {device} at once"));
+                self.store_now();
+                if let Some((path, _)) = self.pending.remove(device).and_then(|pending| pending.into_iter().next()) {
+                    panic!("{path} written on {device} is not in the store\n{}", self.log.join("\n"));
+                }
+            }
             _ => {
                 let files = self.device_files(device);
                 if let Some(path) = self.rng.pick(&files).cloned() {
-                    std::fs::remove_file(self.world.path(&format!("{device}/{path}"))).expect("delete");
+                    let Some(local) = self.local_path(device, &path) else { return };
+                    std::fs::remove_file(local).expect("delete");
                     // Deleted before it was synced: nobody can miss it.
                     self.pending.entry(device).or_default().remove(&path);
                     self.log.push(format!("{device}: delete {path}"));
@@ -217,12 +301,8 @@ impl Run {
         };
         let said = String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
         self.log.push(format!("sync {device} (fault {fault:?}): {} {said}", output.status));
-        // Content that reached the store is delivered, even by a sync that died afterwards; from
-        // then on, deleting it in the store is someone's choice, not a loss.
-        let (objects, _) = store_tree(&self.world);
-        let stored: BTreeSet<&String> = objects.values().map(|(content, _)| content).collect();
-        let pending = self.pending.entry(device).or_default();
-        pending.retain(|_, content| !stored.contains(content));
+        // Content that reached the store is delivered, even by a sync that died afterwards.
+        self.store_now();
         if !output.status.success() {
             assert!(
                 fault.is_some() || crash_after.is_some(),
@@ -258,6 +338,15 @@ fn random_changes_and_crashes_converge_without_loss_or_duplicates() {
     }
     world.on("tablet", &["prefs", "set", "--filter", &format!("size < {SMALL}")]);
     world.on("phone", &["prefs", "set", "--include", "/docs/**", "--content", "stub", "--fields", "name,size"]);
+    // The tablet's agent runs all along: its syncs and the manual ones take turns.
+    let agent = support::Running(
+        world
+            .command(&["-C", "tablet", "agent"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the agent starts"),
+    );
     let mut run = Run { world, rng: Rng(seed), serial: 0, pending: BTreeMap::new(), log: Vec::new() };
     for _ in 0..steps {
         if run.rng.below(3) == 0 {
@@ -268,6 +357,7 @@ fn random_changes_and_crashes_converge_without_loss_or_duplicates() {
             run.change();
         }
     }
+    drop(agent);
     // Syncs until a whole round changes nothing.
     let mut quiet = false;
     for _ in 0..6 {
@@ -308,7 +398,12 @@ fn random_changes_and_crashes_converge_without_loss_or_duplicates() {
 
     let (phone_files, _) = local_tree(&run.world.path("phone"));
     let stubs: BTreeSet<String> = phone_files.into_keys().collect();
-    let docs: BTreeSet<String> =
-        objects.keys().filter(|path| path.starts_with("docs/")).map(|path| format!("{path}.cpmlink")).collect();
-    assert_eq!(stubs, docs, "the phone holds stubs of /docs (seed {seed})\n{log}");
+    let docs: Vec<&String> = objects.keys().filter(|path| path.starts_with("docs/")).collect();
+    // A name too long for its stub suffix gets a shorter one of the device's own.
+    let fits = |path: &&&String| path.rsplit('/').next().is_some_and(|name| name.len() + ".cpmlink".len() <= 255);
+    let named: BTreeSet<String> = docs.iter().filter(fits).map(|path| format!("{path}.cpmlink")).collect();
+    assert!(
+        stubs.len() == docs.len() && named.is_subset(&stubs) && stubs.iter().all(|stub| stub.ends_with(".cpmlink")),
+        "the phone holds stubs of /docs: {stubs:?} for {docs:?} (seed {seed})\n{log}"
+    );
 }
