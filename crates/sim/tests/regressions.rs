@@ -316,3 +316,16 @@ fn an_object_moved_out_of_a_folder_deleted_after_is_kept() {
     let (store, _) = world.store_paths();
     assert_eq!(store, ["/a/x.bin"], "{store:?}");
 }
+
+/// Two devices that lost their index each kept the same old version aside as a conflict copy.
+#[test]
+fn an_old_version_two_devices_kept_is_stored_once() {
+    holds(&[
+        Op::Write { device: 3, path: "c/f.txt".into(), content: 125 },
+        Op::Sync { device: 3 },
+        Op::Sync { device: 0 },
+        Op::LoseIndex { device: 3 },
+        Op::StoreReplace { path: "/c/f.txt".into(), content: 180 },
+        Op::LoseIndex { device: 0 },
+    ]);
+}

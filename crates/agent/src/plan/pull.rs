@@ -131,6 +131,8 @@ struct Puller<'a> {
     unclaimed: Option<HashMap<String, Vec<String>>>,
     /// The store names of what had names mapped here, by their paths here as the sync found them.
     store_names: HashMap<String, String>,
+    /// The content the store's changes say it holds, and which objects hold it.
+    stored: HashMap<String, Vec<String>>,
 }
 
 /// Applies the store's changes to the device.
@@ -168,7 +170,13 @@ pub fn plan_pull(
         listing,
         unclaimed: None,
         store_names,
+        stored: HashMap::default(),
     };
+    for change in remote {
+        if let Some(hash) = change.entry.as_ref().and_then(|entry| entry.hash.clone()) {
+            puller.stored.entry(hash).or_default().push(change.id.clone());
+        }
+    }
     puller.restore_folders();
     // Content files missing here that nothing moved or deleted in the store (a move the store
     // refused, say) come back, like the store's every other record.
@@ -397,7 +405,21 @@ impl Puller<'_> {
         let (tree, here) = (&self.plan.tree, self.here);
         let tracked =
             self.tracked.get_or_insert_with(|| tree.paths().into_values().map(|path| here.fold(&path)).collect());
-        (!tracked.contains(&key)).then_some(found)
+        if tracked.contains(&key) {
+            return None;
+        }
+        // A file no record holds whose content the store has already (a conflict copy another
+        // device sent up, of the same old version this one kept): nothing of it can be lost,
+        // and keeping it aside would only store the same content twice.
+        let elsewhere = |hash: &String| self.stored.get(hash).is_some_and(|ids| ids.iter().any(|id| id != record));
+        if let Some(file) = self.scan.files.get(&found).filter(|file| {
+            file.hash.as_ref().is_some_and(elsewhere) && !self.scan.stray_stubs.contains_key(&found)
+        }) {
+            self.plan.actions.push(Pull::RemoveFile { path: found.clone(), expected: Some(file.stamp), id: None });
+            self.removed.insert(key);
+            return None;
+        }
+        Some(found)
     }
 
     fn claim(&mut self, path: &str) {
@@ -568,7 +590,7 @@ impl Puller<'_> {
         let candidates = unclaimed.get_mut(&hash)?;
         let from = candidates.pop()?;
         let key = self.here.fold(&from);
-        if self.claimed.contains(&key) {
+        if self.claimed.contains(&key) || self.removed.contains(&key) {
             return None;
         }
         self.claimed.insert(key.clone());

@@ -98,13 +98,16 @@ pub fn plan_push(
         (HashSet::default(), HashSet::default(), HashSet::default())
     } else {
         let future = plan_pull(tree.clone(), scan, remote, content, here, listing);
-        // What the pull moves into place (content reused on a whole listing) is not new either.
+        // What the pull moves into place (content reused on a whole listing) is not new either,
+        // nor what it lets go because the store holds its content already.
         let reused: HashSet<String> = future
             .actions
             .iter()
             .filter_map(|action| match action {
-                Pull::Rename { from, .. } if scan.files.contains_key(from) && !tracked.contains(from.as_str()) => {
-                    Some(from.clone())
+                Pull::Rename { from: path, .. } | Pull::RemoveFile { path, id: None, .. }
+                    if scan.files.contains_key(path) && !tracked.contains(path.as_str()) =>
+                {
+                    Some(path.clone())
                 }
                 _ => None,
             })
