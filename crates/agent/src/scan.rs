@@ -87,7 +87,7 @@ fn stub_of(fs: &impl LocalFs, path: &str) -> Option<String> {
 /// True when the file at a recorded stub's path is still the engine's: the stub of `id`, or one
 /// torn by a power cut as it was written (empty, or JSON cut short). Anything else there was
 /// written by the user.
-fn still_stub(fs: &impl LocalFs, path: &str, id: &str) -> bool {
+pub(crate) fn still_stub(fs: &impl LocalFs, path: &str, id: &str) -> bool {
     let mut bytes = Vec::new();
     if fs.open(path).and_then(|file| file.take(64 * 1024).read_to_end(&mut bytes)).is_err() {
         return true;

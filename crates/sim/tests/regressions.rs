@@ -329,3 +329,31 @@ fn an_old_version_two_devices_kept_is_stored_once() {
         Op::LoseIndex { device: 0 },
     ]);
 }
+
+/// A full listing read in pages while another device replaced a folder with a file.
+#[test]
+fn a_folder_replaced_by_a_file_while_a_listing_is_read_is_followed() {
+    holds(&[
+        Op::Write { device: 0, path: "c/bell\u{7}.txt".into(), content: 22 },
+        Op::StorePut { path: "/a/b/café.txt".into(), content: 25 },
+        Op::SetProfile { device: 2, preset: 0 },
+        Op::Sync { device: 2 },
+        Op::DirToFile { device: 2, path: "a/b".into(), content: 32 },
+        Op::SyncPartly { device: 0, calls: 5 },
+        Op::Sync { device: 2 },
+    ]);
+}
+
+/// A stub device crashed with a power cut while it renamed a stub whose object had moved.
+#[test]
+fn a_stub_renamed_through_a_power_cut_is_not_taken_for_a_users_file() {
+    let long = format!("/a/b/{}.txt", "l".repeat(244));
+    holds(&[
+        Op::SetProfile { device: 3, preset: 3 },
+        Op::StorePut { path: long.clone(), content: 108 },
+        Op::Fault { device: 3, on: FaultOn::Rename, errno: 5 },
+        Op::Sync { device: 3 },
+        Op::StoreMove { from: long, to: "/song.mp3".into() },
+        Op::CrashAt { device: 3, at: 34, power: Some(10) },
+    ]);
+}

@@ -344,12 +344,31 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     .map(|change| change.id.clone()),
             );
         }
-        if !asked.is_empty() {
-            let asked: Vec<String> = asked.into_iter().collect();
+        // What was in a folder that has gone meanwhile is asked after too, down the tree: its
+        // listed state would name a folder the device no longer has.
+        let mut asked_before: HashSet<String> = HashSet::default();
+        while !asked.is_empty() {
+            let asking: Vec<String> = std::mem::take(&mut asked).into_iter().collect();
+            asked_before.extend(asking.iter().cloned());
             let fresh =
-                self.remote.view_of(&asked, feed.time, Some(&tag)).await.map_err(|error| self.remote_error(error))?;
+                self.remote.view_of(&asking, feed.time, Some(&tag)).await.map_err(|error| self.remote_error(error))?;
+            let gone: HashSet<&str> = fresh
+                .iter()
+                .filter(|change| change.deleted && change.kind == cpm_core::EntryKind::Folder)
+                .map(|change| change.id.as_str())
+                .collect();
             let fresh_ids: HashSet<&str> = fresh.iter().map(|change| change.id.as_str()).collect();
             changes.retain(|change| !fresh_ids.contains(change.id.as_str()));
+            asked.extend(
+                changes
+                    .iter()
+                    .filter(|change| !asked_before.contains(&change.id))
+                    .filter(|change| {
+                        let parent = change.entry.as_ref().and_then(|entry| entry.parent_id.as_deref());
+                        parent.is_some_and(|parent| gone.contains(parent))
+                    })
+                    .map(|change| change.id.clone()),
+            );
             changes.extend(fresh);
         }
         report.pushed.clear();
@@ -502,12 +521,17 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 continue;
             }
             // Invariant: only what the pull was placing is taken for its own: a folder or a stub
-            // where it made one, its content (unread because its record says so), or an empty file
+            // where it made one (whole, or torn by a power cut), its content (unread because its record says so), or an empty file
             // where it wrote content, torn by a power cut before the data reached the disk. A user's
             // file there is the user's.
             let holds = match hash {
                 None => {
-                    local.dirs.contains(path) || local.stray_stubs.contains_key(path) || stubs.contains(path.as_str())
+                    local.dirs.contains(path)
+                        || local.stray_stubs.contains_key(path)
+                        || stubs.contains(path.as_str())
+                        || (path.ends_with(crate::naming::STUB_SUFFIX)
+                            && local.files.contains_key(path)
+                            && crate::scan::still_stub(&self.fs, path, id))
                 }
                 Some(_) => local.files.get(path).is_some_and(|file| {
                     let content = file.hash.as_ref().or(recorded.get(path).and_then(|hash| hash.as_ref()));
