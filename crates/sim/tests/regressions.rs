@@ -357,3 +357,28 @@ fn a_stub_renamed_through_a_power_cut_is_not_taken_for_a_users_file() {
         Op::CrashAt { device: 3, at: 34, power: Some(10) },
     ]);
 }
+
+/// A file where the store puts a folder, while a parked sync's flush fails.
+#[test]
+fn a_file_named_like_a_store_folder_is_kept_beside_it() {
+    holds(&[
+        Op::SetProfile { device: 0, preset: 2 },
+        Op::SyncPartly { device: 0, calls: 1 },
+        Op::Fault { device: 0, on: FaultOn::Flush, errno: 5 },
+        Op::Write { device: 0, path: "a".into(), content: 132 },
+        Op::StorePut { path: "/a/b/pic.jpg".into(), content: 140 },
+    ]);
+}
+
+#[test]
+fn a_folder_the_disk_refused_to_make_is_made_once_it_can_be() {
+    holds(&[
+        Op::Fault { device: 2, on: FaultOn::Mkdir, errno: 13 },
+        Op::Write { device: 2, path: "a/b/f.txt".into(), content: 92 },
+        Op::ClockJump { seconds: 3780 },
+        Op::Sync { device: 2 },
+        Op::Sync { device: 2 },
+        Op::ClockJump { seconds: 5160 },
+        Op::Sync { device: 2 },
+    ]);
+}

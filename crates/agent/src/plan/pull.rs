@@ -761,7 +761,8 @@ impl Puller<'_> {
             LocalState::Stub => {
                 // A stub of the engine's own there is rewritten; a file of the user's in the way
                 // is kept aside: only the engine's stubs are ever replaced.
-                let own = occupant.as_ref().is_some_and(|found| self.scan.stray_stubs.contains_key(found));
+                let own = occupant.as_ref().is_some_and(|found| self.scan.stray_stubs.contains_key(found))
+                    || (self.scan.ours.get(&record.id) == Some(&target) && self.found(&target).is_some());
                 match occupant {
                     Some(found) if !own => self.set_aside(&found),
                     _ => {}
