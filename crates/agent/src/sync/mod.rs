@@ -423,15 +423,16 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             ("content", if content.content == ContentPolicy::Stub { "stub" } else { "download" }.to_owned()),
             ("last_sync", self.clock.now().to_string()),
             (UNFLUSHED_BOOT, unflushed),
-            (VIEW_TIME, view_time),
         ];
         let failed_any = !failed.is_empty();
         if failed.is_empty() {
             meta.push(("cursor", feed.cursor.to_string()));
             meta.push(("profile_view", view));
+            meta.push((VIEW_TIME, view_time));
         } else {
-            // What could not be placed keeps its old record, and the cursor stays where it was:
-            // the next sync brings those changes again (what did apply comes back as no change).
+            // What could not be placed keeps its old record, and the cursor and the instant the
+            // view was read at stay where they were: the next sync brings those changes again,
+            // those time alone made too (what did apply comes back as no change).
             self.keep_unplaced(&index, &mut plan, &failed)?;
             report.skipped.extend(failed.into_iter().map(|(_, skipped)| skipped));
             report.cursor = cursor.unwrap_or(0);
