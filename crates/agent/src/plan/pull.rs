@@ -409,11 +409,13 @@ impl Puller<'_> {
             return None;
         }
         // A file no record holds whose content the store has already (a conflict copy another
-        // device sent up, of the same old version this one kept): nothing of it can be lost,
-        // and keeping it aside would only store the same content twice.
+        // device sent up, of the same old version this one kept), or that holds nothing at all
+        // (a download a power cut tore, once the index that knew it is gone): nothing of it can
+        // be lost, and keeping it aside would only store the same content twice, or junk.
         let elsewhere = |hash: &String| self.stored.get(hash).is_some_and(|ids| ids.iter().any(|id| id != record));
         if let Some(file) = self.scan.files.get(&found).filter(|file| {
-            file.hash.as_ref().is_some_and(elsewhere) && !self.scan.stray_stubs.contains_key(&found)
+            (file.stamp.size == 0 || file.hash.as_ref().is_some_and(elsewhere))
+                && !self.scan.stray_stubs.contains_key(&found)
         }) {
             self.plan.actions.push(Pull::RemoveFile { path: found.clone(), expected: Some(file.stamp), id: None });
             self.removed.insert(key);
