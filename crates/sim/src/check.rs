@@ -70,7 +70,9 @@ impl World {
             }
             holders.entry(content).or_default().push(path);
         }
-        if let Some((_, paths)) = holders.iter().find(|(_, paths)| paths.len() > 1) {
+        if let Some((_, paths)) =
+            holders.iter().find(|(content, paths)| paths.len() > 1 && !self.ledger.may_repeat(content))
+        {
             return Err(Violation::new(Broken::Duplicated, format!("one content is in the store twice: {paths:?}")));
         }
         let kept: BTreeSet<&String> = self.ledger.kept().collect();

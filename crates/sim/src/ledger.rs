@@ -2,6 +2,10 @@
 //! "nothing lost" is checked against.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+/// The hash of no bytes at all.
+static EMPTY: LazyLock<String> = LazyLock::new(|| hash(b""));
 
 /// The bytes of the `n`-th content a user writes: unique to `n`, between 6 and 80 bytes long (so
 /// that size filters select some and not others).
@@ -22,6 +26,8 @@ pub fn hash(bytes: &[u8]) -> String {
 pub struct Ledger {
     /// By hash: whether a user's action removed or overwrote a copy of it since it was written.
     contents: BTreeMap<String, bool>,
+    /// Empty files became the user's: they may be in the store, even several times over.
+    empty_adopted: bool,
 }
 
 impl Ledger {
@@ -47,6 +53,17 @@ impl Ledger {
 
     /// True for a content some user wrote.
     pub fn is_users(&self, hash: &str) -> bool {
-        self.contents.contains_key(hash)
+        self.contents.contains_key(hash) || (self.empty_adopted && hash == EMPTY.as_str())
+    }
+
+    /// Empty files on a device are taken for the user's from now on (see `Op::LoseIndex`).
+    pub fn adopt_empty(&mut self) {
+        self.empty_adopted = true;
+    }
+
+    /// True for a content that may be in the store more than once: an empty file carries no
+    /// data, and a user may have many.
+    pub fn may_repeat(&self, hash: &str) -> bool {
+        self.empty_adopted && hash == EMPTY.as_str()
     }
 }

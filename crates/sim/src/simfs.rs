@@ -220,6 +220,19 @@ impl State {
         Ok(())
     }
 
+    /// May a new entry be made at `path`: a name that fits, nothing there yet, in a folder that
+    /// exists and takes changes?
+    fn creatable(&self, path: &str) -> io::Result<()> {
+        Self::check_name(path)?;
+        if self.get(path).is_some() {
+            return Err(errno(EEXIST));
+        }
+        if !self.is_dir(parent_of(path)) {
+            return Err(errno(ENOENT));
+        }
+        self.writable(path)
+    }
+
     /// May the engine add or remove an entry in `path`'s folder?
     fn writable(&self, path: &str) -> io::Result<()> {
         let folder = self.fold(parent_of(path));
@@ -762,14 +775,7 @@ impl LocalFs for SimFs {
 
     fn place(&self, temp: SimTemp, to: &str, modified: Option<jiff::Timestamp>) -> io::Result<FileStamp> {
         let mut state = self.begin(Some(FaultOn::Write))?;
-        State::check_name(to)?;
-        if state.get(to).is_some() {
-            return Err(errno(EEXIST));
-        }
-        if !state.is_dir(parent_of(to)) {
-            return Err(errno(ENOENT));
-        }
-        state.writable(to)?;
+        state.creatable(to)?;
         let mtime = modified.map(|at| i64::try_from(at.as_nanosecond()).unwrap_or(0));
         let inode = state.inodes.get_mut(&temp.ino).ok_or_else(|| errno(ENOENT))?;
         if let Some(mtime) = mtime {
@@ -786,14 +792,7 @@ impl LocalFs for SimFs {
 
     fn write_new(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
         let mut state = self.begin(Some(FaultOn::Write))?;
-        State::check_name(path)?;
-        if state.get(path).is_some() {
-            return Err(errno(EEXIST));
-        }
-        if !state.is_dir(parent_of(path)) {
-            return Err(errno(ENOENT));
-        }
-        state.writable(path)?;
+        state.creatable(path)?;
         let now = state.tick();
         let ino = state.new_inode(Arc::new(bytes.to_vec()), now);
         state.apply(NsOp::Link { path: path.to_owned(), node: Node::File(ino) }, true);

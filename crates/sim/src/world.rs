@@ -276,6 +276,11 @@ impl World {
             }),
             Op::LoseIndex { device } => self.on(*device, |world, device| {
                 world.kill(device);
+                // A download a power cut tore is an empty file, known for the engine's own only
+                // by the index; without it, it is as good as one the user made.
+                if world.devices[device].fs.contents().0.values().any(|bytes| bytes.is_empty()) {
+                    world.ledger.adopt_empty();
+                }
                 let _ = std::fs::remove_dir_all(&world.devices[device].index_dir);
                 std::fs::create_dir_all(&world.devices[device].index_dir).map_err(fail)
             }),

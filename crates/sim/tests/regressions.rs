@@ -405,3 +405,27 @@ fn a_torn_download_on_a_device_that_lost_its_index_is_not_sent_up() {
         Op::LoseIndex { device: 0 },
     ]);
 }
+
+/// A power cut tore downloads on a PC, its index was lost, and their folder deleted in the store.
+#[test]
+fn torn_downloads_on_a_device_that_lost_its_index_are_empty_files() {
+    holds(&[
+        Op::Write { device: 2, path: "a/b/cafe\u{301}.txt".into(), content: 81 },
+        Op::Write { device: 3, path: "a/café.txt".into(), content: 82 },
+        Op::WriteDuringSync { device: 2, at: 3, path: "x.cpmlink".into(), content: 83 },
+        Op::Sync { device: 0 },
+        Op::SyncPartly { device: 1, calls: 4 },
+        Op::DirToFile { device: 1, path: "a/b".into(), content: 86 },
+        Op::Write { device: 2, path: "a/F.txt".into(), content: 87 },
+        Op::Mkdir { device: 0, path: "C".into() },
+        Op::Rename { device: 0, from: "a/b".into(), to: "a/f.txt".into() },
+        Op::WriteDuringSync { device: 2, at: 2, path: "a/b/cafe\u{301}.txt".into(), content: 95 },
+        Op::Write { device: 1, path: "pic.jpg".into(), content: 96 },
+        Op::Sync { device: 3 },
+        Op::StoreDelete { path: "/x.cpmlink".into() },
+        Op::Sync { device: 1 },
+        Op::CrashAt { device: 0, at: 55, power: Some(8) },
+        Op::StoreDeleteTree { path: "/a".into() },
+        Op::LoseIndex { device: 0 },
+    ]);
+}
