@@ -429,3 +429,17 @@ fn torn_downloads_on_a_device_that_lost_its_index_are_empty_files() {
         Op::LoseIndex { device: 0 },
     ]);
 }
+
+/// A folder renamed here while a sync that re-reads the view after a profile change is parked.
+#[test]
+fn a_folder_renamed_during_a_rescoping_sync_moves_once() {
+    holds(&[
+        Op::StorePut { path: "/a/café.txt".into(), content: 93 },
+        Op::Write { device: 1, path: "a/pic.jpg".into(), content: 96 },
+        Op::Write { device: 1, path: "c/bell\u{7}.txt".into(), content: 101 },
+        Op::Sync { device: 1 },
+        Op::SetProfile { device: 1, preset: 4 },
+        Op::SyncPartly { device: 1, calls: 4 },
+        Op::Rename { device: 1, from: "a".into(), to: "song.mp3".into() },
+    ]);
+}

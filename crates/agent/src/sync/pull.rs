@@ -422,11 +422,19 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),
             },
-            Pull::RemoveFile { path, expected: Some(expected), .. } => {
+            Pull::RemoveFile { path, expected: Some(expected), id } => {
                 match retire(&self.fs, path, *expected, self.naming())? {
                     Retired::Aside(aside) => {
                         remove_aside(&self.fs, &aside);
                         report.removed += 1;
+                    }
+                    // Moved by the user since the scan, perhaps: the record stays, so that the
+                    // next sync sends the move up rather than the file as a new one.
+                    Retired::Gone if id.is_some() => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "it moved or went here meanwhile; the next sync sees where",
+                        ));
                     }
                     Retired::Gone => {}
                     Retired::Changed => {
