@@ -183,6 +183,37 @@ pub fn replay(ops: &[Op]) -> Result<Stats, Failure> {
 pub fn shrink(failure: &Failure, budget: std::time::Duration) -> Failure {
     let started = std::time::Instant::now();
     let mut best = failure.clone();
+    let still_fails = |candidate: &[Op]| match replay(candidate) {
+        Err(smaller) if smaller.violation.broken == failure.violation.broken => Some(smaller),
+        _ => None,
+    };
+    // Whole classes first, a device's operations or every operation of one kind: in a long run
+    // most of them have nothing to do with the failure, and one replay drops them all.
+    let kind = |op: &Op| std::mem::discriminant(op);
+    let mut classes: Vec<Box<dyn Fn(&Op) -> bool>> = Vec::new();
+    for device in 0..world::DEVICES.len() {
+        classes.push(Box::new(move |op: &Op| op.device() == Some(device)));
+    }
+    let mut kinds: Vec<std::mem::Discriminant<Op>> = Vec::new();
+    for op in &failure.ops {
+        if !kinds.contains(&kind(op)) {
+            kinds.push(kind(op));
+        }
+    }
+    for each in kinds {
+        classes.push(Box::new(move |op: &Op| kind(op) == each));
+    }
+    for class in &classes {
+        if started.elapsed() > budget {
+            return best;
+        }
+        let candidate: Vec<Op> = best.ops.iter().filter(|op| !class(op)).cloned().collect();
+        if candidate.len() < best.ops.len()
+            && let Some(smaller) = still_fails(&candidate)
+        {
+            best = smaller;
+        }
+    }
     let mut chunk = (best.ops.len() / 2).max(1);
     while chunk >= 1 {
         let mut start = 0;
@@ -193,11 +224,9 @@ pub fn shrink(failure: &Failure, budget: std::time::Duration) -> Failure {
             let mut candidate = best.ops.clone();
             let end = (start + chunk).min(candidate.len());
             candidate.drain(start..end);
-            match replay(&candidate) {
-                Err(smaller) if smaller.violation.broken == failure.violation.broken => {
-                    best = Failure { ops: candidate, ..smaller }
-                }
-                _ => start += chunk,
+            match still_fails(&candidate) {
+                Some(smaller) => best = smaller,
+                None => start += chunk,
             }
         }
         if chunk == 1 {

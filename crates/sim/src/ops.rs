@@ -144,6 +144,39 @@ pub enum Op {
 }
 
 impl Op {
+    /// The device the operation acts on, if one.
+    pub fn device(&self) -> Option<usize> {
+        match self {
+            Op::SetProfile { device, .. }
+            | Op::Write { device, .. }
+            | Op::Delete { device, .. }
+            | Op::Rename { device, .. }
+            | Op::Mkdir { device, .. }
+            | Op::RemoveTree { device, .. }
+            | Op::DirToFile { device, .. }
+            | Op::WriteDuringSync { device, .. }
+            | Op::LoseIndex { device }
+            | Op::Sync { device }
+            | Op::SyncPartly { device, .. }
+            | Op::Resume { device }
+            | Op::SecondSync { device }
+            | Op::Kill { device }
+            | Op::CrashAt { device, .. }
+            | Op::PowerCut { device, .. }
+            | Op::Fault { device, .. }
+            | Op::ReadOnly { device, .. } => Some(*device),
+            Op::StorePut { .. }
+            | Op::StoreReplace { .. }
+            | Op::StoreMove { .. }
+            | Op::StoreDelete { .. }
+            | Op::StoreDeleteTree { .. }
+            | Op::StoreMkdir { .. }
+            | Op::StoreFlags { .. }
+            | Op::ClockJump { .. }
+            | Op::ExpireTombstones => None,
+        }
+    }
+
     /// The operation as Rust source, for a regression test.
     pub fn rust(&self) -> String {
         let debug = format!("{self:?}");
