@@ -443,3 +443,21 @@ fn a_folder_renamed_during_a_rescoping_sync_moves_once() {
         Op::Rename { device: 1, from: "a".into(), to: "song.mp3".into() },
     ]);
 }
+
+/// A folder renamed by case on a case-folding device, deleted on another, and a new object under
+/// its old name in the store while a placement on the first fails for want of space.
+#[test]
+fn a_new_object_under_a_deleted_folders_old_name_is_kept() {
+    holds(&[
+        Op::StorePut { path: "/a/b/cafe\u{301}.txt".into(), content: 34 },
+        Op::Sync { device: 3 },
+        Op::Rename { device: 3, from: "a".into(), to: "A".into() },
+        Op::Sync { device: 3 },
+        Op::Sync { device: 0 },
+        Op::RemoveTree { device: 0, path: "A".into() },
+        Op::Fault { device: 3, on: FaultOn::Rename, errno: 28 },
+        Op::StorePut { path: "/a/b/cafe\u{301}.txt".into(), content: 112 },
+        Op::Sync { device: 0 },
+        Op::Sync { device: 3 },
+    ]);
+}

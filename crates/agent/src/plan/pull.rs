@@ -327,9 +327,29 @@ impl Puller<'_> {
             Pull::Rename { from, .. } | Pull::SetAside { from, .. } => Some(from.as_str()),
             _ => None,
         }));
-        // What an unfinished pull placed is a leftover unless its record ends up there.
-        let leftover =
-            |(id, path): (&String, &String)| !final_paths.contains(path.as_str()) && paths.get(id) != Some(path);
+        // Where a path is once this plan's renames of folders have moved what is in them.
+        let folder_moves: Vec<(String, &str)> = self
+            .plan
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Pull::Rename { from, to, .. } if scan.dirs.contains(from) => Some((format!("{from}/"), to.as_str())),
+                _ => None,
+            })
+            .collect();
+        let moved = |path: &str| {
+            folder_moves.iter().fold(path.to_owned(), |path, (from, to)| match path.strip_prefix(from.as_str()) {
+                Some(rest) => format!("{to}/{rest}"),
+                None => path,
+            })
+        };
+        // What an unfinished pull placed is a leftover unless its record ends up there, or its
+        // folder takes it there.
+        let leftover = |(id, path): (&String, &String)| {
+            !final_paths.contains(path.as_str())
+                && paths.get(id) != Some(path)
+                && paths.get(id).is_none_or(|end| *end != moved(path))
+        };
         let mut strays: Vec<String> = scan
             .ours
             .iter()
