@@ -461,3 +461,36 @@ fn a_new_object_under_a_deleted_folders_old_name_is_kept() {
         Op::Sync { device: 3 },
     ]);
 }
+
+/// Stubs of case twins on a case-folding device, as one of them ages out of the view.
+#[test]
+fn stubs_of_case_twins_aging_out_settle() {
+    holds(&[
+        Op::SetProfile { device: 3, preset: 2 },
+        Op::Write { device: 2, path: "a/F.txt".into(), content: 57 },
+        Op::ClockJump { seconds: 4740 },
+        Op::Sync { device: 2 },
+        Op::StorePut { path: "/a/f.txt".into(), content: 65 },
+        Op::Write { device: 3, path: "a/b/bell\u{7}.txt".into(), content: 77 },
+        Op::Sync { device: 3 },
+        Op::ClockJump { seconds: 4740 },
+    ]);
+}
+
+/// A folder replaced here by a file while the store moves an object out of it, mid-sync.
+#[test]
+fn an_object_moved_out_of_a_folder_a_file_replaced_here_is_followed() {
+    holds(&[
+        Op::Write { device: 2, path: "c/pic.jpg".into(), content: 65 },
+        Op::Write { device: 2, path: "C/g.txt".into(), content: 66 },
+        Op::Sync { device: 2 },
+        Op::Sync { device: 1 },
+        Op::Rename { device: 1, from: "c".into(), to: "C/c".into() },
+        Op::Sync { device: 1 },
+        Op::Write { device: 1, path: "C/c/pic (conflict tablet 2026-10-25).jpg".into(), content: 101 },
+        Op::Sync { device: 1 },
+        Op::DirToFile { device: 1, path: "C".into(), content: 115 },
+        Op::SyncPartly { device: 1, calls: 3 },
+        Op::StoreMove { from: "/C/c/pic (conflict tablet 2026-10-25).jpg".into(), to: "/C/pic (conflict tablet 2026-10-25).jpg".into() },
+    ]);
+}

@@ -373,12 +373,23 @@ impl Puller<'_> {
         }
         self.removed_dirs.extend(stray_dirs);
         // Stubs the user deleted come back: they are views of the store, not copies to delete from.
+        // One this plan moves or writes already is not missing.
+        let acted: HashSet<&str> = self
+            .plan
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Pull::Rename { id, .. } | Pull::WriteStub { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
         let mut restore: Vec<(String, String)> = self
             .plan
             .tree
             .records
             .values()
             .filter(|record| record.state == LocalState::Stub && !touched.contains(record.id.as_str()))
+            .filter(|record| !acted.contains(record.id.as_str()))
             .filter_map(|record| Some((record.id.clone(), paths.get(&record.id)?)))
             .filter(|(_, path)| !scan.files.contains_key(*path))
             .map(|(id, path)| (id, path.clone()))
