@@ -519,8 +519,11 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     tree.records.remove(&id);
                     index.drop_record(&id)?;
                 }
-                // Changed in the store since: the modification wins; the next pull brings it back.
-                Err(error) if error.is("conflict") => {}
+                // Changed in the store since: the modification wins; the pull brings it back, as
+                // it is now (moved, perhaps, out of a folder this push deletes).
+                Err(error) if error.is("conflict") => {
+                    report.pushed.insert(id);
+                }
                 Err(error) => {
                     let path = tree.path_of(&id).unwrap_or_default();
                     self.entry_refused(&path, error, report)?
@@ -534,7 +537,11 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             Push::DeleteFolder { id } => match self.remote.delete_folder(&id).await {
                 // Its records go with it: what was in it is gone here too, and the store's
                 // changes bring whatever the store had moved out of it.
-                Ok(()) => drop_below(&id, index, tree)?,
+                // Asked after too: what the listing has in it is then asked after as well.
+                Ok(()) => {
+                    drop_below(&id, index, tree)?;
+                    report.pushed.insert(id);
+                }
                 Err(error) if error.is("not_found") => drop_below(&id, index, tree)?,
                 Err(error) if error.is("folder_not_empty") => {}
                 Err(error) => {
