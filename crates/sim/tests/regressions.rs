@@ -494,3 +494,19 @@ fn an_object_moved_out_of_a_folder_a_file_replaced_here_is_followed() {
         Op::StoreMove { from: "/C/c/pic (conflict tablet 2026-10-25).jpg".into(), to: "/C/pic (conflict tablet 2026-10-25).jpg".into() },
     ]);
 }
+
+/// A file moved here while a sync that began after a power cut is parked goes up as a move.
+/// Its folder leaves the view in the same pull, taking the record with it; the file then goes
+/// up again from where the user put it.
+#[test]
+#[ignore = "known failure: a record dropped with its folder while its file moved elsewhere here"]
+fn a_file_moved_during_a_sync_after_a_power_cut_moves_once() {
+    holds(&[
+        Op::Write { device: 2, path: "a/b/mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.txt".into(), content: 5 },
+        Op::Write { device: 2, path: "C/pic.jpg".into(), content: 6 },
+        Op::SyncPartly { device: 2, calls: 5 },
+        Op::PowerCut { device: 2, kept: 6 },
+        Op::SyncPartly { device: 2, calls: 4 },
+        Op::Rename { device: 2, from: "C/pic.jpg".into(), to: "a/g.txt".into() },
+    ]);
+}

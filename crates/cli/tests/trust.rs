@@ -1,0 +1,73 @@
+//! What a user trusts the real binary with, beyond the sync engine's rules: a server that stops
+//! answering never hangs a command, and downloads keep the dates of what they copy.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+use support::World;
+
+/// Sends a signal to the server (stopping or continuing it, as `kill -STOP` and `kill -CONT`).
+fn signal(world: &World, name: &str) {
+    let pid = world.server.child.id().to_string();
+    let status = std::process::Command::new("kill").args([name, &pid]).status().expect("kill runs");
+    assert!(status.success(), "kill {name} {pid}");
+}
+
+#[test]
+fn a_server_that_stops_answering_makes_commands_fail_with_one_line_not_hang() {
+    let world = World::new();
+    world.register("pda", &[]);
+    signal(&world, "-STOP");
+    let mut child = world
+        .command(&["-C", "pda", "ls", "/"])
+        .env("CPM_READ_TIMEOUT", "2s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cpm runs");
+    // A watchdog, not a speed target: a hung command would otherwise hang the suite.
+    let started = std::time::Instant::now();
+    let ended = loop {
+        if let Some(status) = child.try_wait().expect("cpm waits") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    signal(&world, "-CONT");
+    let status = ended.expect("cpm ls hung on a stopped server");
+    let output = child.wait_with_output().expect("cpm output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "a stopped server cannot answer");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("cpm: ") && stderr.contains(&world.server.url), "names the server: {stderr}");
+    // Once the server answers again, so does the command.
+    world.on("pda", &["ls", "/"]);
+}
+
+#[test]
+fn downloads_keep_the_modified_time_of_the_objects_they_copy() {
+    let world = World::new();
+    world.register("pda", &[]);
+    world.write("old.txt", b"written in 2020");
+    let in_2020 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_934_245);
+    std::fs::File::options()
+        .write(true)
+        .open(world.path("old.txt"))
+        .and_then(|file| file.set_modified(in_2020))
+        .expect("sets the mtime");
+    world.pda(&["put", "old.txt", "/docs/"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&world.pda(&["ls", "--json", "/docs"])).expect("ls --json prints JSON");
+    let modified: jiff::Timestamp =
+        listed[0]["modified"].as_str().and_then(|raw| raw.parse().ok()).expect("the object's modified");
+    assert_eq!(modified, jiff::Timestamp::try_from(in_2020).expect("a timestamp"), "put keeps the file's date");
+
+    world.register_as("pc", "pc", &[]);
+    world.sync("pc");
+    let copied = std::fs::metadata(world.path("pc/docs/old.txt")).and_then(|meta| meta.modified()).expect("mtime");
+    assert_eq!(copied, in_2020, "the download carries the object's modified time");
+}
