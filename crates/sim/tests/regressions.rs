@@ -491,7 +491,10 @@ fn an_object_moved_out_of_a_folder_a_file_replaced_here_is_followed() {
         Op::Sync { device: 1 },
         Op::DirToFile { device: 1, path: "C".into(), content: 115 },
         Op::SyncPartly { device: 1, calls: 3 },
-        Op::StoreMove { from: "/C/c/pic (conflict tablet 2026-10-25).jpg".into(), to: "/C/pic (conflict tablet 2026-10-25).jpg".into() },
+        Op::StoreMove {
+            from: "/C/c/pic (conflict tablet 2026-10-25).jpg".into(),
+            to: "/C/pic (conflict tablet 2026-10-25).jpg".into(),
+        },
     ]);
 }
 

@@ -80,14 +80,15 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_converge() {
         total_stats.conflicts += stats.conflicts;
         total_stats.skipped += stats.skipped;
     }
-    let known_failed: Vec<String> = results
-        .iter()
-        .filter_map(|(seed, result)| {
-            result.as_ref().err().filter(|_| known.contains_key(seed)).map(|failure| {
-                format!("  seed {seed}, after {} operations: {}", failure.ops.len(), failure.violation)
+    let known_failed: Vec<String> =
+        results
+            .iter()
+            .filter_map(|(seed, result)| {
+                result.as_ref().err().filter(|_| known.contains_key(seed)).map(|failure| {
+                    format!("  seed {seed}, after {} operations: {}", failure.ops.len(), failure.violation)
+                })
             })
-        })
-        .collect();
+            .collect();
     eprintln!(
         "simulation: {} seeds passed, {} operations ({} syncs, {} crashes, {} conflict copies, {} entries skipped) in {elapsed:.1} s: {:.0} operations/s; CPM_SIM_SEED={first}",
         results.iter().filter(|(_, result)| result.is_ok()).count(),
