@@ -499,8 +499,9 @@ fn an_object_moved_out_of_a_folder_a_file_replaced_here_is_followed() {
 }
 
 /// A file moved here while a sync that began after a power cut is parked goes up as a move.
-/// Its folder leaves the view in the same pull, taking the record with it; the file then goes
-/// up again from where the user put it.
+/// The object leaves the view in the same pull (its folder with it), taking the record away;
+/// the file then goes up again from where the user put it. Keeping the record until the move
+/// is sent (tried) made other runs diverge.
 #[test]
 #[ignore = "known failure: a record dropped with its folder while its file moved elsewhere here"]
 fn a_file_moved_during_a_sync_after_a_power_cut_moves_once() {

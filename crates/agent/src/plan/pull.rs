@@ -1010,7 +1010,6 @@ impl Puller<'_> {
         if !self.plan.tree.records.contains_key(id) {
             return;
         }
-        let top = id.to_owned();
         self.folder_paths.clear();
         let mut gone = vec![id.to_owned()];
         let mut queue = vec![id.to_owned()];
@@ -1059,12 +1058,6 @@ impl Puller<'_> {
                         let id = Some(id.clone());
                         self.plan.actions.push(Pull::RemoveFile { path, expected: Some(file.stamp), id });
                     }
-                    // Moved by the user while the store let it go (or took it out of the view):
-                    // the record stays for the push after the pull, which sends the move up.
-                    None if *id == top && self.moved_away(&record) => {
-                        self.plan.push_after = true;
-                        continue;
-                    }
                     None => {}
                 },
             }
@@ -1077,19 +1070,6 @@ impl Puller<'_> {
             self.plan.changed.remove(id);
             self.plan.dropped.insert(id.clone());
         }
-    }
-
-    /// True when a record's content is here under a path no record holds.
-    fn moved_away(&mut self, record: &Record) -> bool {
-        let Some(hash) = &record.hash else { return false };
-        let (tree, here) = (&self.plan.tree, self.here);
-        let tracked =
-            self.tracked.get_or_insert_with(|| tree.paths().into_values().map(|path| here.fold(&path)).collect());
-        self.scan.files.iter().any(|(path, file)| {
-            file.hash.as_ref() == Some(hash)
-                && !tracked.contains(&here.fold(path))
-                && !self.scan.ours.values().any(|placed| placed == path)
-        })
     }
 
     /// Keeps the file or folder at `path` under a conflict name free here, to be uploaded after
