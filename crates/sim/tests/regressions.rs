@@ -514,3 +514,24 @@ fn a_file_moved_during_a_sync_after_a_power_cut_moves_once() {
         Op::Rename { device: 2, from: "C/pic.jpg".into(), to: "a/g.txt".into() },
     ]);
 }
+
+/// A folder renamed here to a name another device gave a new file meanwhile, during a parked
+/// sync, while a third device renamed the same folder: the store's move wins, and what the
+/// folder held goes up again from the folder kept aside here.
+#[test]
+#[ignore = "known failure: a folder kept aside here sends up again what it held"]
+fn a_folder_renamed_onto_a_name_a_new_file_took_keeps_both_once() {
+    holds(&[
+        Op::SetProfile { device: 2, preset: 0 },
+        Op::StorePut { path: "/c/g.txt".into(), content: 44 },
+        Op::StorePut { path: "/C/g.txt".into(), content: 91 },
+        Op::Sync { device: 0 },
+        Op::Sync { device: 2 },
+        Op::Rename { device: 2, from: "c".into(), to: "cafe\u{301}.txt".into() },
+        Op::DirToFile { device: 0, path: "C".into(), content: 102 },
+        Op::SyncPartly { device: 0, calls: 6 },
+        Op::Rename { device: 0, from: "c".into(), to: "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into() },
+        Op::Write { device: 2, path: "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into(), content: 117 },
+        Op::Sync { device: 2 },
+    ]);
+}
