@@ -89,6 +89,12 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_converge() {
                 })
             })
             .collect();
+    // Runs that failed count the operations they got through.
+    total_stats.operations += results
+        .iter()
+        .filter_map(|(_, result)| result.as_ref().err())
+        .map(|failure| failure.ops.len() as u64)
+        .sum::<u64>();
     eprintln!(
         "simulation: {} seeds passed, {} operations ({} syncs, {} crashes, {} conflict copies, {} entries skipped) in {elapsed:.1} s: {:.0} operations/s; CPM_SIM_SEED={first}",
         results.iter().filter(|(_, result)| result.is_ok()).count(),
