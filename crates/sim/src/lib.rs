@@ -118,8 +118,7 @@ fn play_traced(
             );
         }
     };
-    loop {
-        let Some(op) = given.next().or_else(|| next(&world)) else { break };
+    while let Some(op) = given.next().or_else(|| next(&world)) {
         done.push(op.clone());
         let checked = world.apply(&op).and_then(|()| world.check_nothing_lost());
         drain(&mut world);
@@ -130,7 +129,7 @@ fn play_traced(
         if let Err(violation) = checked {
             return Err(fail(&world, &done, violation));
         }
-        if done.len() % SETTLE_EVERY == 0 {
+        if done.len().is_multiple_of(SETTLE_EVERY) {
             let settled = world.settle().and_then(|()| world.check_quiet());
             drain(&mut world);
             if let Err(violation) = settled {
@@ -178,6 +177,9 @@ pub fn replay(ops: &[Op]) -> Result<Stats, Failure> {
     play(ops.to_vec(), |_| None)
 }
 
+/// A class of operations the shrinker tries to drop at once.
+type OpClass = Box<dyn Fn(&Op) -> bool>;
+
 /// The shortest list found that still fails the same way: chunks are cut away while the failure
 /// stays, for at most `budget`.
 pub fn shrink(failure: &Failure, budget: std::time::Duration) -> Failure {
@@ -190,7 +192,7 @@ pub fn shrink(failure: &Failure, budget: std::time::Duration) -> Failure {
     // Whole classes first, a device's operations or every operation of one kind: in a long run
     // most of them have nothing to do with the failure, and one replay drops them all.
     let kind = |op: &Op| std::mem::discriminant(op);
-    let mut classes: Vec<Box<dyn Fn(&Op) -> bool>> = Vec::new();
+    let mut classes: Vec<OpClass> = Vec::new();
     for device in 0..world::DEVICES.len() {
         classes.push(Box::new(move |op: &Op| op.device() == Some(device)));
     }
