@@ -99,13 +99,16 @@ struct Run {
 
 impl Run {
     /// The store's objects now. Content that reached it is delivered, whoever sent it up (the
-    /// tablet's agent syncs on its own): from then on, deleting or replacing it in the store is
-    /// someone's choice, not a loss.
+    /// tablet's agent syncs on its own, between any two steps): from then on, deleting or
+    /// replacing it in the store is someone's choice, not a loss. The store's blob files say what
+    /// reached it even when a replace came right after.
     fn store_now(&mut self) -> BTreeMap<String, (String, u64)> {
         let (objects, _) = store_tree(&self.world);
         let stored: BTreeSet<&String> = objects.values().map(|(content, _)| content).collect();
+        let blobs = self.world.path("cpm-data/blobs");
+        let reached = |content: &String| stored.contains(content) || blobs.join(&content[..2]).join(content).exists();
         for pending in self.pending.values_mut() {
-            pending.retain(|_, content| !stored.contains(content));
+            pending.retain(|_, content| !reached(content));
         }
         objects
     }
