@@ -71,3 +71,25 @@ fn downloads_keep_the_modified_time_of_the_objects_they_copy() {
     let copied = std::fs::metadata(world.path("pc/docs/old.txt")).and_then(|meta| meta.modified()).expect("mtime");
     assert_eq!(copied, in_2020, "the download carries the object's modified time");
 }
+
+#[test]
+fn files_with_the_same_content_survive_a_lost_index() {
+    let world = World::new();
+    world.register_as("pc", "pc", &[]);
+    std::fs::create_dir_all(world.path("pc/music")).expect("mkdir");
+    for name in ["a.mp3", "b.mp3"] {
+        std::fs::write(world.path(&format!("pc/music/{name}")), b"the same song twice").expect("write");
+    }
+    world.sync("pc");
+    std::fs::remove_file(world.path("pc/.cpm/index.db")).expect("the index goes");
+    for _ in 0..2 {
+        let report = world.sync("pc");
+        assert_eq!((report["removed"].as_u64(), report["deleted_up"].as_u64()), (Some(0), Some(0)), "{report}");
+    }
+    for name in ["a.mp3", "b.mp3"] {
+        assert_eq!(world.read(&format!("pc/music/{name}")), b"the same song twice");
+    }
+    let listed: serde_json::Value =
+        serde_json::from_str(&world.on("pc", &["ls", "--json", "/music"])).expect("ls --json prints JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "both objects stay in the store: {listed}");
+}

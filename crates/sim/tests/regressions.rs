@@ -535,3 +535,18 @@ fn a_folder_renamed_onto_a_name_a_new_file_took_keeps_both_once() {
         Op::Sync { device: 2 },
     ]);
 }
+
+/// A file edited in a folder renamed here, while the sync that sends the move up is parked.
+#[test]
+fn an_edit_made_while_its_move_goes_up_goes_up_next() {
+    holds(&[
+        Op::Write { device: 1, path: "a/b/f.txt".into(), content: 11 },
+        Op::Write { device: 3, path: "a/b/café.txt".into(), content: 14 },
+        Op::Sync { device: 3 },
+        Op::SetProfile { device: 1, preset: 4 },
+        Op::Sync { device: 1 },
+        Op::Rename { device: 1, from: "a/b".into(), to: "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into() },
+        Op::SyncPartly { device: 1, calls: 4 },
+        Op::Write { device: 1, path: "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt/f.txt".into(), content: 33 },
+    ]);
+}

@@ -443,7 +443,11 @@ impl Puller<'_> {
         // device sent up, of the same old version this one kept), or that holds nothing at all
         // (a download a power cut tore, once the index that knew it is gone): nothing of it can
         // be lost, and keeping it aside would only store the same content twice, or junk.
-        let elsewhere = |hash: &String| self.stored.get(hash).is_some_and(|ids| ids.iter().any(|id| id != record));
+        // Invariant: a file whose content is the arriving record's own is that record's to adopt,
+        // however many other objects hold the same bytes: only content held by others alone goes.
+        let elsewhere = |hash: &String| {
+            self.stored.get(hash).is_some_and(|ids| !ids.is_empty() && !ids.iter().any(|id| id == record))
+        };
         if let Some(file) = self.scan.files.get(&found).filter(|file| {
             (file.stamp.size == 0 || file.hash.as_ref().is_some_and(elsewhere))
                 && !self.scan.stray_stubs.contains_key(&found)

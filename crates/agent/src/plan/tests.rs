@@ -613,3 +613,26 @@ fn a_directory_that_agrees_with_the_index_needs_nothing_and_any_difference_is_se
         assert!(!agrees(&tree, &changed), "round {round}: a difference goes unseen");
     }
 }
+
+#[test]
+fn a_device_reading_its_view_again_keeps_every_copy_of_one_content() {
+    // The index is lost (or the directory registered anew) with two files of the same bytes here:
+    // each is its object's own, neither is removed as held elsewhere.
+    let tree = Tree { root_id: ROOT.into(), records: HashMap::default() };
+    let mut scan = Scan::default();
+    scan.dirs.insert("music".to_owned());
+    for (path, mtime_ns) in [("music/a.mp3", 1), ("music/b.mp3", 2)] {
+        scan.files.insert(path.into(), LocalFile { stamp: FileStamp { size: 5, mtime_ns }, hash: Some("SAME".into()) });
+    }
+    let remote = [
+        upsert(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1)),
+        upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("SAME"), 2)),
+        upsert(entry("ob", EntryKind::File, "fmusic", "b.mp3", Some("SAME"), 3)),
+    ];
+    let listing = Listing::Full { cursor: 3 };
+    assert!(plan_push(&tree, &scan, &remote, ContentPolicy::Download, pc_here(), listing).is_empty());
+    let plan = plan_pull(tree, &scan, &remote, ContentPolicy::Download, pc_here(), listing);
+    assert!(plan.actions.is_empty(), "both files are adopted as they are: {:?}", plan.actions);
+    assert_eq!(plan.tree.records["oa"].local.map(|stamp| stamp.mtime_ns), Some(1));
+    assert_eq!(plan.tree.records["ob"].local.map(|stamp| stamp.mtime_ns), Some(2));
+}

@@ -184,11 +184,15 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         let Some(entry) = moved.entries.pop() else { return Ok(()) };
         // The record describes the file here: if the store holds a newer version by now, the
         // pull must still see this one as older.
-        let kept = match tree.records.get(id) {
-            Some(record) => record.hash.clone(),
-            None => hash_file(&self.fs, here).ok().map(|(hash, _)| hash),
+        // Likewise its stamp: a move keeps a file's size and time, and one taken now would hide
+        // an edit made since the scan (the record's hash is the old content's).
+        let (kept, stamp) = match tree.records.get(id) {
+            Some(record) => (record.hash.clone(), record.local),
+            None => (
+                hash_file(&self.fs, here).ok().map(|(hash, _)| hash),
+                self.fs.metadata(here).ok().flatten().map(|meta| meta.stamp),
+            ),
         };
-        let stamp = self.fs.metadata(here).ok().flatten().map(|meta| meta.stamp);
         self.remember(index, tree, report, entry, here, LocalState::File, stamp)?;
         if let Some(record) = tree.records.get_mut(id) {
             record.hash = kept;
