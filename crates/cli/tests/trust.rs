@@ -93,3 +93,25 @@ fn files_with_the_same_content_survive_a_lost_index() {
         serde_json::from_str(&world.on("pc", &["ls", "--json", "/music"])).expect("ls --json prints JSON");
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "both objects stay in the store: {listed}");
 }
+
+#[test]
+fn a_store_folder_named_cpm_lives_beside_the_devices_own_folder() {
+    let world = World::new();
+    world.register("pda", &[]);
+    world.write("note.txt", b"hello");
+    world.pda(&["put", "note.txt", "/.cpm/"]);
+    world.register_as("pc", "pc", &[]);
+    for _ in 0..2 {
+        world.sync("pc");
+    }
+    assert!(!world.path("pc/.cpm/note.txt").exists(), "nothing of the store's goes into the device's own folder");
+    let beside: Vec<String> = std::fs::read_dir(world.path("pc"))
+        .expect("reads pc")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".cpm ~"))
+        .collect();
+    assert_eq!(beside.len(), 1, "a folder of its own name here: {beside:?}");
+    assert_eq!(world.read(&format!("pc/{}/note.txt", beside[0])), b"hello");
+    world.pda(&["ls", "/.cpm/note.txt"]);
+}

@@ -1,7 +1,7 @@
 //! Planning the store's changes to the device.
 
 use super::{FileStamp, HashMap, HashSet, LocalFile, LocalState, Record, Scan, Tree, same};
-use crate::naming::{STUB_SUFFIX, conflict_name, join, local_name, mapped_name, split};
+use crate::naming::{META_DIR, STUB_SUFFIX, conflict_name, join, local_name, mapped_name, split};
 use cpm_core::EntryKind;
 use cpm_core::name::MAX_NAME_BYTES;
 use cpm_core::profile::Holding;
@@ -520,7 +520,9 @@ impl Puller<'_> {
                     self.found(&join(folder, &candidate)).is_some_and(|found| split(&found).1 != candidate)
                 }
             };
-            if (candidate.len() <= MAX_NAME_BYTES && !taken && !occupied) || attempt > 100 {
+            // The device's own folder is no place for the store's entries.
+            let reserved = parent == self.plan.tree.root_id && self.here.fold(&candidate) == self.here.fold(META_DIR);
+            if (candidate.len() <= MAX_NAME_BYTES && !taken && !occupied && !reserved) || attempt > 100 {
                 break candidate;
             }
             attempt += 1;

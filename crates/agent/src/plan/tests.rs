@@ -636,3 +636,16 @@ fn a_device_reading_its_view_again_keeps_every_copy_of_one_content() {
     assert_eq!(plan.tree.records["oa"].local.map(|stamp| stamp.mtime_ns), Some(1));
     assert_eq!(plan.tree.records["ob"].local.map(|stamp| stamp.mtime_ns), Some(2));
 }
+
+#[test]
+fn a_store_folder_named_like_the_devices_own_gets_a_name_of_its_own_here() {
+    let (tree, scan) = pc();
+    let remote = [
+        upsert(entry("fcpm", EntryKind::Folder, ROOT, ".cpm", None, 11)),
+        upsert(entry("onote", EntryKind::File, "fcpm", "note.txt", Some("N"), 12)),
+    ];
+    let plan = pull_plan(&tree, &scan, &remote);
+    let here = plan.tree.path_of("onote").expect("a path here");
+    assert!(!here.starts_with(".cpm/"), "{here} would be inside the device's own folder");
+    assert!(plan.actions.iter().all(|action| !format!("{action:?}").contains("\".cpm/")), "{:?}", plan.actions);
+}
