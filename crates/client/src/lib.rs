@@ -139,17 +139,7 @@ impl Client {
         }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        Err(match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => ClientError::Api { status: status.as_u16(), code: body.code, message: body.message },
-            Err(_) => ClientError::Api {
-                status: status.as_u16(),
-                code: format!("http_{}", status.as_u16()),
-                message: format!(
-                    "the server answered {status}{}",
-                    if text.is_empty() { String::new() } else { format!(": {text}") }
-                ),
-            },
-        })
+        Err(refusal(status.as_u16(), &text))
     }
 
     fn transport(&self, error: reqwest::Error) -> ClientError {
@@ -296,7 +286,14 @@ impl Client {
         let (socket, _) = tokio::time::timeout(self.timeouts.connect + self.timeouts.read, connecting)
             .await
             .map_err(|_| ClientError::Timeout { url: self.base.clone(), seconds: self.timeouts.read.as_secs() })?
-            .map_err(|error| ClientError::Transport(format!("cannot open the hint channel: {error}")))?;
+            .map_err(|error| match error {
+                // Refused before the upgrade (a revoked token, say): the refusal, as any other.
+                tokio_tungstenite::tungstenite::Error::Http(response) => refusal(
+                    response.status().as_u16(),
+                    &String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()),
+                ),
+                error => ClientError::Transport(format!("cannot open the hint channel: {error}")),
+            })?;
         Ok(Hints { socket, quiet: self.timeouts.read / 2 })
     }
 
@@ -684,5 +681,20 @@ mod tests {
         assert!(
             Client::new("http://127.0.0.1:7373/", None).is_ok_and(|client| client.base() == "http://127.0.0.1:7373")
         );
+    }
+}
+
+/// A server's refusal from its status and body: its JSON `{code, message}`, or the status alone.
+fn refusal(status: u16, text: &str) -> ClientError {
+    match serde_json::from_str::<ErrorBody>(text) {
+        Ok(body) => ClientError::Api { status, code: body.code, message: body.message },
+        Err(_) => ClientError::Api {
+            status,
+            code: format!("http_{status}"),
+            message: format!(
+                "the server answered {status}{}",
+                if text.is_empty() { String::new() } else { format!(": {text}") }
+            ),
+        },
     }
 }

@@ -121,6 +121,10 @@ pub async fn keep_in_sync(
                     hint_failures = 0;
                     if std::mem::take(&mut missed) { Due::Now } else { Due::Not }
                 }
+                // Refused for good (a revoked device): the agent stops, as a sync would.
+                Err(error @ cpm_client::ClientError::Api { status: 401, .. }) => {
+                    return Err(SyncError::remote(error.into(), crate::remote::Remote::server(&device.remote)));
+                }
                 Err(error) => {
                     tracing::warn!(%error, "no hint channel; trying again");
                     hint_failures += 1;
