@@ -665,6 +665,21 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
+/// A server's refusal from its status and body: its JSON `{code, message}`, or the status alone.
+fn refusal(status: u16, text: &str) -> ClientError {
+    match serde_json::from_str::<ErrorBody>(text) {
+        Ok(body) => ClientError::Api { status, code: body.code, message: body.message },
+        Err(_) => ClientError::Api {
+            status,
+            code: format!("http_{status}"),
+            message: format!(
+                "the server answered {status}{}",
+                if text.is_empty() { String::new() } else { format!(": {text}") }
+            ),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,20 +696,5 @@ mod tests {
         assert!(
             Client::new("http://127.0.0.1:7373/", None).is_ok_and(|client| client.base() == "http://127.0.0.1:7373")
         );
-    }
-}
-
-/// A server's refusal from its status and body: its JSON `{code, message}`, or the status alone.
-fn refusal(status: u16, text: &str) -> ClientError {
-    match serde_json::from_str::<ErrorBody>(text) {
-        Ok(body) => ClientError::Api { status, code: body.code, message: body.message },
-        Err(_) => ClientError::Api {
-            status,
-            code: format!("http_{status}"),
-            message: format!(
-                "the server answered {status}{}",
-                if text.is_empty() { String::new() } else { format!(": {text}") }
-            ),
-        },
     }
 }
