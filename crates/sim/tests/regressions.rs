@@ -550,3 +550,22 @@ fn an_edit_made_while_its_move_goes_up_goes_up_next() {
         Op::Write { device: 1, path: "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt/f.txt".into(), content: 33 },
     ]);
 }
+
+/// Case twins on a case-folding device: the store deletes one folder while the other has a name of
+/// its own here; it takes its own name back only once the twin's folder is gone. (Putting the
+/// name back off until then needs the next sync to plan even when nothing else changed.)
+#[test]
+#[ignore = "known failure: a mapped folder renamed back into its twin's name before the twin goes"]
+fn a_case_twin_folder_takes_its_name_back_after_the_other_goes() {
+    holds(&[
+        Op::StorePut { path: "/C/café.txt".into(), content: 459 },
+        Op::Write { device: 1, path: "c/h".into(), content: 461 },
+        Op::Sync { device: 1 },
+        Op::Sync { device: 3 },
+        Op::Write { device: 1, path: "c/pic.jpg".into(), content: 593 },
+        Op::Sync { device: 1 },
+        Op::StoreDeleteTree { path: "/C".into() },
+        Op::Sync { device: 3 },
+        Op::Write { device: 3, path: "c/F.txt".into(), content: 607 },
+    ]);
+}
