@@ -287,6 +287,11 @@ impl Index {
     /// how it stands in the device's view.
     pub fn put_pushed(&mut self, tree: &Tree, id: &str) -> Result<()> {
         self.put(tree, id)?;
+        self.recheck(id)
+    }
+
+    /// Asks after a record at the next sync, even when nothing else changed.
+    pub fn recheck(&mut self, id: &str) -> Result<()> {
         self.connection.execute("INSERT OR IGNORE INTO recheck (id) VALUES (?1)", params![id])?;
         Ok(())
     }
@@ -294,8 +299,7 @@ impl Index {
     /// Drops a record the device no longer holds here, to be asked after at the next pull.
     pub fn forget(&mut self, id: &str) -> Result<()> {
         self.drop_record(id)?;
-        self.connection.execute("INSERT OR IGNORE INTO recheck (id) VALUES (?1)", params![id])?;
-        Ok(())
+        self.recheck(id)
     }
 
     /// Records pushed since the last pull that moved the cursor.

@@ -552,10 +552,9 @@ fn an_edit_made_while_its_move_goes_up_goes_up_next() {
 }
 
 /// Case twins on a case-folding device: the store deletes one folder while the other has a name of
-/// its own here; it takes its own name back only once the twin's folder is gone. (Putting the
-/// name back off until then needs the next sync to plan even when nothing else changed.)
+/// its own here; it takes its own name back only once the twin's folder is gone (the next sync
+/// asks after it).
 #[test]
-#[ignore = "known failure: a mapped folder renamed back into its twin's name before the twin goes"]
 fn a_case_twin_folder_takes_its_name_back_after_the_other_goes() {
     holds(&[
         Op::StorePut { path: "/C/café.txt".into(), content: 459 },

@@ -62,6 +62,9 @@ pub struct PullPlan {
     /// Records whose row changed, and records dropped.
     pub changed: BTreeSet<String>,
     pub dropped: BTreeSet<String>,
+    /// Records whose own name here frees up only once this plan is done (a twin's folder it
+    /// removes last): the next sync asks after them, and gives them their names back.
+    pub recheck: BTreeSet<String>,
     /// Changes whose folder the device does not hold (a broken view); the sync stops on them.
     pub orphans: Vec<String>,
     /// Local changes survive this pull (a conflict copy, an edit that followed a move, a file
@@ -538,8 +541,16 @@ impl Puller<'_> {
         let target = join(parent_path, &record.file_name());
         let Some(found) = self.found(&target).filter(|found| *found != target) else { return };
         let key = self.here.fold(&found);
-        if self.claimed.contains(&key) || self.removed.contains(&key) {
+        if self.claimed.contains(&key) {
             return;
+        }
+        if self.removed.contains(&key) {
+            // A folder this plan removes stays until the plan's end, in the way of its twin: the
+            // record takes a name of its own for now, and its own at the next sync.
+            if !self.scan.dirs.contains(&found) {
+                return;
+            }
+            self.plan.recheck.insert(record.id.clone());
         }
         let same = record.state == LocalState::File
             && self.scan.files.get(&found).is_some_and(|file| file.hash.is_some() && file.hash == record.hash);
@@ -588,6 +599,11 @@ impl Puller<'_> {
             let taken = self.names().get(&key).is_some_and(|holder| *holder != record.id);
             let vacated = self.removed.contains(&self.here.fold(&to));
             if taken || (self.found(&to).is_some() && !vacated) || self.claimed.contains(&self.here.fold(&to)) {
+                continue;
+            }
+            // A folder this plan removes is there until the plan's end: its name frees up after.
+            if self.found(&to).is_some_and(|found| self.scan.dirs.contains(&found)) && from != to {
+                self.plan.recheck.insert(record.id.clone());
                 continue;
             }
             let back = Record { local_name: None, ..record.clone() };

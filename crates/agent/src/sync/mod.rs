@@ -438,6 +438,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             report.cursor = cursor.unwrap_or(0);
         }
         index.commit(&plan.tree, &plan.changed, &plan.dropped, &meta)?;
+        for id in &plan.recheck {
+            index.recheck(id)?;
+        }
         phases.done("commit");
         let plan_push_after = plan.push_after || report.again;
         let wrote_here = pushed || plan_push_after || !plan.actions.is_empty();
