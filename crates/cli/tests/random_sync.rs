@@ -212,7 +212,13 @@ impl Run {
                     let dir = self.world.path(&format!("{device}/{folder}"));
                     std::fs::create_dir_all(&dir).expect("mkdir");
                     let name = path.rsplit('/').next().expect("name");
-                    let moved = format!("{folder}/m{}-{name}", self.serial);
+                    // The prefix must still leave a name the file system can hold.
+                    let mut name = format!("m{}-{name}", self.serial);
+                    while name.len() > 255 {
+                        let middle = (0..=name.len() / 2).rev().find(|at| name.is_char_boundary(*at)).unwrap_or(0);
+                        name.remove(middle);
+                    }
+                    let moved = format!("{folder}/{name}");
                     let target = self.world.path(&format!("{device}/{moved}"));
                     self.serial += 1;
                     let Some(local) = self.local_path(device, &path) else { return };
