@@ -78,26 +78,7 @@ impl DeviceDir {
     /// The timeouts this device's commands use: the environment's, else its settings', else
     /// the defaults.
     pub fn timeouts(&self) -> Result<cpm_client::Timeouts> {
-        let defaults = cpm_client::Timeouts::default();
-        let pick = |variable: &str, setting: &Option<String>, default: std::time::Duration| -> Result<_> {
-            let raw = std::env::var(variable).ok().or_else(|| setting.clone());
-            match raw {
-                None => Ok(default),
-                Some(raw) => {
-                    let span: jiff::Span = raw.parse().with_context(|| format!("bad timeout {raw:?} (e.g. 10s)"))?;
-                    let duration = jiff::SignedDuration::try_from(span)
-                        .ok()
-                        .and_then(|duration| std::time::Duration::try_from(duration).ok())
-                        .filter(|duration| !duration.is_zero())
-                        .with_context(|| format!("bad timeout {raw:?} (e.g. 10s)"))?;
-                    Ok(duration)
-                }
-            }
-        };
-        Ok(cpm_client::Timeouts {
-            connect: pick("CPM_CONNECT_TIMEOUT", &self.config.connect_timeout, defaults.connect)?,
-            read: pick("CPM_READ_TIMEOUT", &self.config.read_timeout, defaults.read)?,
-        })
+        timeouts(&self.config.connect_timeout, &self.config.read_timeout)
     }
 
     pub fn is_registered(root: &Path) -> bool {
@@ -117,4 +98,29 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
+}
+
+/// Timeouts from the environment (`CPM_CONNECT_TIMEOUT`, `CPM_READ_TIMEOUT`), else from these
+/// settings, else the defaults.
+pub fn timeouts(connect: &Option<String>, read: &Option<String>) -> Result<cpm_client::Timeouts> {
+    let defaults = cpm_client::Timeouts::default();
+    let pick = |variable: &str, setting: &Option<String>, default: std::time::Duration| -> Result<_> {
+        let raw = std::env::var(variable).ok().or_else(|| setting.clone());
+        match raw {
+            None => Ok(default),
+            Some(raw) => {
+                let span: jiff::Span = raw.parse().with_context(|| format!("bad timeout {raw:?} (e.g. 10s)"))?;
+                let duration = jiff::SignedDuration::try_from(span)
+                    .ok()
+                    .and_then(|duration| std::time::Duration::try_from(duration).ok())
+                    .filter(|duration| !duration.is_zero())
+                    .with_context(|| format!("bad timeout {raw:?} (e.g. 10s)"))?;
+                Ok(duration)
+            }
+        }
+    };
+    Ok(cpm_client::Timeouts {
+        connect: pick("CPM_CONNECT_TIMEOUT", connect, defaults.connect)?,
+        read: pick("CPM_READ_TIMEOUT", read, defaults.read)?,
+    })
 }

@@ -241,7 +241,9 @@ pub async fn device(args: DeviceArgs) -> Result<()> {
     class.parse::<DeviceClass>().map_err(|error| anyhow!(error))?;
     let password = read_password(password_stdin)?;
     let time_zone = tz.or_else(|| jiff::tz::TimeZone::system().iana_name().map(str::to_owned));
-    let client = Client::new(&server, None)?;
+    let (connect, read) =
+        old_config.map_or((None, None), |config| (config.connect_timeout.clone(), config.read_timeout.clone()));
+    let client = Client::with_timeouts(&server, None, crate::device_dir::timeouts(&connect, &read)?)?;
     let replaces = old_config.map(|config| config.device_id.clone());
     let request = RegisterDeviceRequest { user: user.clone(), password, name, class, time_zone, replaces };
     let registered = client.register_device(&request).await?;
@@ -251,8 +253,9 @@ pub async fn device(args: DeviceArgs) -> Result<()> {
         device: registered.device.name.clone(),
         device_id: registered.device.id.clone(),
         class: registered.device.class.clone(),
-        connect_timeout: None,
-        read_timeout: None,
+        // Registered again in place: the directory keeps the timeouts it was given.
+        connect_timeout: connect,
+        read_timeout: read,
     };
     DeviceDir::create(&dir, config, &registered.token)?;
     if old.is_some() {

@@ -115,3 +115,36 @@ fn a_store_folder_named_cpm_lives_beside_the_devices_own_folder() {
     assert_eq!(world.read(&format!("pc/{}/note.txt", beside[0])), b"hello");
     world.pda(&["ls", "/.cpm/note.txt"]);
 }
+
+#[test]
+fn registering_against_a_stopped_server_fails_within_the_read_timeout() {
+    let world = World::new();
+    signal(&world, "-STOP");
+    let started = std::time::Instant::now();
+    let args = world.registration("pda", "pda", "pda");
+    let mut child = world
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("CPM_READ_TIMEOUT", "2s")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cpm runs");
+    // A watchdog, well above the 2 s asked for and well below the 60 s default.
+    let ended = loop {
+        if let Some(status) = child.try_wait().expect("cpm waits") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    signal(&world, "-CONT");
+    let status = ended.expect("register waited past its read timeout");
+    let output = child.wait_with_output().expect("cpm output");
+    assert!(!status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2 s"), "{stderr}");
+}
