@@ -558,3 +558,22 @@ fn a_case_twin_folder_takes_its_name_back_after_the_other_goes() {
         Op::Write { device: 3, path: "c/F.txt".into(), content: 607 },
     ]);
 }
+
+/// A file edited in a folder renamed here during a parked sync, then the device's profile changes.
+#[test]
+fn an_edit_in_a_renamed_folder_survives_a_profile_change() {
+    holds(&[
+        Op::Write { device: 1, path: "a/b/f.txt".into(), content: 11 },
+        Op::Sync { device: 1 },
+        Op::Write { device: 3, path: "a/b/café.txt".into(), content: 14 },
+        Op::Sync { device: 3 },
+        Op::SetProfile { device: 1, preset: 4 },
+        Op::Sync { device: 1 },
+        Op::Rename { device: 1, from: "a/b".into(), to: "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into() },
+        Op::SyncPartly { device: 1, calls: 4 },
+        Op::Write { device: 1, path: "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt/f.txt".into(), content: 33 },
+        Op::Write { device: 3, path: "a/b/f.txt".into(), content: 34 },
+        Op::SetProfile { device: 1, preset: 3 },
+        Op::Sync { device: 3 },
+    ]);
+}

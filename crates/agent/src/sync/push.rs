@@ -186,16 +186,23 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         // pull must still see this one as older.
         // Likewise its stamp: a move keeps a file's size and time, and one taken now would hide
         // an edit made since the scan (the record's hash is the old content's).
-        let (kept, stamp) = match tree.records.get(id) {
-            Some(record) => (record.hash.clone(), record.local),
+        let (kept, stamp, seen) = match tree.records.get(id) {
+            Some(record) => (record.hash.clone(), record.local, Some(record.modseq)),
             None => (
                 hash_file(&self.fs, here).ok().map(|(hash, _)| hash),
                 self.fs.metadata(here).ok().flatten().map(|meta| meta.stamp),
+                None,
             ),
         };
+        let newer = entry.hash.is_some() && entry.hash != kept;
         self.remember(index, tree, report, entry, here, LocalState::File, stamp)?;
         if let Some(record) = tree.records.get_mut(id) {
             record.hash = kept;
+            // And so is the version it was based on: an edit made here goes up against that
+            // one, and meets the newer version as a conflict instead of replacing it unseen.
+            if let Some(seen) = seen.filter(|_| newer) {
+                record.modseq = seen;
+            }
         }
         index.put(tree, id)?;
         report.moved_up += 1;
