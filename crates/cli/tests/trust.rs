@@ -13,6 +13,22 @@ fn signal(world: &World, name: &str) {
     assert!(status.success(), "kill {name} {pid}");
 }
 
+/// How a command ended, if it did within `limit`; killed otherwise. A watchdog, not a speed
+/// target: a hung command would otherwise hang the suite.
+fn ended_within(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("cpm waits") {
+            return Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_server_that_stops_answering_makes_commands_fail_with_one_line_not_hang() {
     let world = World::new();
@@ -25,18 +41,7 @@ fn a_server_that_stops_answering_makes_commands_fail_with_one_line_not_hang() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("cpm runs");
-    // A watchdog, not a speed target: a hung command would otherwise hang the suite.
-    let started = std::time::Instant::now();
-    let ended = loop {
-        if let Some(status) = child.try_wait().expect("cpm waits") {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let ended = ended_within(&mut child, Duration::from_secs(60));
     signal(&world, "-CONT");
     let status = ended.expect("cpm ls hung on a stopped server");
     let output = child.wait_with_output().expect("cpm output");
@@ -120,7 +125,6 @@ fn a_store_folder_named_cpm_lives_beside_the_devices_own_folder() {
 fn registering_against_a_stopped_server_fails_within_the_read_timeout() {
     let world = World::new();
     signal(&world, "-STOP");
-    let started = std::time::Instant::now();
     let args = world.registration("pda", "pda", "pda");
     let mut child = world
         .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -130,17 +134,8 @@ fn registering_against_a_stopped_server_fails_within_the_read_timeout() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("cpm runs");
-    // A watchdog, well above the 2 s asked for and well below the 60 s default.
-    let ended = loop {
-        if let Some(status) = child.try_wait().expect("cpm waits") {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Well above the 2 s asked for, well below the 60 s default.
+    let ended = ended_within(&mut child, Duration::from_secs(30));
     signal(&world, "-CONT");
     let status = ended.expect("register waited past its read timeout");
     let output = child.wait_with_output().expect("cpm output");

@@ -432,9 +432,7 @@ impl Puller<'_> {
         if let Some(file) =
             self.scan.files.get(&found).filter(|_| self.scan.ours.values().any(|placed| *placed == found))
         {
-            self.plan.actions.push(Pull::RemoveFile { path: found.clone(), expected: Some(file.stamp), id: None });
-            self.removed.insert(key);
-            return None;
+            return self.let_go(found, file.stamp, key);
         }
         let (tree, here) = (&self.plan.tree, self.here);
         let tracked =
@@ -455,11 +453,16 @@ impl Puller<'_> {
             (file.stamp.size == 0 || file.hash.as_ref().is_some_and(elsewhere))
                 && !self.scan.stray_stubs.contains_key(&found)
         }) {
-            self.plan.actions.push(Pull::RemoveFile { path: found.clone(), expected: Some(file.stamp), id: None });
-            self.removed.insert(key);
-            return None;
+            return self.let_go(found, file.stamp, key);
         }
         Some(found)
+    }
+
+    /// Removes a file in the way that no one loses (still as it was found): nothing is in the way.
+    fn let_go(&mut self, found: String, stamp: FileStamp, key: String) -> Option<String> {
+        self.plan.actions.push(Pull::RemoveFile { path: found, expected: Some(stamp), id: None });
+        self.removed.insert(key);
+        None
     }
 
     fn claim(&mut self, path: &str) {
@@ -868,6 +871,19 @@ impl Puller<'_> {
         self.plan.tree.records.insert(record.id.clone(), record);
     }
 
+    /// Places a record at `target` by `placing` (its stub or its content, written anew), what
+    /// is in the way kept aside first.
+    fn place_anew(&mut self, mut record: Record, target: String, placing: Pull) {
+        self.make_room(&target, false);
+        if let Some(found) = self.in_the_way(&target, &record.id) {
+            self.set_aside(&found);
+        }
+        self.plan.actions.push(placing);
+        record.local = None;
+        self.claim(&target);
+        self.plan.tree.records.insert(record.id.clone(), record);
+    }
+
     fn update(&mut self, old: Record, mut record: Record, target: String) {
         let mut current = self.plan.tree.path_of(&old.id).unwrap_or_default();
         if !self.scan.files.contains_key(&current)
@@ -939,14 +955,8 @@ impl Puller<'_> {
                 self.plan.actions.push(Pull::RemoveFile { path: current.clone(), expected, id: Some(old.id.clone()) });
                 self.removed.insert(self.here.fold(&current));
             }
-            self.make_room(&target, false);
-            if let Some(found) = self.in_the_way(&target, &record.id) {
-                self.set_aside(&found);
-            }
-            self.plan.actions.push(Pull::WriteStub { id: record.id.clone(), path: target.clone(), replace: false });
-            record.local = None;
-            self.claim(&target);
-            self.plan.tree.records.insert(record.id.clone(), record);
+            let write = Pull::WriteStub { id: record.id.clone(), path: target.clone(), replace: false };
+            self.place_anew(record, target, write);
             return;
         }
         if old.state == LocalState::Stub && record.state == LocalState::File {
@@ -959,14 +969,8 @@ impl Puller<'_> {
                 });
                 self.removed.insert(self.here.fold(&current));
             }
-            self.make_room(&target, false);
-            if let Some(found) = self.in_the_way(&target, &record.id) {
-                self.set_aside(&found);
-            }
-            self.plan.actions.push(Pull::Download { id: record.id.clone(), path: target.clone(), replacing: None });
-            record.local = None;
-            self.claim(&target);
-            self.plan.tree.records.insert(record.id.clone(), record);
+            let download = Pull::Download { id: record.id.clone(), path: target.clone(), replacing: None };
+            self.place_anew(record, target, download);
             return;
         }
         if current != target {
