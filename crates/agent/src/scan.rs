@@ -84,10 +84,10 @@ fn stub_of(fs: &impl LocalFs, path: &str) -> Option<String> {
     link.ends_with(&format!("/v1/objects/{}/content", entry.id)).then_some(entry.id)
 }
 
-/// True when the file at a recorded stub's path is still the engine's: the stub of `id`, or one
-/// torn by a power cut as it was written (empty, or JSON cut short). Anything else there was
-/// written by the user.
-pub(crate) fn still_stub(fs: &impl LocalFs, path: &str, id: &str) -> bool {
+/// True when the file at a recorded stub's path is still the engine's: the stub of `id` (of any
+/// record, without one), or one torn by a power cut as it was written (empty, or JSON cut
+/// short). Anything else there was written by the user.
+pub(crate) fn still_stub(fs: &impl LocalFs, path: &str, id: Option<&str>) -> bool {
     let mut bytes = Vec::new();
     if fs.open(path).and_then(|file| file.take(64 * 1024).read_to_end(&mut bytes)).is_err() {
         return true;
@@ -96,7 +96,7 @@ pub(crate) fn still_stub(fs: &impl LocalFs, path: &str, id: &str) -> bool {
         return true;
     }
     match serde_json::from_slice::<cpm_proto::Entry>(&bytes) {
-        Ok(entry) => entry.id == id,
+        Ok(entry) => id.is_none_or(|id| entry.id == id),
         Err(error) => bytes.first() == Some(&b'{') && error.is_eof(),
     }
 }
@@ -157,7 +157,7 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
                 // unless its size is not what the engine wrote and it no longer is that stub.
                 Kind::File
                     if stubs.get(path.as_str()).is_some_and(|(id, size)| {
-                        *size == entry.stamp.map(|stamp| stamp.size) || still_stub(fs, &path, id)
+                        *size == entry.stamp.map(|stamp| stamp.size) || still_stub(fs, &path, Some(id))
                     }) =>
                 {
                     found.files.insert(path, LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });

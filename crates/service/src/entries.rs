@@ -79,30 +79,50 @@ impl Service {
         }
     }
 
-    /// Entries of items from anywhere in the tree, with their paths; each folder's path is
-    /// looked up once.
+    /// Entries of items from anywhere in the tree, with their paths. A folder among the items
+    /// gives its own path (from its parent's); any other folder's is looked up once.
     pub fn located(&self, user: UserId, items: Vec<Item>) -> Result<Vec<Entry>> {
-        let mut folder_paths: HashMap<String, StorePath> = HashMap::new();
-        let mut located = Vec::with_capacity(items.len());
-        for item in items {
-            let parent = match &item {
-                Item::Folder(folder) => folder.parent_id.clone(),
-                Item::Object(object) => Some(object.folder_id.clone()),
-            };
-            let path = match parent {
-                None => "/".to_owned(),
-                Some(parent) => {
-                    if !folder_paths.contains_key(&parent) {
-                        let path = self.store.folder_path(user, &parent)?;
-                        folder_paths.insert(parent.clone(), path);
+        let listed: HashMap<&str, (Option<&str>, &str)> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Folder(folder) => Some((folder.id.as_str(), (folder.parent_id.as_deref(), folder.name.as_str()))),
+                Item::Object(_) => None,
+            })
+            .collect();
+        let mut folder_paths: HashMap<String, String> = HashMap::new();
+        let mut path_of = |id: &str| -> Result<String> {
+            // The folders up to one whose path is known, then their paths back down.
+            let mut chain: Vec<(&str, &str)> = Vec::new();
+            let mut at = id;
+            let mut known = loop {
+                if let Some(path) = folder_paths.get(at) {
+                    break path.clone();
+                }
+                match listed.get(at) {
+                    Some((None, _)) => break "/".to_owned(),
+                    Some((Some(parent), name)) if !chain.iter().any(|(seen, _)| seen == parent) => {
+                        chain.push((at, name));
+                        at = parent;
                     }
-                    let folder = folder_paths.get(&parent).cloned().unwrap_or_default();
-                    child_path(&folder, item.name())
+                    _ => break self.store.folder_path(user, at)?.to_string(),
                 }
             };
-            located.push(self.entry(&item, Some(path)));
+            folder_paths.insert(at.to_owned(), known.clone());
+            for (folder, name) in chain.into_iter().rev() {
+                known = child_path_text(&known, name);
+                folder_paths.insert(folder.to_owned(), known.clone());
+            }
+            Ok(known)
+        };
+        let mut paths = Vec::with_capacity(items.len());
+        for item in &items {
+            paths.push(match item {
+                Item::Folder(folder) if folder.parent_id.is_none() => "/".to_owned(),
+                Item::Folder(folder) => path_of(&folder.id)?,
+                Item::Object(object) => child_path_text(&path_of(&object.folder_id)?, &object.name),
+            });
         }
-        Ok(located)
+        Ok(items.iter().zip(paths).map(|(item, path)| self.entry(item, Some(path))).collect())
     }
 
     /// The entry of one item, with its path.

@@ -45,7 +45,14 @@ impl World {
 
     /// Invariant 1, after every step.
     pub fn check_nothing_lost(&self) -> Checked {
-        let mut found: BTreeSet<String> = self.store_objects()?.into_iter().map(|(_, hash)| hash).collect();
+        let store = &self.service.store;
+        let root = store.resolve(self.user, &cpm_core::StorePath::root()).map_err(fail)?;
+        let mut found: BTreeSet<String> = (store.descendants(self.user, root.id()).map_err(fail)?.into_iter())
+            .filter_map(|item| match item {
+                Item::Object(object) => Some(object.hash),
+                Item::Folder(_) => None,
+            })
+            .collect();
         for device in &self.devices {
             let (files, _) = device.fs.contents();
             found.extend(files.values().map(|bytes| hash(bytes)));
@@ -53,7 +60,7 @@ impl World {
         match self.ledger.kept().find(|kept| !found.contains(*kept)) {
             Some(lost) => Err(Violation::new(
                 Broken::Lost,
-                format!("content {lost} is lost: it is nowhere, and no user let it go"),
+                format!("content {} ({lost}) is lost: it is nowhere, and no user let it go", self.ledger.label(lost)),
             )),
             None => Ok(()),
         }

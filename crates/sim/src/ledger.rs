@@ -26,13 +26,23 @@ pub fn hash(bytes: &[u8]) -> String {
 pub struct Ledger {
     /// By hash: whether a user's action removed or overwrote a copy of it since it was written.
     contents: BTreeMap<String, bool>,
+    /// By hash: how the content shows in a trace (`#n#`).
+    labels: BTreeMap<String, String>,
     /// Empty files became the user's: they may be in the store, even several times over.
     empty_adopted: bool,
 }
 
 impl Ledger {
     pub fn wrote(&mut self, bytes: &[u8]) {
-        self.contents.entry(hash(bytes)).or_insert(false);
+        let hash = hash(bytes);
+        let label = String::from_utf8_lossy(bytes).trim_end_matches('.').to_owned();
+        self.labels.entry(hash.clone()).or_insert(label);
+        self.contents.entry(hash).or_insert(false);
+    }
+
+    /// How a content shows in a trace, for a failure's message.
+    pub fn label(&self, hash: &str) -> &str {
+        self.labels.get(hash).map_or("?", String::as_str)
     }
 
     pub fn released(&mut self, bytes: &[u8]) {

@@ -93,6 +93,9 @@ pub(crate) struct SimDevice {
     /// A fault or crash was injected since the last settling: a sync may fail.
     pub excused: bool,
     pub preset: usize,
+    /// The index was lost while writes it knew of may not have reached the disk yet: a power
+    /// cut may still tear them into empty files no index knows.
+    pub unflushed_unknown: bool,
 }
 
 impl SimDevice {
@@ -202,6 +205,7 @@ impl World {
             index_dir,
             running: Vec::new(),
             excused: false,
+            unflushed_unknown: false,
             preset,
         });
         let device = self.devices.len() - 1;
@@ -281,6 +285,7 @@ impl World {
                 if world.devices[device].fs.contents().0.values().any(|bytes| bytes.is_empty()) {
                     world.ledger.adopt_empty();
                 }
+                world.devices[device].unflushed_unknown = true;
                 let _ = std::fs::remove_dir_all(&world.devices[device].index_dir);
                 std::fs::create_dir_all(&world.devices[device].index_dir).map_err(fail)
             }),
@@ -641,6 +646,11 @@ impl World {
         self.kill(device);
         self.devices[device].excused = true;
         self.devices[device].fs.power_cut(kept);
+        if std::mem::take(&mut self.devices[device].unflushed_unknown)
+            && self.devices[device].fs.contents().0.values().any(|bytes| bytes.is_empty())
+        {
+            self.ledger.adopt_empty();
+        }
     }
 
     /// Ends every sync, lifts every fault, then syncs every device until a whole round changes

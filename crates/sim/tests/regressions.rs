@@ -577,3 +577,46 @@ fn an_edit_in_a_renamed_folder_survives_a_profile_change() {
         Op::Sync { device: 3 },
     ]);
 }
+/// The user wrote her own file over a stub while a sync that turns stubs into content was under
+/// way: the stub's removal took her file with it (Lost).
+#[test]
+fn a_file_written_over_a_stub_while_the_stub_goes_is_kept() {
+    for calls in 1..=6 {
+        holds(&[
+            Op::StorePut { path: "/a/pic.jpg".into(), content: 1 },
+            Op::Sync { device: 2 },
+            Op::SetProfile { device: 2, preset: 0 },
+            Op::Write { device: 2, path: "a/new.txt".into(), content: 2 },
+            Op::SyncPartly { device: 2, calls },
+            Op::Write { device: 2, path: "a/pic.jpg.cpmlink".into(), content: 127 },
+        ]);
+    }
+}
+
+/// A stub that could not be removed (a rename failed) while its content arrived beside it was
+/// then checked against a stamp stubs never get, and stayed for good (Diverged).
+#[test]
+fn a_stub_that_could_not_go_when_its_content_came_goes_next_time() {
+    holds(&[
+        Op::SetProfile { device: 3, preset: 2 },
+        Op::StorePut { path: "/a/h".into(), content: 227 },
+        Op::Fault { device: 3, on: FaultOn::Rename, errno: 5 },
+        Op::Sync { device: 3 },
+        Op::SetProfile { device: 3, preset: 1 },
+        Op::Sync { device: 3 },
+    ]);
+}
+
+/// A stub written without a flush, then the index lost, then a power cut: the stub is an empty
+/// file no index knows, as good as one the user made (the harness once called it junk).
+#[test]
+fn a_stub_torn_after_the_index_was_lost_is_an_empty_file_like_any_other() {
+    holds(&[
+        Op::Write { device: 3, path: "a/café (conflict mac 2026-10-28).txt".into(), content: 164 },
+        Op::SyncPartly { device: 3, calls: 7 },
+        Op::Sync { device: 2 },
+        Op::LoseIndex { device: 2 },
+        Op::PowerCut { device: 2, kept: 9 },
+        Op::ClockJump { seconds: 43200 },
+    ]);
+}

@@ -292,7 +292,7 @@ pub(crate) fn object_kind(kind: EntryKind) -> cpm_core::ObjectKind {
 mod pull;
 mod push;
 
-pub use pull::{Here, Listing, Pull, PullPlan, plan_pull};
+pub use pull::{Here, Listing, Pull, PullPlan, missing_folders, plan_pull};
 pub use push::{Push, plan_push};
 
 #[cfg(test)]

@@ -255,6 +255,36 @@ pub fn plan_pull(
     puller.finish(remote, &missing)
 }
 
+/// The folders that live entries of `remote` name as theirs, where the device has no such folder
+/// and none arrives: the store answered about those entries later than about their folders (a
+/// folder moved, deleted or made while a listing was read in pages, or while the push ran).
+/// Asking after both again settles it; planning first would leave them orphans.
+/// Invariant: a sync asks again about what its answer cannot place before it gives up.
+pub fn missing_folders(tree: &Tree, remote: &[Change], listing: Listing) -> BTreeSet<String> {
+    let arriving: HashSet<&str> = remote
+        .iter()
+        .filter(|change| !change.deleted && change.kind == EntryKind::Folder)
+        .map(|change| change.id.as_str())
+        .collect();
+    let listed: HashSet<&str> = remote.iter().map(|change| change.id.as_str()).collect();
+    let held = |folder: &str| {
+        folder == tree.root_id
+            || tree.records.get(folder).is_some_and(|record| match listing {
+                // A whole listing that does not name a folder says it is gone, unless this
+                // sync made it after the listing was read.
+                Listing::Full { cursor } => listed.contains(folder) || record.modseq > cursor,
+                Listing::Delta => true,
+            })
+    };
+    remote
+        .iter()
+        .filter(|change| !change.deleted)
+        .filter_map(|change| change.entry.as_ref()?.parent_id.as_deref())
+        .filter(|folder| !arriving.contains(folder) && !held(folder))
+        .map(str::to_owned)
+        .collect()
+}
+
 impl Puller<'_> {
     /// Makes again, first, the device's folders that are missing here (deleted here while the
     /// store kept something in them, or put back after being in the way), for what arrives in
@@ -924,7 +954,10 @@ impl Puller<'_> {
         if let Some(file) = placed {
             match local {
                 Some(old_file) if !modified_here => {
-                    let (path, expected, id) = (current.clone(), Some(old_file.stamp), Some(old.id.clone()));
+                    // A stub's stamp is not read (its presence is what counts): it goes if it
+                    // is still a stub.
+                    let expected = (old.state != LocalState::Stub).then_some(old_file.stamp);
+                    let (path, id) = (current.clone(), Some(old.id.clone()));
                     self.plan.actions.push(Pull::RemoveFile { path, expected, id });
                     self.removed.insert(self.here.fold(&current));
                 }

@@ -414,6 +414,24 @@ fn a_record_whose_folder_arrives_later_in_the_batch_waits_for_it() {
 }
 
 #[test]
+fn entries_in_folders_the_device_neither_holds_nor_receives_name_those_folders() {
+    let (tree, _) = pc();
+    let delta = [
+        upsert(entry("ox", EntryKind::File, "fnew", "x.txt", Some("X"), 11)),
+        upsert(entry("fnew", EntryKind::Folder, ROOT, "new", None, 12)),
+        upsert(entry("oy", EntryKind::File, "fnowhere", "y", Some("Y"), 13)),
+        upsert(entry("oz", EntryKind::File, "fmusic", "z", Some("Z"), 14)),
+        removal("ow", EntryKind::File, 15),
+    ];
+    assert_eq!(missing_folders(&tree, &delta, Listing::Delta), BTreeSet::from(["fnowhere".to_owned()]));
+    // A whole listing that no longer names a folder the device holds says it is gone.
+    let full = [upsert(entry("oz", EntryKind::File, "fmusic", "z", Some("Z"), 14))];
+    assert_eq!(missing_folders(&tree, &full, Listing::Full { cursor: 20 }), BTreeSet::from(["fmusic".to_owned()]));
+    let listed = [full[0].clone(), upsert(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1))];
+    assert!(missing_folders(&tree, &listed, Listing::Full { cursor: 20 }).is_empty());
+}
+
+#[test]
 fn an_edit_that_follows_a_store_move_is_flagged_to_go_up_in_the_same_sync() {
     let (tree, mut scan) = pc();
     edited(&mut scan, "music/a.mp3", "A-local");

@@ -11,7 +11,7 @@ mod push;
 use crate::error::{SyncError, SyncResult};
 use crate::fs::{LocalFs, Locked};
 use crate::index::Index;
-use crate::plan::{HashMap, HashSet, Here, Listing, LocalState, Pull, Push, Scan, Skipped, Tree, plan_pull, plan_push};
+use crate::plan::{HashMap, HashSet, Here, Listing, LocalState, Pull, Push, Scan, Skipped, Tree, missing_folders, plan_pull, plan_push};
 use crate::remote::{Remote, RemoteError};
 use crate::scan::{CleanStamps, scan};
 use cpm_core::profile::{ContentPolicy, Holding};
@@ -345,9 +345,28 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             );
         }
         // What was in a folder that has gone meanwhile is asked after too, down the tree: its
-        // listed state would name a folder the device no longer has.
+        // listed state would name a folder the device no longer has. So are entries in folders
+        // the device neither holds nor receives, with their folders (a chain of such folders
+        // takes a round each).
         let mut asked_before: HashSet<String> = HashSet::default();
-        while !asked.is_empty() {
+        loop {
+            if asked.is_empty() {
+                let folders = missing_folders(&tree, &changes, listing);
+                asked.extend(
+                    changes
+                        .iter()
+                        .filter(|change| {
+                            let parent = change.entry.as_ref().and_then(|entry| entry.parent_id.as_ref());
+                            !change.deleted && parent.is_some_and(|parent| folders.contains(parent))
+                        })
+                        .map(|change| change.id.clone())
+                        .chain(folders.iter().cloned())
+                        .filter(|id| !asked_before.contains(id)),
+                );
+                if asked.is_empty() {
+                    break;
+                }
+            }
             let asking: Vec<String> = std::mem::take(&mut asked).into_iter().collect();
             asked_before.extend(asking.iter().cloned());
             let fresh =
@@ -535,7 +554,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                         || stubs.contains(path.as_str())
                         || (path.ends_with(crate::naming::STUB_SUFFIX)
                             && local.files.contains_key(path)
-                            && crate::scan::still_stub(&self.fs, path, id))
+                            && crate::scan::still_stub(&self.fs, path, Some(id)))
                 }
                 Some(_) => local.files.get(path).is_some_and(|file| {
                     let content = file.hash.as_ref().or(recorded.get(path).and_then(|hash| hash.as_ref()));

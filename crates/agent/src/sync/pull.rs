@@ -417,20 +417,23 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     report.conflicts.push(store_path(to));
                 }
             }
-            Pull::RemoveFile { path, expected: None, .. } => match self.fs.remove_file(path) {
-                Ok(()) => report.removed += 1,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(error),
-            },
-            Pull::RemoveFile { path, expected: Some(expected), id } => {
-                match retire(&self.fs, path, *expected, self.naming())? {
+            Pull::RemoveFile { path, expected, id } => {
+                let fs = &self.fs;
+                let still_ours = |aside: &str| -> std::io::Result<bool> {
+                    Ok(match expected {
+                        Some(expected) => has_stamp(fs, aside, *expected)?,
+                        // A stub the user wrote over since the scan is a file of hers now.
+                        None => crate::scan::still_stub(fs, aside, None),
+                    })
+                };
+                match retire(fs, path, still_ours, self.naming())? {
                     Retired::Aside(aside) => {
                         remove_aside(&self.fs, &aside);
                         report.removed += 1;
                     }
                     // Moved by the user since the scan, perhaps: the record stays, so that the
                     // next sync sends the move up rather than the file as a new one.
-                    Retired::Gone if id.is_some() => {
+                    Retired::Gone if id.is_some() && expected.is_some() => {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::NotFound,
                             "it moved or went here meanwhile; the next sync sees where",
@@ -542,9 +545,15 @@ fn remove_aside(fs: &impl LocalFs, aside: &str) {
     let _ = fs.remove_file(&format!("{aside}.path"));
 }
 
-/// Moves the file at `path` out of the way if it still has the stamp it was seen with;
-/// a file that changed since is the user's and stays.
-fn retire(fs: &impl LocalFs, path: &str, expected: FileStamp, naming: Naming<'_>) -> std::io::Result<Retired> {
+/// Moves the file at `path` out of the way if, once out of the user's reach, it is still what
+/// the engine saw there (`still_ours` tells, from where it was moved); a file that changed since
+/// is the user's and stays.
+fn retire(
+    fs: &impl LocalFs,
+    path: &str,
+    still_ours: impl FnOnce(&str) -> std::io::Result<bool>,
+    naming: Naming<'_>,
+) -> std::io::Result<Retired> {
     if fs.metadata(path)?.is_none() {
         return Ok(Retired::Gone);
     }
@@ -560,13 +569,17 @@ fn retire(fs: &impl LocalFs, path: &str, expected: FileStamp, naming: Naming<'_>
             return Err(error);
         }
     }
-    // Invariant: a file is replaced or removed only once it is out of the user's reach and still
-    // the version the engine recorded; an edit made meanwhile goes back where it was.
-    if fs.metadata(&aside)?.is_some_and(|meta| meta.stamp == expected) {
+    // Invariant: a file or stub is replaced or removed only once it is out of the user's reach
+    // and still what the engine saw there; an edit made meanwhile goes back where it was.
+    if still_ours(&aside)? {
         return Ok(Retired::Aside(aside));
     }
     put_back(fs, &aside, path, naming)?;
     Ok(Retired::Changed)
+}
+
+fn has_stamp(fs: &impl LocalFs, path: &str, expected: FileStamp) -> std::io::Result<bool> {
+    Ok(fs.metadata(path)?.is_some_and(|meta| meta.stamp == expected))
 }
 
 /// Puts a file set aside back at `path`, or beside it when something else is there now.
@@ -613,7 +626,7 @@ fn place<F: LocalFs>(
 ) -> Result<FileStamp, String> {
     let unplaced = |error: std::io::Error| format!("cannot be placed here: {error}");
     let retired = match replacing {
-        Some(expected) => retire(fs, path, expected, naming).map_err(unplaced)?,
+        Some(expected) => retire(fs, path, |aside| has_stamp(fs, aside, expected), naming).map_err(unplaced)?,
         None => Retired::Gone,
     };
     if let Retired::Changed = retired {
