@@ -6,7 +6,7 @@
 //! clients holding the same hint channel an agent holds, as devices of other users (four each).
 
 use crate::procs::{self, Running};
-use crate::{Row, Summary, print_report};
+use crate::{Row, Summary, print_report, quantile};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use cpm_client::Client;
@@ -104,14 +104,6 @@ async fn connect_all(url: &str, tokens: &[String]) -> Result<Vec<Socket>> {
 fn millis(samples: &[f64]) -> String {
     let summary = Summary::of(samples);
     format!("{:.1} ms ({:.1}–{:.1})", summary.median * 1000.0, summary.min * 1000.0, summary.max * 1000.0)
-}
-
-/// The `q`-quantile of samples (nearest rank).
-fn quantile(samples: &[f64], q: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
-    sorted.get(rank - 1).copied().unwrap_or(f64::NAN)
 }
 
 pub async fn run(args: HintsArgs) -> Result<()> {

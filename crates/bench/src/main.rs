@@ -4,6 +4,7 @@
 //! side by side in the same run (the machine is shared and noisy). Nothing here is a pass/fail
 //! test: the output says which targets were met.
 
+mod edits;
 mod hints;
 mod peers;
 mod procs;
@@ -28,6 +29,8 @@ enum Command {
     /// Automatic and periodic sync: hint latency with crowds connected, memory per connected
     /// device, one schedule firing for many devices.
     Hints(hints::HintsArgs),
+    /// Local edits while the agent runs: a file written on the PC to its object in the store.
+    Edits(edits::EditsArgs),
     /// cpm against cp -r, rclone, unison and mbsync from Dovecot, side by side on the same data;
     /// writes bench/results/REPORT.md and chart.png.
     Peers(peers::PeersArgs),
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             Command::Store(args) => store::run(args).await,
             Command::Sync(args) => sync::run(args).await,
             Command::Hints(args) => hints::run(args).await,
+            Command::Edits(args) => edits::run(args).await,
             Command::Peers(args) => peers::run(args).await,
         }
     })
@@ -72,6 +76,14 @@ impl Summary {
             max: sorted.last().copied().unwrap_or(f64::NAN),
         }
     }
+}
+
+/// The `q`-quantile of samples (nearest rank).
+pub fn quantile(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or(f64::NAN)
 }
 
 /// One line of the report: a measure, its target, what was measured and whether it met it.

@@ -442,7 +442,7 @@ pub fn status(here: &Path, args: StatusArgs) -> Result<()> {
     let mut skipped: Vec<Skipped> =
         index.meta(SKIPPED)?.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
     for found in local.skipped {
-        if !skipped.iter().any(|known| known.path == found.path) {
+        if !skipped.iter().any(|known| known.shown_path() == found.shown_path()) {
             skipped.push(found);
         }
     }
@@ -478,7 +478,7 @@ pub fn status(here: &Path, args: StatusArgs) -> Result<()> {
     if !skipped.is_empty() {
         println!("skipped:   {} (retried at every sync)", skipped.len());
         for entry in &skipped {
-            println!("  {}: {}; {}", entry.path, entry.reason, entry.fix);
+            println!("  {}: {}; {}", entry.shown_path(), entry.reason, entry.fix);
         }
     }
     Ok(())

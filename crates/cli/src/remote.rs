@@ -351,13 +351,25 @@ pub async fn mkdir(here: &Path, args: MkdirArgs) -> Result<()> {
 }
 
 async fn move_into(client: &Client, entries: &[Entry], destination: &Entry) -> Result<()> {
-    let ids: Vec<String> = entries.iter().map(|entry| entry.id.clone()).collect();
+    let noun = |count: usize| if count == 1 { "entry" } else { "entries" };
+    let shown = destination.path.as_deref().unwrap_or(&destination.name);
+    // What is in the destination already is not moved, nor reported as moved.
+    let ids: Vec<String> = entries
+        .iter()
+        .filter(|entry| entry.parent_id.as_deref() != Some(destination.id.as_str()))
+        .map(|entry| entry.id.clone())
+        .collect();
+    let already = entries.len() - ids.len();
+    if ids.is_empty() {
+        println!("nothing to move: {already} {} already in {shown}", noun(already));
+        return Ok(());
+    }
     for batch in ids.chunks(MOVE_BATCH) {
         let request = MoveRequest { ids: batch.to_vec(), to: Some(destination.id.clone()), name: None };
         client.move_entries(&request).await?;
     }
-    let noun = if ids.len() == 1 { "entry" } else { "entries" };
-    println!("moved {} {noun} to {}", ids.len(), destination.path.as_deref().unwrap_or(&destination.name));
+    let also = if already == 0 { String::new() } else { format!(" ({already} {} already there)", noun(already)) };
+    println!("moved {} {} to {shown}{also}", ids.len(), noun(ids.len()));
     Ok(())
 }
 

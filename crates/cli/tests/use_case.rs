@@ -76,6 +76,9 @@ Date: Wed, 25 Nov 2026 18:00:00 +0100\r\nMessage-ID: <n1@example.com>\r\n\r\nSee
     // Step 5: the music moves, by name pattern and by content type; the view is refreshed.
     let moved = world.pda(&["mv", "/content/*.mp3", "/content/favourite song/"]);
     assert!(moved.contains("moved 2 entries"), "{moved}");
+    // Moving what is there already into its own folder moves nothing, and says so.
+    let again = world.pda(&["mv", "/content/favourite song/*", "/content/favourite song/"]);
+    assert!(again.contains("nothing to move: 2 entries already in /content/favourite song"), "{again}");
     world.pda(&["mv", "--type", "audio/*", "/content", "/content/favourite song/"]);
     assert_eq!(world.names("/content"), ["favourite song", "clip.mp4", "photo.jpg"]);
     let favourites = world.listing("/content/favourite song");

@@ -118,7 +118,19 @@ fn play_traced(
             );
         }
     };
-    while let Some(op) = given.next().or_else(|| next(&world)) {
+    let mut generated = 0;
+    loop {
+        let op = match given.next() {
+            Some(op) => op,
+            None if generated > 0 && generated % SETTLE_EVERY == 0 && done.last() != Some(&Op::Settle) => Op::Settle,
+            None => match next(&world) {
+                Some(op) => {
+                    generated += 1;
+                    op
+                }
+                None => break,
+            },
+        };
         done.push(op.clone());
         let checked = world.apply(&op).and_then(|()| world.check_nothing_lost());
         drain(&mut world);
@@ -128,13 +140,6 @@ fn play_traced(
         }
         if let Err(violation) = checked {
             return Err(fail(&world, &done, violation));
-        }
-        if done.len().is_multiple_of(SETTLE_EVERY) {
-            let settled = world.settle().and_then(|()| world.check_quiet());
-            drain(&mut world);
-            if let Err(violation) = settled {
-                return Err(fail(&world, &done, violation));
-            }
         }
     }
     let settled = world.settle().and_then(|()| world.check_quiet());

@@ -141,6 +141,12 @@ pub enum Op {
     },
     /// The store purges tombstones past their retention.
     ExpireTombstones,
+
+    // The harness.
+    /// Every sync run to its end and every fault lifted, every device synced until quiet; then
+    /// the checks of a quiet world. A generated run settles every few hundred operations; the
+    /// settling is kept in its list, so that a shrunk list settles where the run did.
+    Settle,
 }
 
 impl Op {
@@ -173,7 +179,8 @@ impl Op {
             | Op::StoreMkdir { .. }
             | Op::StoreFlags { .. }
             | Op::ClockJump { .. }
-            | Op::ExpireTombstones => None,
+            | Op::ExpireTombstones
+            | Op::Settle => None,
         }
     }
 

@@ -331,6 +331,7 @@ impl World {
                 }
                 Ok(())
             }
+            Op::Settle => self.settle().and_then(|()| self.check_quiet()),
             Op::ExpireTombstones => {
                 self.service.store.collect_garbage().map_err(fail)?;
                 Ok(())

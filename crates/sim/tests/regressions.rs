@@ -620,3 +620,61 @@ fn a_stub_torn_after_the_index_was_lost_is_an_empty_file_like_any_other() {
         Op::ClockJump { seconds: 43200 },
     ]);
 }
+
+/// On a case-folding device, a file kept under a mapped name went back to its own name when
+/// its case twin left the view, and then the flush failed: the next sync took the renamed file for
+/// a leftover of an unfinished pull, removed it and sent its deletion up (Lost).
+#[test]
+fn a_mapped_name_given_back_before_a_failed_flush_is_kept() {
+    holds(&[
+        Op::Write { device: 1, path: "C/café.txt".into(), content: 278 },
+        Op::Sync { device: 1 },
+        Op::Write { device: 3, path: "a/b/café (conflict pc 2026-11-02).txt".into(), content: 280 },
+        Op::WriteDuringSync { device: 3, at: 28, path: "g (conflict tablet 2026-10-31) (conflict mac 2026-11-02).txt".into(), content: 283 },
+        Op::Sync { device: 3 },
+        Op::Sync { device: 0 },
+        Op::Rename { device: 0, from: "g (conflict tablet 2026-10-31) (conflict mac 2026-11-02).txt".into(), to: "F.txt".into() },
+        Op::WriteDuringSync { device: 0, at: 19, path: "f.txt".into(), content: 372 },
+        Op::SetProfile { device: 3, preset: 1 },
+        Op::WriteDuringSync { device: 0, at: 35, path: "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.txt".into(), content: 398 },
+        Op::Sync { device: 3 },
+        Op::Write { device: 3, path: "f.txt".into(), content: 415 },
+        Op::Fault { device: 3, on: FaultOn::Flush, errno: 5 },
+        Op::Sync { device: 3 },
+    ]);
+}
+/// While a sync ran, the user deleted one file and renamed another onto its name: the sync
+/// fetched the renamed file again as missing, and the next one sent the rename up as an edit
+/// (Duplicated).
+#[test]
+fn a_file_renamed_while_a_sync_ran_is_not_fetched_back() {
+    holds(&[
+        Op::Write { device: 2, path: "C/cafe\u{301}.txt".into(), content: 86 },
+        Op::StorePut { path: "/C/g.txt".into(), content: 114 },
+        Op::Write { device: 1, path: "a/b/bell\u{7}.txt".into(), content: 143 },
+        Op::Settle,
+        Op::WriteDuringSync { device: 1, at: 22, path: "bell\u{7}.txt".into(), content: 163 },
+        Op::Write { device: 1, path: "C/bell\u{7}.txt".into(), content: 168 },
+        Op::SetProfile { device: 1, preset: 0 },
+        Op::Sync { device: 1 },
+        Op::SyncPartly { device: 1, calls: 6 },
+        Op::Delete { device: 1, path: "C/café.txt".into() },
+        Op::Rename { device: 1, from: "C/g.txt".into(), to: "C/café.txt".into() },
+    ]);
+}
+
+/// The user deleted a file and renamed another onto its name (`mv b a`) while the store moved
+/// the renamed one elsewhere: taken for an edit of the first, the content went up twice
+/// (Duplicated).
+#[test]
+fn a_file_renamed_onto_a_deleted_ones_name_moves_once() {
+    holds(&[
+        Op::StorePut { path: "/a/g.txt".into(), content: 225 },
+        Op::StoreMove { from: "/a/g.txt".into(), to: "/c/g.txt".into() },
+        Op::StorePut { path: "/c/llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into(), content: 310 },
+        Op::CrashAt { device: 1, at: 52, power: None },
+        Op::Delete { device: 1, path: "c/g.txt".into() },
+        Op::StoreMove { from: "/c/llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into(), to: "/a/llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into() },
+        Op::Rename { device: 1, from: "c/llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into(), to: "c/g.txt".into() },
+    ]);
+}

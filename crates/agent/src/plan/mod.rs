@@ -93,6 +93,18 @@ impl Skipped {
     pub fn new(path: &str, reason: &str, fix: &str) -> Self {
         Self { path: path.to_owned(), reason: reason.to_owned(), fix: fix.to_owned() }
     }
+
+    /// Its path as the store spells it, with control characters shown escaped (a name that
+    /// holds one is often why it was skipped, and would otherwise print as nothing, or worse).
+    pub fn shown_path(&self) -> String {
+        let path = self.path.strip_prefix('/').unwrap_or(&self.path);
+        let mut shown = String::with_capacity(path.len() + 1);
+        shown.push('/');
+        for c in path.chars() {
+            if c.is_control() { shown.extend(c.escape_default()) } else { shown.push(c) }
+        }
+        shown
+    }
 }
 
 /// The index in memory.
@@ -128,6 +140,10 @@ pub struct Scan {
     /// Stubs the index records that the user wrote over with a file of their own, by path, with
     /// the stub's record id: the file is the user's (it goes up), the stub is placed anew.
     pub replaced_stubs: BTreeMap<String, String>,
+    /// Files the scan before this sync's push found that this one, after it, does not: moved
+    /// or removed by the user while the sync ran. Their records wait for the next sync, which
+    /// sends that up; they are not fetched again.
+    pub vanished: BTreeSet<String>,
     /// Each folder's modification time (ns), taken before the folder was read.
     pub dir_mtimes: BTreeMap<String, i64>,
     /// When the scan began (ns since the epoch).

@@ -193,7 +193,9 @@ pub fn plan_pull(
             let paths = tree.paths();
             let gone: Vec<&String> = content
                 .into_iter()
-                .filter(|id| paths.get(*id).is_some_and(|path| !scan.files.contains_key(path)))
+                .filter(|id| {
+                    paths.get(*id).is_some_and(|path| !scan.files.contains_key(path) && !scan.vanished.contains(path))
+                })
                 .filter(|id| !scan.ours.contains_key(*id) && !scan.ours_moved.contains_key(*id))
                 .collect();
             // One whose content is elsewhere here was moved by the user: it goes up as a move
@@ -625,6 +627,17 @@ impl Puller<'_> {
                 _ => false,
             });
             let here = self.scan.files.contains_key(&from) || self.scan.dirs.contains(&from);
+            // An unfinished pull gave it back its own name already: that is adopted, not taken
+            // for a leftover.
+            if !here && placing.is_none() && self.scan.ours.get(&record.id) == Some(&to) {
+                let local = self.scan.files.get(&to).map(|file| file.stamp);
+                let back = Record { local_name: None, local, ..record.clone() };
+                self.take_name(Some(&record), &back);
+                self.claim(&to);
+                self.plan.changed.insert(back.id.clone());
+                self.plan.tree.records.insert(back.id.clone(), back);
+                continue;
+            }
             if !here && (placing.is_none() || record.state == LocalState::Folder) {
                 continue;
             }

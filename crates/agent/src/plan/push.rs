@@ -1,6 +1,6 @@
 //! Planning the device's changes to the store.
 
-use super::{HashSet, Here, Listing, LocalFile, LocalState, Pull, Record, Scan, Tree, object_kind, plan_pull, same};
+use super::{HashMap, HashSet, Here, Listing, LocalFile, LocalState, Pull, Record, Scan, Tree, object_kind, plan_pull, same};
 use crate::naming::split;
 use cpm_core::EntryKind;
 use cpm_core::ObjectKind;
@@ -132,8 +132,14 @@ pub fn plan_push(
         .collect();
 
     let (mut moves, mut uploads, mut deletes, mut folder_deletes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut records: Vec<(&String, &Record)> =
-        tree.records.values().filter_map(|record| Some((paths.get(&record.id)?, record))).collect();
+    let onto = renamed_onto(tree, scan, &paths, &touched, remote, &untracked);
+    let paired: HashSet<&str> = onto.iter().flat_map(|(taken, moved)| [taken.as_str(), moved.as_str()]).collect();
+    let mut records: Vec<(&String, &Record)> = tree
+        .records
+        .values()
+        .filter(|record| !paired.contains(record.id.as_str()))
+        .filter_map(|record| Some((paths.get(&record.id)?, record)))
+        .collect();
     records.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for (path, record) in records {
         // Moved by an interrupted pull, not by the user: the pull finishes the job.
@@ -207,6 +213,12 @@ pub fn plan_push(
             moves.push(Push::Move { id: id.clone(), path: path.clone() });
         }
     }
+    // The file the user deleted goes before the one she renamed onto its name takes it.
+    for (taken, moved) in &onto {
+        let (Some(record), Some(path)) = (tree.records.get(taken), paths.get(taken)) else { continue };
+        actions.push(Push::Delete { id: record.id.clone(), base_modseq: record.modseq });
+        actions.push(Push::Move { id: moved.clone(), path: path.clone() });
+    }
     actions.extend(moves);
     for (path, file) in untracked {
         if let Some(hash) = &file.hash {
@@ -219,6 +231,62 @@ pub fn plan_push(
     folder_deletes.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
     actions.extend(folder_deletes.into_iter().map(|(_, action)| action));
     actions
+}
+
+/// Files renamed here onto the name of another file that was deleted (`mv b a`): a record whose
+/// file is gone and whose content is now at another record's path, with that record, as (record
+/// whose name was taken, record moved onto it). Taken for an edit of the file there, the
+/// content would go up twice. Records the store's changes touch are left to them, unless the
+/// store only moved the one renamed here (the rename here then wins, as every later move does).
+fn renamed_onto(
+    tree: &Tree,
+    scan: &Scan,
+    paths: &HashMap<String, String>,
+    touched: &HashSet<&str>,
+    remote: &[Change],
+    untracked: &BTreeMap<&str, &LocalFile>,
+) -> Vec<(String, String)> {
+    let mut changed: Vec<(&Record, &str)> = tree
+        .records
+        .values()
+        .filter(|record| record.state == LocalState::File && !touched.contains(record.id.as_str()))
+        .filter_map(|record| {
+            let file = scan.files.get(paths.get(&record.id)?)?;
+            let hash = file.hash.as_deref().filter(|_| !same(record, file))?;
+            Some((record, hash))
+        })
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    changed.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let deleted: HashSet<&str> = remote.iter().filter(|change| change.deleted).map(|change| change.id.as_str()).collect();
+    let mut vanished: HashMap<&str, Vec<&Record>> = HashMap::default();
+    for record in tree.records.values() {
+        let gone = paths.get(&record.id).is_some_and(|path| !scan.files.contains_key(path));
+        if record.state == LocalState::File
+            && gone
+            && !deleted.contains(record.id.as_str())
+            && !scan.ours.contains_key(&record.id)
+            && !scan.ours_moved.contains_key(&record.id)
+            && let Some(hash) = record.hash.as_deref()
+            // One whose content is also in a new file here moved there.
+            && !untracked.values().any(|file| file.hash.as_deref() == Some(hash))
+        {
+            vanished.entry(hash).or_default().push(record);
+        }
+    }
+    for records in vanished.values_mut() {
+        records.sort_by(|a, b| b.id.cmp(&a.id));
+    }
+    let mut pairs = Vec::new();
+    for (taken, hash) in changed {
+        if let Some(moved) = vanished.get_mut(hash).and_then(Vec::pop) {
+            pairs.push((taken.id.clone(), moved.id.clone()));
+        }
+    }
+    pairs.sort();
+    pairs
 }
 
 /// Where a record's vanished file went, if anywhere: an untracked file with its content,

@@ -177,6 +177,23 @@ fn a_local_rename_or_move_goes_up_as_a_move() {
     );
 }
 
+/// `mv music/a.mp3 photos/p.jpg`: the file there went, and the moved one took its name. Taken for
+/// an edit of photos/p.jpg, a.mp3's content would be in the store twice.
+#[test]
+fn a_file_renamed_onto_another_ones_name_deletes_that_one_and_moves() {
+    let (tree, mut scan) = pc();
+    scan.files.remove("music/a.mp3");
+    edited(&mut scan, "photos/p.jpg", "A");
+    assert_eq!(
+        plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
+        [Push::Delete { id: "op".into(), base_modseq: 4 }, Push::Move { id: "oa".into(), path: "photos/p.jpg".into() }]
+    );
+    // Copied rather than moved (`cp`), or deleted in the store meanwhile: an edit, as before.
+    edited(&mut scan, "music/a.mp3", "A");
+    let copied = plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta);
+    assert!(matches!(copied.as_slice(), [Push::Upload { replace: Some(_), .. }, ..]), "{copied:?}");
+}
+
 /// A folder moved elsewhere and a new one made under its old name, with a file of the same name:
 /// the old file's content is at the new place, so the record moves there, and the file at its
 /// old path is new. Taken for an edit, the content went up twice.
@@ -666,4 +683,11 @@ fn a_store_folder_named_like_the_devices_own_gets_a_name_of_its_own_here() {
     let here = plan.tree.path_of("onote").expect("a path here");
     assert!(!here.starts_with(".cpm/"), "{here} would be inside the device's own folder");
     assert!(plan.actions.iter().all(|action| !format!("{action:?}").contains("\".cpm/")), "{:?}", plan.actions);
+}
+
+#[test]
+fn a_skipped_path_shows_as_the_store_spells_it_with_control_characters_escaped() {
+    assert_eq!(Skipped::new("C/bell\u{7}.txt", "bad name", "rename it").shown_path(), "/C/bell\\u{7}.txt");
+    assert_eq!(Skipped::new("/C/bell\u{7}.txt", "bad name", "rename it").shown_path(), "/C/bell\\u{7}.txt");
+    assert_eq!(Skipped::new("a/caf\u{e9}\n", "", "").shown_path(), "/a/caf\u{e9}\\n");
 }

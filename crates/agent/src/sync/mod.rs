@@ -134,7 +134,7 @@ impl Report {
             String::new()
         } else {
             let each: Vec<String> =
-                self.skipped.iter().map(|skipped| format!("{} ({})", skipped.path, skipped.reason)).collect();
+                self.skipped.iter().map(|skipped| format!("{} ({})", skipped.shown_path(), skipped.reason)).collect();
             format!("; {} skipped: {}", self.skipped.len(), each.join(", "))
         };
         format!(
@@ -393,7 +393,13 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         report.pushed.clear();
 
         tracing::debug!(device = self.name, ?changes, "changes to pull");
-        let local = if pushed { self.scan(&tree, &inflight)? } else { local };
+        let local = if pushed {
+            let mut after = self.scan(&tree, &inflight)?;
+            after.vanished = local.files.keys().filter(|path| !after.files.contains_key(*path)).cloned().collect();
+            after
+        } else {
+            local
+        };
         let mut plan = plan_pull(tree, &local, &changes, content, here, listing);
         tracing::debug!(device = self.name, actions = ?plan.actions, orphans = ?plan.orphans, "pull plan");
         // What the restart lost leaves the index too, unless the listing brought it back.
