@@ -678,3 +678,37 @@ fn a_file_renamed_onto_a_deleted_ones_name_moves_once() {
         Op::Rename { device: 1, from: "c/llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into(), to: "c/g.txt".into() },
     ]);
 }
+
+/// A download whose flush failed was adopted by the next sync, which a power cut then tore: the
+/// index had recorded it without a flush, so the empty file went up as a new version (Lost).
+#[test]
+fn a_download_adopted_after_a_failed_flush_is_flushed_before_it_is_recorded() {
+    holds(&[
+        Op::Write { device: 2, path: "c/café.txt".into(), content: 424 },
+        Op::CrashAt { device: 2, at: 56, power: None },
+        Op::Fault { device: 3, on: FaultOn::Flush, errno: 5 },
+        Op::Sync { device: 3 },
+        Op::CrashAt { device: 3, at: 50, power: Some(6) },
+    ]);
+}
+
+/// What an unfinished pull placed for one object, which the store then moved, was removed to make
+/// room for a new object at its old name, and the move then carried the new one's file
+/// (Lost).
+#[test]
+fn a_placement_of_an_object_that_moves_on_is_not_removed_for_a_newcomer() {
+    holds(&[
+        Op::SetProfile { device: 2, preset: 4 },
+        Op::StorePut { path: "/c/café.txt".into(), content: 290 },
+        Op::Mkdir { device: 2, path: "C".into() },
+        Op::Settle,
+        Op::StorePut { path: "/c/f.txt".into(), content: 295 },
+        Op::Sync { device: 1 },
+        Op::SyncPartly { device: 2, calls: 2 },
+        Op::Rename { device: 1, from: "c".into(), to: "x.cpmlink".into() },
+        Op::Fault { device: 2, on: FaultOn::Flush, errno: 13 },
+        Op::SyncPartly { device: 1, calls: 7 },
+        Op::Rename { device: 2, from: "C".into(), to: "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.txt".into() },
+        Op::StorePut { path: "/c/f.txt".into(), content: 341 },
+    ]);
+}

@@ -461,6 +461,11 @@ impl Puller<'_> {
         if self.scan.ours.get(record) == Some(&found) {
             return None;
         }
+        // Another record's, which arrives in this batch too: it moves on from there, or this
+        // placement waits for the next sync; it is not removed.
+        if self.placed_for_another_arrival(&found, record) {
+            return None;
+        }
         if let Some(file) =
             self.scan.files.get(&found).filter(|_| self.scan.ours.values().any(|placed| *placed == found))
         {
@@ -488,6 +493,12 @@ impl Puller<'_> {
             return self.let_go(found, file.stamp, key);
         }
         Some(found)
+    }
+
+    /// True when what is at `path` is what an unfinished pull placed for a record other than
+    /// `record` that this batch brings too.
+    fn placed_for_another_arrival(&self, path: &str, record: &str) -> bool {
+        self.scan.ours.iter().any(|(id, placed)| placed == path && id != record && self.arriving.contains(id))
     }
 
     /// Removes a file in the way that no one loses (still as it was found): nothing is in the way.
@@ -875,7 +886,10 @@ impl Puller<'_> {
                 let exact = self.scan.files.get(&target);
                 // What an interrupted pull left there (torn by a power cut, or an older version)
                 // is the engine's own, and gives way.
-                let leftover = exact.filter(|_| self.scan.ours.values().any(|placed| *placed == target));
+                let leftover = exact.filter(|_| {
+                    self.scan.ours.values().any(|placed| *placed == target)
+                        && !self.placed_for_another_arrival(&target, &record.id)
+                });
                 match (exact, leftover) {
                     // The content is here already, under its name: adopted, not fetched again.
                     (Some(file), _) if file.hash.is_some() && file.hash == record.hash => {

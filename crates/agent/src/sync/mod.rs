@@ -431,9 +431,13 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         phases.done("pull");
         // Invariant: content the pull placed, moved or removed is on disk before the index records
-        // it. Stubs and folders alone may wait for the kernel: after a restart that could have
-        // lost them, the next sync re-reads the view and writes them again.
-        let unflushed = if plan.actions.is_empty() {
+        // it, and so is what an unfinished pull placed and this one adopts (its flush may have
+        // failed). Stubs and folders alone may wait for the kernel: after a restart that could
+        // have lost them, the next sync re-reads the view and writes them again.
+        let unflushed = if !inflight.is_empty() {
+            self.fs.sync_all().map_err(|error| SyncError::local("cannot flush the device's file system", error))?;
+            String::new()
+        } else if plan.actions.is_empty() {
             // Nothing written: an earlier pull's stubs stay pending, unless this was the re-read.
             if restarted { String::new() } else { unflushed_before }
         } else if let (false, Some(boot)) = (plan.actions.iter().any(|action| needs_flush(action, &plan.tree)), &boot) {
