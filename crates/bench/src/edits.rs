@@ -75,7 +75,10 @@ pub async fn run(args: EditsArgs) -> Result<()> {
         edited.push(started.elapsed().as_secs_f64());
     }
     drop(agent);
-    let rows = [row("new file on the PC → object in the store", &created), row("edit on the PC → new version in the store", &edited)];
+    let rows = [
+        row("new file on the PC → object in the store", &created),
+        row("edit on the PC → new version in the store", &edited),
+    ];
     print_report("Local edits while the agent runs", &rows);
     Ok(())
 }

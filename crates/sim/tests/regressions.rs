@@ -712,3 +712,22 @@ fn a_placement_of_an_object_that_moves_on_is_not_removed_for_a_newcomer() {
         Op::StorePut { path: "/c/f.txt".into(), content: 341 },
     ]);
 }
+
+/// Known failure (seed 72): on a case-folding device whose first sync could not finish, a folder
+/// kept under a mapped name (`c ~…`, beside its twin `C`) gets its own name back once the user
+/// deletes the twin and makes `c` anew; the push takes her new `c` for the store's folder, and
+/// what the unfinished pull had placed under the mapped name is removed as a leftover (Lost).
+#[test]
+#[ignore = "known failure: an unfinished pull's folder under a mapped name, its twin deleted here"]
+fn a_mapped_folder_of_an_unfinished_pull_keeps_its_contents_when_its_twin_goes() {
+    holds(&[
+        Op::StorePut { path: "/a/b/mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.txt".into(), content: 221 },
+        Op::StorePut { path: "/C/mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.txt".into(), content: 227 },
+        Op::ReadOnly { device: 3, path: "a".into(), readonly: true },
+        Op::StorePut { path: "/c/café.txt".into(), content: 266 },
+        Op::Sync { device: 3 },
+        Op::SyncPartly { device: 3, calls: 1 },
+        Op::RemoveTree { device: 3, path: "C".into() },
+        Op::Write { device: 3, path: "c/song.mp3".into(), content: 289 },
+    ]);
+}

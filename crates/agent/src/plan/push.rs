@@ -1,6 +1,8 @@
 //! Planning the device's changes to the store.
 
-use super::{HashMap, HashSet, Here, Listing, LocalFile, LocalState, Pull, Record, Scan, Tree, object_kind, plan_pull, same};
+use super::{
+    HashMap, HashSet, Here, Listing, LocalFile, LocalState, Pull, Record, Scan, Tree, object_kind, plan_pull, same,
+};
 use crate::naming::split;
 use cpm_core::EntryKind;
 use cpm_core::ObjectKind;
@@ -260,7 +262,8 @@ fn renamed_onto(
         return Vec::new();
     }
     changed.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-    let deleted: HashSet<&str> = remote.iter().filter(|change| change.deleted).map(|change| change.id.as_str()).collect();
+    let deleted: HashSet<&str> =
+        remote.iter().filter(|change| change.deleted).map(|change| change.id.as_str()).collect();
     let mut vanished: HashMap<&str, Vec<&Record>> = HashMap::default();
     for record in tree.records.values() {
         let gone = paths.get(&record.id).is_some_and(|path| !scan.files.contains_key(path));

@@ -11,7 +11,9 @@ mod push;
 use crate::error::{SyncError, SyncResult};
 use crate::fs::{LocalFs, Locked};
 use crate::index::Index;
-use crate::plan::{HashMap, HashSet, Here, Listing, LocalState, Pull, Push, Scan, Skipped, Tree, missing_folders, plan_pull, plan_push};
+use crate::plan::{
+    HashMap, HashSet, Here, Listing, LocalState, Pull, Push, Scan, Skipped, Tree, missing_folders, plan_pull, plan_push,
+};
 use crate::remote::{Remote, RemoteError};
 use crate::scan::{CleanStamps, scan};
 use cpm_core::profile::{ContentPolicy, Holding};
