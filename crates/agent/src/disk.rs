@@ -45,25 +45,36 @@ pub struct DiskFs {
 /// The paths the engine itself changed lately, so that a watcher of the directory can tell its
 /// writes from the user's.
 #[derive(Clone, Default)]
-pub struct OwnWrites(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, std::time::Instant>>>);
+pub struct OwnWrites(std::sync::Arc<std::sync::Mutex<Remembered>>);
+
+#[derive(Default)]
+pub struct Remembered {
+    paths: std::collections::HashMap<PathBuf, std::time::Instant>,
+    /// How many paths are kept before the old ones are forgotten: twice what was left at the
+    /// last forgetting, so that a pull writing 100,000 stubs forgets now and then, not at every
+    /// write.
+    limit: usize,
+}
 
 /// How long a change the engine made is taken for its own when the watcher hears of it.
 const OWN_WRITE_MEMORY: std::time::Duration = std::time::Duration::from_secs(5);
+const OWN_WRITES_KEPT: usize = 4096;
 
 impl OwnWrites {
     fn note(&self, path: PathBuf) {
         let now = std::time::Instant::now();
-        let mut paths = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if paths.len() > 4096 {
-            paths.retain(|_, at| now.duration_since(*at) < OWN_WRITE_MEMORY);
+        let mut remembered = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if remembered.paths.len() > remembered.limit.max(OWN_WRITES_KEPT) {
+            remembered.paths.retain(|_, at| now.duration_since(*at) < OWN_WRITE_MEMORY);
+            remembered.limit = remembered.paths.len() * 2;
         }
-        paths.insert(path, now);
+        remembered.paths.insert(path, now);
     }
 
     /// True when the engine changed `path` lately.
     pub fn made(&self, path: &Path) -> bool {
-        let paths = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        paths.get(path).is_some_and(|at| at.elapsed() < OWN_WRITE_MEMORY)
+        let remembered = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        remembered.paths.get(path).is_some_and(|at| at.elapsed() < OWN_WRITE_MEMORY)
     }
 }
 
