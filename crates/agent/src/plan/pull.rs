@@ -942,7 +942,10 @@ impl Puller<'_> {
     }
 
     fn update(&mut self, old: Record, mut record: Record, target: String) {
-        let mut current = self.plan.tree.path_of(&old.id).unwrap_or_default();
+        let Some(mut current) = self.plan.tree.path_of(&old.id).or_else(|| self.scan.ours.get(&old.id).cloned()) else {
+            // Invariant: a record with no path here is placed anew, never moved from the top.
+            return self.create(record, target);
+        };
         if !self.scan.files.contains_key(&current)
             && let Some(placed) = self.scan.ours.get(&old.id)
         {

@@ -448,6 +448,17 @@ fn entries_in_folders_the_device_neither_holds_nor_receives_name_those_folders()
     assert!(missing_folders(&tree, &listed, Listing::Full { cursor: 20 }).is_empty());
 }
 
+/// A record whose folder the device does not know has no path here: the device's directory
+/// itself was once planned to move in its place (and everything in it then looked deleted).
+#[test]
+fn a_record_whose_folder_is_unknown_is_placed_anew_never_moved_from_the_top() {
+    let (mut tree, scan) = pc();
+    let lost = record(entry("ox", EntryKind::File, "fgone", "x.mp3", Some("X"), 5), LocalState::File);
+    tree.records.insert(lost.id.clone(), lost);
+    let plan = pull_plan(&tree, &scan, &[upsert(entry("ox", EntryKind::File, "fmusic", "x.mp3", Some("X"), 20))]);
+    assert_eq!(plan.actions, [Pull::Download { id: "ox".into(), path: "music/x.mp3".into(), replacing: None }]);
+}
+
 #[test]
 fn an_edit_that_follows_a_store_move_is_flagged_to_go_up_in_the_same_sync() {
     let (tree, mut scan) = pc();

@@ -391,6 +391,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         match action {
             Pull::MakeDir { path } => self.fs.create_dir_all(path)?,
             Pull::Rename { from, to, .. } => {
+                // Invariant: the device's directory itself is never moved.
+                if from.is_empty() || to.is_empty() {
+                    return Err(std::io::Error::other(
+                        "a move of the device's own directory was planned; none was made",
+                    ));
+                }
                 // Gone meanwhile: what follows (a download) puts the record's content there.
                 if self.fs.metadata(from)?.is_some() {
                     if let Some((parent, _)) = to.rsplit_once('/') {
