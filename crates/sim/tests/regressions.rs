@@ -732,11 +732,10 @@ fn a_mapped_folder_of_an_unfinished_pull_keeps_its_contents_when_its_twin_goes()
     ]);
 }
 
-/// Known failure (seed 6): on the case-folding device, a folder kept under a mapped name beside
-/// its twin keeps that name after the twin is deleted in the store (Diverged: the name was only
-/// ever needed beside the twin).
+/// On the case-folding device, a folder kept under a mapped name beside its twin kept that name
+/// after the twin was deleted in the store: the name frees only once the sync's pull has removed
+/// the twin's folder, and nothing asked again (Diverged).
 #[test]
-#[ignore = "known failure: a mapped folder keeps its mapped name once its twin is deleted in the store"]
 fn a_folder_takes_its_own_name_back_when_its_case_twin_is_deleted_in_the_store() {
     holds(&[
         Op::StoreMkdir { path: "/c".into() },

@@ -97,6 +97,10 @@ pub struct Report {
     /// A push set something aside here: what it became goes up in a second pass.
     #[serde(skip)]
     again: bool,
+    /// The pull left records to ask after once it is done (a name its own removals free): the
+    /// sync runs once more for them.
+    #[serde(skip)]
+    recheck: bool,
 }
 
 impl Report {
@@ -232,12 +236,14 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     pub async fn sync(&self) -> SyncResult<Report> {
         let _lock = self.lock().await?;
         let mut report = Report::default();
-        let mut attempts = 0;
+        let (mut attempts, mut rechecks) = (0, 0);
         loop {
             // The profile changed while the sync read its view: it reads it again through the new
-            // one, keeping the count of what it already did.
+            // one, keeping the count of what it already did. So it does for what its pull left to
+            // ask after.
             match self.sync_locked(&mut report).await {
                 Err(SyncError::Refused(error)) if error.is("profile_changed") && attempts < 3 => attempts += 1,
+                Ok(()) if std::mem::take(&mut report.recheck) && rechecks < 2 => rechecks += 1,
                 result => return result.map(|()| report),
             }
         }
@@ -472,6 +478,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         for id in &plan.recheck {
             index.recheck(id)?;
         }
+        report.recheck = !plan.recheck.is_empty();
         phases.done("commit");
         let plan_push_after = plan.push_after || report.again;
         let wrote_here = pushed || plan_push_after || !plan.actions.is_empty();
