@@ -744,3 +744,18 @@ fn a_folder_takes_its_own_name_back_when_its_case_twin_is_deleted_in_the_store()
         Op::StoreDeleteTree { path: "/c".into() },
     ]);
 }
+
+/// A stub written without a flush, its folder then renamed by the user, then a power cut: the
+/// torn stub (an empty `.cpmlink` file no record holds any more) went up as the user's file
+/// (Junk).
+#[test]
+fn a_stub_torn_by_a_power_cut_after_its_folder_moved_is_not_sent_up() {
+    holds(&[
+        Op::StorePut { path: "/a/b/g.txt".into(), content: 2 },
+        Op::SyncPartly { device: 2, calls: 6 },
+        Op::Write { device: 2, path: "café.txt".into(), content: 21 },
+        Op::Rename { device: 2, from: "a/b".into(), to: "a/song.mp3".into() },
+        Op::SyncPartly { device: 2, calls: 7 },
+        Op::CrashAt { device: 2, at: 40, power: Some(10) },
+    ]);
+}

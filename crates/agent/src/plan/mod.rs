@@ -135,7 +135,8 @@ pub struct Scan {
     /// now, found by their content): a move of that record.
     pub ours_moved: BTreeMap<String, String>,
     /// Stubs the index does not record (an index lost, a pull cut short), by path, with the id
-    /// of the record each stands for: the engine's own leftovers, not files of the user's.
+    /// of the record each stands for (none for one a power cut tore empty): the engine's own
+    /// leftovers, not files of the user's.
     pub stray_stubs: BTreeMap<String, String>,
     /// Stubs the index records that the user wrote over with a file of their own, by path, with
     /// the stub's record id: the file is the user's (it goes up), the stub is placed anew.

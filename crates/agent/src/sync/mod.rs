@@ -311,7 +311,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         let local = if unchanged_here {
             Scan::as_indexed(&tree, self.fs.now_ns(), clean.dirs.iter().cloned().collect())
         } else {
-            self.scan(&tree, &inflight)?
+            self.scan(&tree, &inflight, restarted)?
         };
         report.skipped.extend(local.skipped.iter().cloned());
         if !inflight.is_empty() {
@@ -402,7 +402,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 
         tracing::debug!(device = self.name, ?changes, "changes to pull");
         let local = if pushed {
-            let mut after = self.scan(&tree, &inflight)?;
+            let mut after = self.scan(&tree, &inflight, restarted)?;
             after.vanished = local.files.keys().filter(|path| !after.files.contains_key(*path)).cloned().collect();
             after
         } else {
@@ -487,7 +487,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         // What an unfinished pull placed stays its own until a cursor follows it.
         let inflight = if failed_any { index.inflight()? } else { Vec::new() };
         if plan_push_after {
-            let local = self.scan(&tree, &inflight)?;
+            let local = self.scan(&tree, &inflight, restarted)?;
             let pushes = plan_push(&tree, &local, &[], content, here, Listing::Delta);
             self.push(pushes, &mut index, &mut tree, report).await?;
         }
@@ -510,7 +510,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 if !margin.is_zero() {
                     tokio::time::sleep(margin).await;
                 }
-                self.scan(tree, &[])?
+                self.scan(tree, &[], false)?
             }
         };
         if let Some(clean) = CleanStamps::of(tree, &found, &self.fs) {
@@ -548,8 +548,25 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     }
 
     /// Reads the directory, marking what an unfinished pull placed and still holds its content.
-    fn scan(&self, tree: &Tree, inflight: &[(String, String, Option<String>)]) -> SyncResult<Scan> {
+    /// With `restarted`, the machine went down since stubs were written without a flush: an
+    /// empty `.cpmlink` file no record holds is one of them, torn (and perhaps moved with its
+    /// folder by the user since), not a file of the user's to send up.
+    fn scan(&self, tree: &Tree, inflight: &[(String, String, Option<String>)], restarted: bool) -> SyncResult<Scan> {
         let mut local = scan(&self.fs, tree).map_err(|error| SyncError::Inconsistent(format!("{error:#}")))?;
+        if restarted {
+            let tracked: HashSet<String> = tree.paths().into_values().collect();
+            let torn: Vec<String> = local
+                .files
+                .iter()
+                .filter(|(path, file)| {
+                    file.stamp.size == 0 && path.ends_with(crate::naming::STUB_SUFFIX) && !tracked.contains(*path)
+                })
+                .map(|(path, _)| path.clone())
+                .collect();
+            for path in torn {
+                local.stray_stubs.entry(path).or_default();
+            }
+        }
         if inflight.is_empty() {
             return Ok(local);
         }
