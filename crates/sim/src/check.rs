@@ -177,7 +177,16 @@ impl World {
             }
             let own = local_name(record.kind, &record.name, record.state == LocalState::Stub);
             let file_name = record.file_name();
-            if file_name != own && !justified(&own, &file_name, record, &tree, simulated.fs_case_insensitive()) {
+            let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
+            let siblings: Vec<&str> = files
+                .keys()
+                .chain(dirs.iter())
+                .filter(|other| *other != path && other.rsplit_once('/').map_or("", |(parent, _)| parent) == folder)
+                .map(|other| other.rsplit_once('/').map_or(other.as_str(), |(_, name)| name))
+                .collect();
+            if file_name != own
+                && !justified(&own, &file_name, record, &tree, &siblings, simulated.fs_case_insensitive())
+            {
                 return broken(format!("{path} has a name of its own for no reason (its name is {own:?})"));
             }
             accounted.insert(path.clone());
@@ -197,13 +206,15 @@ impl World {
 }
 
 /// A name of its own is for a record that cannot have its name here: too long with its suffix,
-/// taken by another record under this file system's rules, or kept in the Unicode form the user
-/// gave it here.
+/// taken under this file system's rules by another record or by a file or folder of the user's
+/// the store does not hold (outside the view, or with a name it refuses inside), or kept in the
+/// Unicode form the user gave it here.
 fn justified(
     own: &str,
     given: &str,
     record: &cpm_agent::plan::Record,
     tree: &cpm_agent::plan::Tree,
+    siblings: &[&str],
     folds: bool,
 ) -> bool {
     let fold = |name: &str| -> String {
@@ -215,6 +226,7 @@ fn justified(
         || tree.records.values().any(|other| {
             other.id != record.id && other.parent_id == record.parent_id && fold(&other.file_name()) == fold(own)
         })
+        || siblings.iter().any(|sibling| *sibling != given && fold(sibling) == fold(own))
 }
 
 /// True for a local file the store can never hold: a name it refuses, or one that clashes with

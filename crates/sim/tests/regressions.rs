@@ -759,3 +759,17 @@ fn a_stub_torn_by_a_power_cut_after_its_folder_moved_is_not_sent_up() {
         Op::CrashAt { device: 2, at: 40, power: Some(10) },
     ]);
 }
+
+/// On the case-folding device, the user's own folder `A` (outside the view, holding a file whose
+/// name the store refuses) keeps the store's `a` under a mapped name: that name has a reason
+/// (the harness once said it had none).
+#[test]
+fn a_folder_of_the_users_outside_the_view_keeps_a_twin_mapped() {
+    holds(&[
+        Op::SetProfile { device: 3, preset: 2 },
+        Op::Write { device: 3, path: "C/song.mp3".into(), content: 258 },
+        Op::Settle,
+        Op::StoreMove { from: "/C/song.mp3".into(), to: "/a/b/mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.txt".into() },
+        Op::Write { device: 3, path: "A/b/bell\u{7}.txt".into(), content: 631 },
+    ]);
+}
