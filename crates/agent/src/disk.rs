@@ -48,7 +48,7 @@ pub struct DiskFs {
 pub struct OwnWrites(std::sync::Arc<std::sync::Mutex<Remembered>>);
 
 #[derive(Default)]
-pub struct Remembered {
+struct Remembered {
     paths: std::collections::HashMap<PathBuf, std::time::Instant>,
     /// How many paths are kept before the old ones are forgotten: twice what was left at the
     /// last forgetting, so that a pull writing 100,000 stubs forgets now and then, not at every

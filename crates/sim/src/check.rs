@@ -27,9 +27,7 @@ fn fail(what: impl std::fmt::Display) -> Violation {
 impl World {
     /// Every live object of the store: (its path with its id, its hash).
     fn store_objects(&self) -> Checked<Vec<(String, String)>> {
-        let store = &self.service.store;
-        let root = store.resolve(self.user, &cpm_core::StorePath::root()).map_err(fail)?;
-        let items = store.descendants(self.user, root.id()).map_err(fail)?;
+        let items = self.store_items()?;
         let paths = self.service.located(self.user, items.clone()).map_err(fail)?;
         Ok(items
             .into_iter()
@@ -45,9 +43,7 @@ impl World {
 
     /// Invariant 1, after every step.
     pub fn check_nothing_lost(&self) -> Checked {
-        let store = &self.service.store;
-        let root = store.resolve(self.user, &cpm_core::StorePath::root()).map_err(fail)?;
-        let mut found: BTreeSet<String> = (store.descendants(self.user, root.id()).map_err(fail)?.into_iter())
+        let mut found: BTreeSet<String> = (self.store_items()?.into_iter())
             .filter_map(|item| match item {
                 Item::Object(object) => Some(object.hash),
                 Item::Folder(_) => None,
@@ -177,15 +173,17 @@ impl World {
             }
             let own = local_name(record.kind, &record.name, record.state == LocalState::Stub);
             let file_name = record.file_name();
-            let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
-            let siblings: Vec<&str> = files
-                .keys()
-                .chain(dirs.iter())
-                .filter(|other| *other != path && other.rsplit_once('/').map_or("", |(parent, _)| parent) == folder)
-                .map(|other| other.rsplit_once('/').map_or(other.as_str(), |(_, name)| name))
-                .collect();
+            let siblings = || -> Vec<&str> {
+                let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
+                files
+                    .keys()
+                    .chain(dirs.iter())
+                    .filter(|other| *other != path && other.rsplit_once('/').map_or("", |(parent, _)| parent) == folder)
+                    .map(|other| other.rsplit_once('/').map_or(other.as_str(), |(_, name)| name))
+                    .collect()
+            };
             if file_name != own
-                && !justified(&own, &file_name, record, &tree, &siblings, simulated.fs_case_insensitive())
+                && !justified(&own, &file_name, record, &tree, &siblings(), simulated.fs_case_insensitive())
             {
                 return broken(format!("{path} has a name of its own for no reason (its name is {own:?})"));
             }

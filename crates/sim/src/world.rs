@@ -282,9 +282,7 @@ impl World {
                 world.kill(device);
                 // A download a power cut tore is an empty file, known for the engine's own only
                 // by the index; without it, it is as good as one the user made.
-                if world.devices[device].fs.contents().0.values().any(|bytes| bytes.is_empty()) {
-                    world.ledger.adopt_empty();
-                }
+                world.adopt_empty_files(device);
                 world.devices[device].unflushed_unknown = true;
                 let _ = std::fs::remove_dir_all(&world.devices[device].index_dir);
                 std::fs::create_dir_all(&world.devices[device].index_dir).map_err(fail)
@@ -363,11 +361,16 @@ impl World {
         }
     }
 
+    /// Every folder and object of the store below the root.
+    pub(crate) fn store_items(&self) -> Checked<Vec<cpm_core::Item>> {
+        let store = &self.service.store;
+        let root = store.resolve(self.user, &cpm_core::StorePath::root()).map_err(fail)?;
+        store.descendants(self.user, root.id()).map_err(fail)
+    }
+
     /// The store's objects and folders (below the root), by path.
     pub fn store_paths(&self) -> (Vec<String>, Vec<String>) {
-        let store = &self.service.store;
-        let Ok(root) = store.resolve(self.user, &cpm_core::StorePath::root()) else { return Default::default() };
-        let Ok(items) = store.descendants(self.user, root.id()) else { return Default::default() };
+        let Ok(items) = self.store_items() else { return Default::default() };
         let Ok(entries) = self.service.located(self.user, items) else { return Default::default() };
         let (mut files, mut folders) = (Vec::new(), Vec::new());
         for entry in entries {
@@ -382,9 +385,7 @@ impl World {
     pub fn snapshot(&self) -> Vec<String> {
         let short = |hash: &str| hash.get(..6).unwrap_or_default().to_owned();
         let mut lines = Vec::new();
-        let store = &self.service.store;
-        if let Ok(root) = store.resolve(self.user, &cpm_core::StorePath::root())
-            && let Ok(items) = store.descendants(self.user, root.id())
+        if let Ok(items) = self.store_items()
             && let Ok(entries) = self.service.located(self.user, items)
         {
             let mut shown: Vec<String> = entries
@@ -647,9 +648,15 @@ impl World {
         self.kill(device);
         self.devices[device].excused = true;
         self.devices[device].fs.power_cut(kept);
-        if std::mem::take(&mut self.devices[device].unflushed_unknown)
-            && self.devices[device].fs.contents().0.values().any(|bytes| bytes.is_empty())
-        {
+        if std::mem::take(&mut self.devices[device].unflushed_unknown) {
+            self.adopt_empty_files(device);
+        }
+    }
+
+    /// Empty files on a device that no index knows for torn writes of the engine's are as good
+    /// as ones the user made.
+    fn adopt_empty_files(&mut self, device: usize) {
+        if self.devices[device].fs.contents().0.values().any(|bytes| bytes.is_empty()) {
             self.ledger.adopt_empty();
         }
     }

@@ -642,11 +642,7 @@ impl Puller<'_> {
             // for a leftover.
             if !here && placing.is_none() && self.scan.ours.get(&record.id) == Some(&to) {
                 let local = self.scan.files.get(&to).map(|file| file.stamp);
-                let back = Record { local_name: None, local, ..record.clone() };
-                self.take_name(Some(&record), &back);
-                self.claim(&to);
-                self.plan.changed.insert(back.id.clone());
-                self.plan.tree.records.insert(back.id.clone(), back);
+                self.give_name_back(&record, Record { local_name: None, local, ..record.clone() }, &to);
                 continue;
             }
             if !here && (placing.is_none() || record.state == LocalState::Folder) {
@@ -663,18 +659,22 @@ impl Puller<'_> {
                 self.plan.recheck.insert(record.id.clone());
                 continue;
             }
-            let back = Record { local_name: None, ..record.clone() };
-            self.take_name(Some(&record), &back);
-            self.claim(&to);
             match placing.filter(|_| !here).and_then(|at| self.plan.actions.get_mut(at)) {
                 Some(Pull::Download { path, .. } | Pull::WriteStub { path, .. } | Pull::Rename { to: path, .. }) => {
-                    *path = to;
+                    path.clone_from(&to);
                 }
-                _ => self.plan.actions.push(Pull::Rename { id: record.id.clone(), from, to }),
+                _ => self.plan.actions.push(Pull::Rename { id: record.id.clone(), from, to: to.clone() }),
             }
-            self.plan.changed.insert(record.id.clone());
-            self.plan.tree.records.insert(record.id.clone(), back);
+            self.give_name_back(&record, Record { local_name: None, ..record.clone() }, &to);
         }
+    }
+
+    /// `record` goes back to its own name, at `to`, as `back`.
+    fn give_name_back(&mut self, record: &Record, back: Record, to: &str) {
+        self.take_name(Some(record), &back);
+        self.claim(to);
+        self.plan.changed.insert(back.id.clone());
+        self.plan.tree.records.insert(back.id.clone(), back);
     }
 
     /// When the whole view is read again (an index lost, a cursor expired), a file here that no

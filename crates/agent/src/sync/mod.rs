@@ -442,7 +442,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         // it, and so is what an unfinished pull placed and this one adopts (its flush may have
         // failed). Stubs and folders alone may wait for the kernel: after a restart that could
         // have lost them, the next sync re-reads the view and writes them again.
-        let unflushed = if !inflight.is_empty() {
+        let unflushed = if !local.ours.is_empty() || !local.ours_moved.is_empty() {
             self.fs.sync_all().map_err(|error| SyncError::local("cannot flush the device's file system", error))?;
             String::new()
         } else if plan.actions.is_empty() {
