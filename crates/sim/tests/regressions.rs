@@ -773,3 +773,41 @@ fn a_folder_of_the_users_outside_the_view_keeps_a_twin_mapped() {
         Op::Write { device: 3, path: "A/b/bell\u{7}.txt".into(), content: 631 },
     ]);
 }
+
+/// A new profile's full re-read that could not place one entry kept the old profile's cursor:
+/// back on the old profile, the next sync went on from that cursor, and a file the new profile
+/// had removed here never came back (Diverged).
+#[test]
+fn a_new_profile_applied_in_part_is_read_again_whole() {
+    holds(&[
+        Op::SetProfile { device: 0, preset: 1 },
+        Op::Write { device: 0, path: "C/g.txt".into(), content: 56 },
+        Op::Write { device: 0, path: "C/café.txt".into(), content: 68 },
+        Op::Settle,
+        Op::Fault { device: 0, on: FaultOn::Mkdir, errno: 28 },
+        Op::SetProfile { device: 0, preset: 2 },
+        Op::WriteDuringSync { device: 0, at: 33, path: "a/F.txt".into(), content: 107 },
+        Op::SetProfile { device: 0, preset: 1 },
+    ]);
+}
+
+/// The store moved a file (its folder renamed on the mac) while a sync of the phone was
+/// parked, and the user renamed the file's folder on the phone meanwhile: the pull fetched the
+/// file anew at the store's place and the user's moved copy went up as a second one
+/// (Duplicated).
+#[test]
+fn a_file_moved_here_while_the_store_moved_it_is_not_fetched_again() {
+    holds(&[
+        Op::Write { device: 2, path: "c/bell\u{7}.txt".into(), content: 20 },
+        Op::Write { device: 0, path: "a/b/mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.txt".into(), content: 21 },
+        Op::SyncPartly { device: 2, calls: 7 },
+        Op::Sync { device: 0 },
+        Op::Sync { device: 3 },
+        Op::SetProfile { device: 2, preset: 4 },
+        Op::Resume { device: 2 },
+        Op::Rename { device: 3, from: "a/b".into(), to: "c/café.txt".into() },
+        Op::Sync { device: 3 },
+        Op::SyncPartly { device: 2, calls: 3 },
+        Op::Rename { device: 2, from: "a".into(), to: "x.cpmlink".into() },
+    ]);
+}

@@ -1007,6 +1007,19 @@ impl Puller<'_> {
         {
             self.plan.actions.push(Pull::RemoveFile { path: target.clone(), expected: Some(file.stamp), id: None });
         }
+        // Moved or removed by the user while this sync ran, and only moved in the store: the
+        // record takes the store's place and the next sync sends up what the user did. Fetched
+        // again here, the file the user moved would go up as a second copy.
+        if self.scan.vanished.contains(&current)
+            && old.state == LocalState::File
+            && record.state == LocalState::File
+            && !content_changed
+        {
+            record.local = old.local;
+            self.claim(&target);
+            self.plan.tree.records.insert(record.id.clone(), record);
+            return;
+        }
         let mut at = current.clone();
         if old.state != record.state && old.state == LocalState::File && record.state == LocalState::Stub {
             // A fetched file whose content changed in the store goes back to being a stub,

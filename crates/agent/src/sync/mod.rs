@@ -473,6 +473,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             self.keep_unplaced(&index, &mut plan, &failed)?;
             report.skipped.extend(failed.into_iter().map(|(_, skipped)| skipped));
             report.cursor = cursor.unwrap_or(0);
+            // The rest of a new profile's view did apply (what left it is gone from here): the
+            // old cursor no longer describes what the device holds under either profile, and
+            // the next sync reads the whole view again, whichever profile it then has.
+            if rescoped {
+                meta.push(("profile_view", String::new()));
+            }
         }
         index.commit(&plan.tree, &plan.changed, &plan.dropped, &meta)?;
         for id in &plan.recheck {
