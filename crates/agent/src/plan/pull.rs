@@ -447,6 +447,13 @@ impl Puller<'_> {
         }
     }
 
+    /// Whether a file here that no record holds has this content.
+    fn held_untracked(&self, hash: Option<&str>) -> bool {
+        let Some(hash) = hash else { return false };
+        let tracked: HashSet<String> = self.plan.tree.paths().into_values().collect();
+        self.scan.files.iter().any(|(path, file)| file.hash.as_deref() == Some(hash) && !tracked.contains(path))
+    }
+
     /// What of the user's is in the way at `path`: a file or folder found there that no record
     /// owns, which the plan neither gave to another nor removes. (A record's own file in the way
     /// moves on in this plan; a placement that comes too early waits for the next sync.)
@@ -1159,6 +1166,15 @@ impl Puller<'_> {
                         self.removed.insert(self.here.fold(&path));
                         let id = Some(id.clone());
                         self.plan.actions.push(Pull::RemoveFile { path, expected: Some(file.stamp), id });
+                    }
+                    // Moved by the user while this sync ran (its content is in a file no record
+                    // holds): the record stays, for the next sync to send the move up. Dropped,
+                    // the moved file would go up as a second copy.
+                    None if self.scan.vanished.contains(&path)
+                        && !record.parent_id.as_ref().is_some_and(|parent| gone.contains(parent))
+                        && self.held_untracked(record.hash.as_deref()) =>
+                    {
+                        continue;
                     }
                     None => {}
                 },

@@ -144,8 +144,11 @@ pub fn plan_push(
         .collect();
     records.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for (path, record) in records {
-        // Moved by an interrupted pull, not by the user: the pull finishes the job.
-        if !scan.files.contains_key(path) && scan.ours.contains_key(&record.id) {
+        // Moved by an interrupted pull, not by the user: the pull finishes the job. Placed by
+        // one and moved by the user since: it goes where she put it (below).
+        if !scan.files.contains_key(path)
+            && (scan.ours.contains_key(&record.id) || scan.ours_moved.contains_key(&record.id))
+        {
             continue;
         }
         if touched.contains(record.id.as_str()) {
@@ -211,7 +214,8 @@ pub fn plan_push(
     );
     // What a dead pull placed and the user moved since: the record goes where the user put it.
     for (id, path) in &scan.ours_moved {
-        if !tree.records.contains_key(id) {
+        let placed_here = paths.get(id).is_some_and(|at| scan.files.contains_key(at));
+        if !placed_here {
             moves.push(Push::Move { id: id.clone(), path: path.clone() });
         }
     }

@@ -174,6 +174,11 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         self.clock.now().to_zoned(self.zone.clone()).date()
     }
 
+    /// This device, for the planner: its name, its day, its file system's rules.
+    fn here(&self) -> Here<'_> {
+        Here { device: &self.name, today: self.today(), case_insensitive: self.fs.case_insensitive() }
+    }
+
     fn remote_error(&self, error: RemoteError) -> SyncError {
         SyncError::remote(error, self.remote.server())
     }
@@ -319,7 +324,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         tracing::trace!(device = self.name, files = ?local.files.keys().collect::<Vec<_>>(), paths = ?tree.paths(), "scanned");
         phases.done("scan");
-        let here = Here { device: &self.name, today: self.today(), case_insensitive: self.fs.case_insensitive() };
+        let here = self.here();
         let listing = if full { Listing::Full { cursor: feed.cursor } } else { Listing::Delta };
         let pushes = plan_push(&tree, &local, &feed.changes, content, here, listing);
         phases.done("plan push");
@@ -610,8 +615,27 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         let tracked: HashSet<String> = tree.paths().into_values().collect();
         let intended: HashSet<&String> = inflight.iter().map(|(path, _, _)| path).collect();
-        for (_, id, hash) in inflight {
+        let here = self.here();
+        for (path, id, hash) in inflight {
             if hash.is_none() || local.ours.contains_key(id) || local.ours_moved.contains_key(id) {
+                continue;
+            }
+            // Renamed by the user in case alone, on a file system that folds case: moved where
+            // she put it, like a file of a finished pull would be.
+            let renamed = here.case_insensitive && !local.files.contains_key(path);
+            let case_variant = renamed
+                .then(|| {
+                    local.files.iter().find(|(other, file)| {
+                        file.hash == *hash
+                            && *other != path
+                            && here.fold(other) == here.fold(path)
+                            && !tracked.contains(*other)
+                            && !intended.contains(other)
+                    })
+                })
+                .flatten();
+            if let Some((other, _)) = case_variant {
+                local.ours_moved.insert(id.clone(), other.clone());
                 continue;
             }
             if !tree.records.contains_key(id) {

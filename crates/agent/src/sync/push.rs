@@ -90,14 +90,15 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     }
 
     /// The store folder holding a relative path's parent, created (with every missing ancestor,
-    /// each recorded) when missing.
+    /// each recorded) when missing; `None` when a folder on the way was set aside here, for the
+    /// sync's next pass to send up.
     async fn folder_for(
         &self,
         relative: &str,
         index: &mut Index,
         tree: &mut Tree,
         report: &mut Report,
-    ) -> Result<String, RemoteError> {
+    ) -> Result<Option<String>, RemoteError> {
         let (folder, _) = split(relative);
         let mut parent = tree.root_id.clone();
         let mut walked = String::new();
@@ -116,10 +117,20 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 Some(id) => id,
                 None => {
                     let entry = self.make_folder(&walked, tree).await?;
+                    // The store's folder of that name is here already under another (mapped
+                    // for a case twin, or in another Unicode form on a file system that tells
+                    // the forms apart): the folder here is another one, kept beside it, and
+                    // what is in it goes up from there. Recorded as the store's, it would take
+                    // that folder's place here, and its contents would look deleted.
+                    if self.recorded_elsewhere(tree, &entry.id, &walked) {
+                        self.folder_aside(&walked, report)
+                            .map_err(|error| RemoteError::Unavailable(error.to_string()))?;
+                        return Ok(None);
+                    }
                     if entry.parent_id.as_deref() != Some(parent.as_str()) {
                         // A folder on the way went from the store meanwhile and was made again
                         // with this one: every folder on the way is recorded anew.
-                        return self.fresh_folders(split(relative).0, index, tree, report).await;
+                        return self.fresh_folders(split(relative).0, index, tree, report).await.map(Some);
                     }
                     let id = entry.id.clone();
                     self.remember(index, tree, report, entry, &walked, LocalState::Folder, None)
@@ -128,7 +139,14 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 }
             };
         }
-        Ok(parent)
+        Ok(Some(parent))
+    }
+
+    /// Whether the store's folder `id` is recorded here at a path other than `path` (as this
+    /// file system compares paths).
+    fn recorded_elsewhere(&self, tree: &Tree, id: &str, path: &str) -> bool {
+        let here = self.here();
+        tree.path_of(id).is_some_and(|at| here.fold(&at) != here.fold(path))
     }
 
     /// Makes the store folder for a new folder here; when a folder on its way went from the store
@@ -279,7 +297,8 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         report: &mut Report,
     ) -> SyncResult<()> {
         let folder_id = match self.folder_for(relative, index, tree, report).await {
-            Ok(folder_id) => folder_id,
+            Ok(Some(folder_id)) => folder_id,
+            Ok(None) => return Ok(()),
             Err(error) => return self.entry_refused(relative, error, report),
         };
         // Invariant: the stamp is taken before the bytes are read, so an edit made while they
@@ -447,11 +466,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             Push::CreateFolder { path } => match self.new_folder(&path, index, tree, report).await {
                 // The store's folder of that name is here already, under another name (mapped
                 // for a case twin): this one is another folder, kept beside it.
-                Ok(entry)
-                    if tree.records.contains_key(&entry.id) && tree.path_of(&entry.id).as_deref() != Some(&path) =>
-                {
-                    self.folder_aside(&path, report)?
-                }
+                Ok(entry) if self.recorded_elsewhere(tree, &entry.id, &path) => self.folder_aside(&path, report)?,
                 Ok(entry) => {
                     // A folder the store had already (outside this device's view) is no change.
                     if entry.modseq > report.cursor {
@@ -467,7 +482,8 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             Push::Upload { path, kind, replace, .. } => self.upload(&path, kind, replace, index, tree, report).await?,
             Push::Move { id, path } => {
                 let folder_id = match self.folder_for(&path, index, tree, report).await {
-                    Ok(folder_id) => folder_id,
+                    Ok(Some(folder_id)) => folder_id,
+                    Ok(None) => return Ok(()),
                     Err(error) => return self.entry_refused(&path, error, report),
                 };
                 let (folder, name) = split(&path);
