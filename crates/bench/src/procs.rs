@@ -262,6 +262,7 @@ pub async fn create_objects(
                     replace: false,
                     base_modseq: None,
                     modified: None,
+                    unless_held: false,
                 };
                 client.create_object(&request).await?;
             }

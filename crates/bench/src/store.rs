@@ -266,6 +266,7 @@ async fn streams(
                 replace: false,
                 base_modseq: None,
                 modified: None,
+                unless_held: false,
             })
             .await?;
         let link = entry.link.context("no link")?;

@@ -316,6 +316,7 @@ pub async fn put(here: &Path, args: PutArgs) -> Result<()> {
             replace: args.replace,
             base_modseq: None,
             modified,
+            unless_held: false,
         };
         let entry = client.create_object(&request).await.map_err(|error| match error.code() {
             Some("already_exists") => {

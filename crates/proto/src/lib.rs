@@ -265,6 +265,10 @@ pub struct CreateObjectRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub modified: Option<Timestamp>,
+    /// From a device re-reading its whole view: refuse with 409 `held` when that device's view
+    /// would leave the new object out and a live object holds this content already.
+    #[serde(default)]
+    pub unless_held: bool,
 }
 
 /// Moves and renames, of one entry or many at once (one transaction: all or nothing).

@@ -87,6 +87,7 @@ async fn put(client: &Client, folder: &str, name: &str, bytes: &[u8]) -> Entry {
             replace: false,
             base_modseq: None,
             modified: None,
+            unless_held: false,
         })
         .await
         .expect("creates")
@@ -202,6 +203,7 @@ async fn one_user_cannot_reach_anothers_entries_links_or_content() -> TestResult
         replace: false,
         base_modseq: None,
         modified: None,
+        unless_held: false,
     };
     assert_eq!(api_error(bob.create_object(&claim).await).1, "blob_missing");
     assert_eq!(alice.entry(&song.id).await?.path.as_deref(), Some("/content/song.mp3"));
@@ -235,6 +237,7 @@ async fn bad_names_and_bodies_are_refused_and_change_nothing() -> TestResult {
         replace: false,
         base_modseq: None,
         modified: None,
+        unless_held: false,
     };
     assert_eq!(api_error(alice.create_object(&decomposed).await).1, "already_exists");
     let before = cursor(&alice).await;
@@ -432,6 +435,7 @@ Date: Wed, 25 Nov 2026 12:00:00 +0000\r\nMessage-ID: <m1@example.com>\r\nConvers
         replace: false,
         base_modseq: None,
         modified: None,
+        unless_held: false,
     };
     let entry = alice.create_object(&request).await?;
     assert_eq!(entry.kind, EntryKind::Message);
@@ -507,6 +511,7 @@ async fn a_partial_device_sees_only_its_records_and_details() -> TestResult {
             replace: false,
             base_modseq: None,
             modified: None,
+            unless_held: false,
         })
         .await?
     };
@@ -601,6 +606,7 @@ async fn a_quota_refuses_objects_that_would_pass_it_and_stores_nothing_of_them()
             replace: false,
             base_modseq: None,
             modified: None,
+            unless_held: false,
         })
         .await;
     let (status, code, message) = api_error(over);
@@ -642,5 +648,46 @@ async fn many_payloads_come_in_one_answer_in_the_order_asked_and_only_the_owners
     let before = cursor(&alice).await;
     alice.download_bundle(&[(&first, targets[2].as_path())]).await?;
     assert_eq!(cursor(&alice).await, before, "asking for payloads changes nothing");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_device_re_reading_its_view_does_not_store_twice_what_its_view_leaves_out() -> TestResult {
+    use cpm_core::profile::{Mode, SyncProfile};
+    let server = TestServer::start().await;
+    let pc = server.device("alice", "pc").await;
+    let phone = server.device("alice", "phone").await;
+    let held = put(&pc, "/music", "song.mp3", b"held content").await;
+    let profile = SyncProfile { mode: Mode::Partial, include: vec!["/photos/**".into()], ..SyncProfile::default() };
+    phone.set_profile(&preferences(&profile)).await?;
+    let hash = held.hash.clone().unwrap_or_default();
+    let request = |folder_id: String, unless_held: bool| CreateObjectRequest {
+        folder_id,
+        name: "copy.mp3".into(),
+        kind: ObjectKind::File,
+        hash: hash.clone(),
+        content_type: None,
+        replace: false,
+        base_modseq: None,
+        modified: None,
+        unless_held,
+    };
+    let outside = phone.create_folder("/old", true).await?;
+    let before = cursor(&pc).await;
+    let (status, code, message) = api_error(phone.create_object(&request(outside.id.clone(), true)).await);
+    assert_eq!((status, code.as_str()), (409, "held"), "{message}");
+    assert!(message.contains("/old/copy.mp3"), "{message}");
+    assert_eq!(cursor(&pc).await, before, "nothing was stored");
+    assert!(pc.resolve("/old/copy.mp3").await.is_err());
+
+    // Inside its view, or asked without `unless_held`, it is the user's copy, and stored.
+    let inside = phone.create_folder("/photos", true).await?;
+    phone.create_object(&request(inside.id, true)).await?;
+    phone.create_object(&request(outside.id.clone(), false)).await?;
+    // Content no live object holds is stored, whatever the view.
+    pc.delete_object(&held.id).await?;
+    pc.delete_object(&pc.resolve("/old/copy.mp3").await?.id).await?;
+    pc.delete_object(&pc.resolve("/photos/copy.mp3").await?.id).await?;
+    phone.create_object(&request(outside.id, true)).await?;
     Ok(())
 }

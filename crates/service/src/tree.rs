@@ -1,9 +1,10 @@
 //! Browsing and changing the tree: lookups, listings, folders, objects, moves, flags, deletes,
 //! and the raw journal. Every name, hash and content type is checked here, once for every front.
 
-use crate::{Result, Service, ServiceError};
+use crate::{ErrorKind, Result, Service, ServiceError};
+use cpm_core::message::MessageInfo;
 use cpm_core::message::parse_message;
-use cpm_core::{Item, Name, ObjectKind, StorePath};
+use cpm_core::{Item, Name, Object, ObjectKind, StorePath};
 use cpm_proto::{ChangesPage, CreateObjectRequest, Entry, ListPage, MoveRequest, MoveResult};
 use cpm_store::{NewObject, StoreError, UserId, is_valid_hash};
 
@@ -77,14 +78,18 @@ impl Service {
 
     /// Creates an object (or with `replace` a new version of one) naming content already
     /// uploaded. A message is parsed for its headers from the stored bytes.
-    pub fn create_object(&self, user: UserId, request: CreateObjectRequest) -> Result<Entry> {
+    /// `device` is the device that sends it, when one does: with `unless_held`, an object its
+    /// view would leave out whose content a live object holds already is not made.
+    pub fn create_object(&self, user: UserId, device: Option<&str>, request: CreateObjectRequest) -> Result<Entry> {
         let name = name(&request.name)?;
         checked_hash(&request.hash)?;
         if let Some(content_type) = request.content_type.as_deref().filter(|ct| !valid_content_type(ct)) {
             return Err(ServiceError::invalid(format!("bad content type {content_type:?}: expected type/subtype")));
         }
         let (content_type, message) = match request.kind {
-            ObjectKind::File => (request.content_type.unwrap_or_else(|| "application/octet-stream".to_owned()), None),
+            ObjectKind::File => {
+                (request.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned()), None)
+            }
             ObjectKind::Message => {
                 if !self.store.has_blob(user, &request.hash)? {
                     return Err(
@@ -101,6 +106,11 @@ impl Service {
                 (info.content_type.clone(), Some(Box::new(info)))
             }
         };
+        // Invariant: a device re-reading its whole view stores nothing twice that its view
+        // leaves out.
+        if let Some(device) = device.filter(|_| request.unless_held && !request.replace) {
+            self.refuse_if_held(user, device, &request, &name, &content_type, message.as_deref())?;
+        }
         let new = NewObject {
             folder_id: request.folder_id,
             name,
@@ -115,6 +125,51 @@ impl Service {
         };
         let object = self.store.create_object(user, new)?;
         self.located_one(user, Item::Object(object))
+    }
+
+    /// Refuses (409 `held`) an object the device's view would leave out, when a live object
+    /// holds its content already: a device that re-reads its whole view (its index lost, its
+    /// profile changed) holds files it cannot tell from copies of objects it no longer shows, and
+    /// sending them up would store the same content twice for nothing the device keeps.
+    fn refuse_if_held(
+        &self,
+        user: UserId,
+        device: &str,
+        request: &CreateObjectRequest,
+        name: &Name,
+        content_type: &str,
+        message: Option<&MessageInfo>,
+    ) -> Result<()> {
+        if !self.store.holds_content(user, &request.hash)? {
+            return Ok(());
+        }
+        let profile = self.device_profile(user, device)?.effective.profile.compile().map_err(ServiceError::internal)?;
+        let folder = self.store.folder_path(user, &request.folder_id)?;
+        let path = crate::entries::child_path(&folder, name.as_str());
+        let size = std::fs::metadata(self.store.blob_path(&request.hash)).map_err(StoreError::from)?.len();
+        let now = self.clock.now();
+        let would_be = Object {
+            id: String::new(),
+            folder_id: request.folder_id.clone(),
+            name: name.as_str().to_owned(),
+            kind: request.kind,
+            content_type: content_type.to_owned(),
+            size,
+            hash: request.hash.clone(),
+            flags: Vec::new(),
+            message: message.cloned().map(Box::new),
+            created: now,
+            modified: request.modified.unwrap_or(now),
+            modseq: 0,
+        };
+        if profile.wants_object(&crate::view::facts(&would_be, &path), now) {
+            return Ok(());
+        }
+        Err(ServiceError::new(
+            ErrorKind::Conflict,
+            "held",
+            format!("{path} would be outside this device's view, and the store holds its content already"),
+        ))
     }
 
     pub fn set_flags(&self, user: UserId, id: &str, flags: &[String]) -> Result<Entry> {

@@ -469,8 +469,9 @@ impl World {
             replace,
             base_modseq: None,
             modified: None,
+            unless_held: false,
         };
-        if self.service.create_object(self.user, request).is_ok() {
+        if self.service.create_object(self.user, None, request).is_ok() {
             self.ledger.wrote(&bytes);
         }
         Ok(())

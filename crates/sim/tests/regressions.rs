@@ -858,3 +858,34 @@ fn a_download_renamed_in_case_after_a_crash_moves_in_the_store() {
         Op::Rename { device: 3, from: "f.txt".into(), to: "F.TXT".into() },
     ]);
 }
+
+/// On the mac, its index lost and its profile narrowed to `/a/**`, the whole re-read sent up
+/// again a file the view leaves out, though the store held its content (moved meanwhile to
+/// `/c/h`): a second copy (Duplicated).
+#[test]
+fn a_whole_re_read_does_not_store_again_what_the_view_leaves_out() {
+    holds(&[
+        Op::Write { device: 3, path: "C/x.cpmlink".into(), content: 64 },
+        Op::Write { device: 3, path: "F.txt/café.txt".into(), content: 70 },
+        Op::WriteDuringSync { device: 3, at: 29, path: "c/café.txt".into(), content: 88 },
+        Op::WriteDuringSync { device: 3, at: 29, path: "a/llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll (conflict pc 2026-10-27 2).txt".into(), content: 113 },
+        Op::StoreMove { from: "/C/café.txt".into(), to: "/c/h".into() },
+        Op::SetProfile { device: 3, preset: 2 },
+        Op::LoseIndex { device: 3 },
+    ]);
+}
+
+/// A file sent up from the tablet was removed there (outside its view), and the flush after
+/// the pull failed: the index kept the record of the file the pull had removed, and the next
+/// sync, under a view that holds it, took the removal for the user's and deleted the object
+/// from the store (Lost).
+#[test]
+fn a_removal_whose_flush_failed_is_not_sent_up_as_a_delete() {
+    holds(&[
+        Op::SetProfile { device: 1, preset: 2 },
+        Op::Fault { device: 1, on: FaultOn::Flush, errno: 28 },
+        Op::Write { device: 1, path: "f.txt".into(), content: 226 },
+        Op::Sync { device: 1 },
+        Op::SetProfile { device: 1, preset: 4 },
+    ]);
+}

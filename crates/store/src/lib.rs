@@ -201,6 +201,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Object>>;
     /// The earliest last-modified instant of a live object after `after`.
     fn next_modified_after(&self, user: UserId, after: Timestamp) -> Result<Option<Timestamp>>;
+    /// Whether a live object of the user holds this content.
+    fn holds_content(&self, user: UserId, hash: &str) -> Result<bool>;
 
     // Blobs.
     fn has_blob(&self, user: UserId, hash: &str) -> Result<bool>;

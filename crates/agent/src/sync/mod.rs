@@ -448,7 +448,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         // failed). Stubs and folders alone may wait for the kernel: after a restart that could
         // have lost them, the next sync re-reads the view and writes them again.
         let unflushed = if !local.ours.is_empty() || !local.ours_moved.is_empty() {
-            self.fs.sync_all().map_err(|error| SyncError::local("cannot flush the device's file system", error))?;
+            self.flush(&mut index, &plan, &failed)?;
             String::new()
         } else if plan.actions.is_empty() {
             // Nothing written: an earlier pull's stubs stay pending, unless this was the re-read.
@@ -456,7 +456,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         } else if let (false, Some(boot)) = (plan.actions.iter().any(|action| needs_flush(action, &plan.tree)), &boot) {
             boot.clone()
         } else {
-            self.fs.sync_all().map_err(|error| SyncError::local("cannot flush the device's file system", error))?;
+            self.flush(&mut index, &plan, &failed)?;
             String::new()
         };
         phases.done("flush");
@@ -508,6 +508,25 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         phases.done("stamps");
         Ok(())
+    }
+
+    /// Flushes what the pull wrote. When the flush fails, what the pull removed is gone here all
+    /// the same: those records leave the index before the sync fails, lest the next sync take
+    /// the removals for the user's and delete the objects from the store.
+    fn flush(&self, index: &mut Index, plan: &crate::plan::PullPlan, failed: &[(usize, Skipped)]) -> SyncResult<()> {
+        let Err(error) = self.fs.sync_all() else { return Ok(()) };
+        // Invariant: a record never outlives a file the engine removed.
+        let unplaced: HashSet<&String> = failed
+            .iter()
+            .filter_map(|(at, _)| match plan.actions.get(*at) {
+                Some(Pull::RemoveFile { id: Some(id), .. }) => Some(id),
+                _ => None,
+            })
+            .collect();
+        let removed: std::collections::BTreeSet<String> =
+            plan.dropped.iter().filter(|id| !unplaced.contains(*id)).cloned().collect();
+        index.commit(&plan.tree, &std::collections::BTreeSet::new(), &removed, &[])?;
+        Err(SyncError::local("cannot flush the device's file system", error))
     }
 
     /// Records the stamps that let the next sync see that nothing changed here. `unchanged` is

@@ -214,6 +214,19 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             .map_err(|error| SyncError::local("cannot put back what an interrupted sync set aside", error))
     }
 
+    /// Removes the file at `path` if it still has `stamp` (as the engine read it); true when it
+    /// went. One the user changed since stays.
+    pub(super) fn remove_unchanged(&self, path: &str, stamp: FileStamp) -> std::io::Result<bool> {
+        let fs = &self.fs;
+        match retire(fs, path, |aside| has_stamp(fs, aside, stamp), self.naming())? {
+            Retired::Aside(aside) => {
+                remove_aside(fs, &aside);
+                Ok(true)
+            }
+            Retired::Gone | Retired::Changed => Ok(false),
+        }
+    }
+
     /// Applies a pull plan's actions; returns those that failed for their entry alone.
     pub(super) async fn pull(
         &self,

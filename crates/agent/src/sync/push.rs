@@ -356,6 +356,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             replace: replace.is_some(),
             base_modseq: replace.as_ref().map(|(_, base)| *base),
             modified,
+            // Re-reading its whole view, the device cannot tell a file it held before from a new
+            // one: what its view leaves out and the store holds already is not stored twice.
+            unless_held: report.full && replace.is_none(),
         };
         let mut created = self.remote.create_object(&request).await;
         if created.as_ref().is_err_and(|error| error.is("not_found")) {
@@ -369,6 +372,20 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             }
         }
         match created {
+            // Left out of the view, and its content is in the store: it leaves here, as every
+            // object outside the view does, without being stored again.
+            Err(error) if error.is("held") => {
+                match self.remove_unchanged(relative, before.stamp) {
+                    Ok(true) => report.removed += 1,
+                    Ok(false) => {}
+                    Err(error) => report.skipped.push(Skipped::new(
+                        &store_path(relative),
+                        &format!("cannot be removed here: {error}"),
+                        "check its permissions",
+                    )),
+                }
+                Ok(())
+            }
             Ok(entry) => {
                 report.uploaded += 1;
                 self.remember(index, tree, report, entry, relative, LocalState::File, Some(before.stamp))

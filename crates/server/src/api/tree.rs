@@ -74,14 +74,16 @@ pub async fn delete_folder(
 
 #[utoipa::path(post, path = "/v1/objects", tag = "tree", security(("bearer" = [])), request_body = CreateObjectRequest,
     responses((status = 201, body = Entry), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "name clash, or blob_missing: upload the content first"),
+        (status = 409, body = ErrorBody, description = "name clash; blob_missing: upload the content first; held: outside this device's view, and the store holds the content already"),
         (status = 413, body = ErrorBody)))]
 pub async fn create_object(
     State(state): State<SharedState>,
     Auth(principal): Auth,
     ApiJson(request): ApiJson<CreateObjectRequest>,
 ) -> Result<(StatusCode, Json<Entry>), ApiError> {
-    let entry = state.call(move |service| service.create_object(principal.user_id, request)).await?;
+    let entry = state
+        .call(move |service| service.create_object(principal.user_id, principal.device_id.as_deref(), request))
+        .await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 

@@ -1152,6 +1152,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn holds_content(&self, user: UserId, hash: &str) -> Result<bool> {
+        self.read(|tx| {
+            let found = tx
+                .prepare_cached(
+                    "SELECT 1 FROM objects WHERE user_id = ?1 AND hash = ?2 AND deleted_ms IS NULL LIMIT 1",
+                )?
+                .query_row(params![user, hash], |_| Ok(()))
+                .optional()?;
+            Ok(found.is_some())
+        })
+    }
+
     fn has_blob(&self, user: UserId, hash: &str) -> Result<bool> {
         self.read(|tx| {
             let found = tx
