@@ -263,15 +263,6 @@ impl LocalFs for DiskFs {
         std::fs::OpenOptions::new().write(true).create_new(true).open(self.changing(path))?.write_all(bytes)
     }
 
-    fn write_over(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
-        let mut temp = self.temp_file()?;
-        temp.write(bytes)?;
-        drop(temp.file);
-        std::fs::rename(&temp.path, self.changing(path)).inspect_err(|_| {
-            let _ = std::fs::remove_file(&temp.path);
-        })
-    }
-
     fn sync_all(&self) -> io::Result<()> {
         sync_filesystem(&self.root)
     }

@@ -47,9 +47,9 @@ pub enum Locked {
 
 /// What the engine may do to the device's directory.
 ///
-/// Invariant: nothing here replaces an existing path except [`LocalFs::write_over`], which the
-/// engine calls only for stubs it wrote itself; every placement fails with
-/// [`io::ErrorKind::AlreadyExists`] rather than overwrite what is there.
+/// Invariant: nothing here replaces an existing path; every placement fails with
+/// [`io::ErrorKind::AlreadyExists`] rather than overwrite what is there (a stub is rewritten only
+/// once the old one is moved out of the user's reach and checked).
 pub trait LocalFs: Send + Sync {
     type Temp: TempFile;
 
@@ -72,8 +72,6 @@ pub trait LocalFs: Send + Sync {
     fn clear_temp(&self) -> io::Result<()>;
     /// Writes a small new file in place; fails when `path` exists.
     fn write_new(&self, path: &str, bytes: &[u8]) -> io::Result<()>;
-    /// Replaces a file whole, so a reader never sees half of it.
-    fn write_over(&self, path: &str, bytes: &[u8]) -> io::Result<()>;
     /// Makes every change so far durable.
     fn sync_all(&self) -> io::Result<()>;
     /// Takes the device's lock without waiting.

@@ -799,25 +799,6 @@ impl LocalFs for SimFs {
         Ok(())
     }
 
-    fn write_over(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
-        let mut state = self.begin(Some(FaultOn::Write))?;
-        State::check_name(path)?;
-        if state.get(path).is_some_and(|entry| entry.node == Node::Dir) {
-            return Err(errno(EISDIR));
-        }
-        if !state.is_dir(parent_of(path)) {
-            return Err(errno(ENOENT));
-        }
-        state.writable(path)?;
-        let now = state.tick();
-        let ino = state.new_inode(Arc::new(bytes.to_vec()), now);
-        if state.get(path).is_some() {
-            state.apply(NsOp::Unlink { path: path.to_owned() }, true);
-        }
-        state.apply(NsOp::Link { path: path.to_owned(), node: Node::File(ino) }, true);
-        Ok(())
-    }
-
     fn sync_all(&self) -> io::Result<()> {
         let mut state = self.begin(Some(FaultOn::Flush))?;
         state.commit();

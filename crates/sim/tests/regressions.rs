@@ -889,3 +889,19 @@ fn a_removal_whose_flush_failed_is_not_sent_up_as_a_delete() {
         Op::SetProfile { device: 1, preset: 4 },
     ]);
 }
+
+/// On the stub phone, the user wrote her own file over a stub while a sync ran that rewrote
+/// that stub (its object replaced in the store): the stub went over her file, and her content
+/// was nowhere (Lost, seed 2). Every step of the sync is tried for the write.
+#[test]
+fn a_file_written_over_a_stub_during_a_sync_is_not_written_over() {
+    for at in 1..80 {
+        holds(&[
+            Op::SetProfile { device: 2, preset: 3 },
+            Op::StorePut { path: "/a/x.txt".into(), content: 1 },
+            Op::Settle,
+            Op::StoreReplace { path: "/a/x.txt".into(), content: 2 },
+            Op::WriteDuringSync { device: 2, at, path: "a/x.txt.cpmlink".into(), content: 3 },
+        ]);
+    }
+}

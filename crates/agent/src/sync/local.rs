@@ -65,7 +65,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             Some((folder, _)) => format!("{folder}/{}", stubbed.file_name()),
             None => stubbed.file_name(),
         };
-        write_stub(&self.fs, &stub, &stubbed.entry, false)
+        write_stub(&self.fs, &stub, &stubbed.entry, None)
             .map_err(|error| SyncError::local(format!("cannot write the stub /{stub}"), error))?;
         self.fs
             .remove_file(&relative)

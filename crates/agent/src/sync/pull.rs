@@ -304,20 +304,24 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 _ => None,
             })
             .collect();
-        let fs = &self.fs;
+        let (fs, naming) = (&self.fs, self.naming());
         fn write<'a>(
             fs: &impl LocalFs,
+            naming: Naming<'_>,
             part: &[(usize, &'a str, &Entry, bool)],
         ) -> Vec<(usize, &'a str, std::io::Result<()>)> {
-            part.iter().map(|(at, path, entry, replace)| (*at, *path, write_stub(fs, path, entry, *replace))).collect()
+            part.iter()
+                .map(|(at, path, entry, replace)| (*at, *path, write_stub(fs, path, entry, replace.then_some(naming))))
+                .collect()
         }
         let threads = fs.threads();
         let outcomes: Vec<(usize, &str, std::io::Result<()>)> = if threads <= 1 || jobs.len() < 2 {
-            write(fs, &jobs)
+            write(fs, naming, &jobs)
         } else {
             let chunk = jobs.len().div_ceil(threads).max(1);
             std::thread::scope(|scope| {
-                let workers: Vec<_> = jobs.chunks(chunk).map(|part| scope.spawn(move || write(fs, part))).collect();
+                let workers: Vec<_> =
+                    jobs.chunks(chunk).map(|part| scope.spawn(move || write(fs, naming, part))).collect();
                 // A writer that panicked takes the sync down with it, as it would have alone.
                 workers
                     .into_iter()
@@ -427,7 +431,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     .get(id)
                     .map(|record| &record.entry)
                     .ok_or_else(|| std::io::Error::other("stub of an unknown record"))?;
-                write_stub(&self.fs, path, entry, *replace)?;
+                write_stub(&self.fs, path, entry, replace.then(|| self.naming()))?;
                 report.stubs_written += 1;
             }
             Pull::SetAside { from, to } => {
@@ -539,7 +543,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
 /// How a file put back beside its old place is named when that place is taken: the device and
 /// the day, as for a conflict copy.
 #[derive(Clone, Copy)]
-struct Naming<'a> {
+pub(super) struct Naming<'a> {
     device: &'a str,
     today: jiff::civil::Date,
 }
@@ -723,10 +727,32 @@ fn restore_asides(fs: &impl LocalFs, naming: Naming<'_>, known: &Known<'_>) -> s
 /// A stub: the object's id, link and exactly the details the device keeps, as JSON. A new stub
 /// is written in place; one of this record's that exists is replaced whole, so a reader never
 /// sees half of it. Nothing else is ever overwritten.
-pub(super) fn write_stub(fs: &impl LocalFs, path: &str, entry: &Entry, replace: bool) -> std::io::Result<()> {
+/// Writes a record's stub at `path`; with `replace`, over what is there, if that is still one of
+/// the engine's stubs (or the record's own content, which the store holds).
+pub(super) fn write_stub(
+    fs: &impl LocalFs,
+    path: &str,
+    entry: &Entry,
+    replace: Option<Naming<'_>>,
+) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
-    if replace {
-        return fs.write_over(path, &json);
+    if let Some(naming) = replace {
+        // Invariant: what the user wrote over a stub is never written over: the file there is
+        // moved out of her reach first, and checked.
+        let ours = |aside: &str| {
+            Ok(crate::scan::still_stub(fs, aside, None)
+                || entry
+                    .hash
+                    .as_deref()
+                    .is_some_and(|hash| crate::scan::hash_file(fs, aside).is_ok_and(|(found, _)| found == hash)))
+        };
+        match retire(fs, path, ours, naming)? {
+            Retired::Aside(aside) => remove_aside(fs, &aside),
+            Retired::Gone => {}
+            Retired::Changed => {
+                return Err(std::io::Error::other("it changed here since it was read; it stays, and goes up"));
+            }
+        }
     }
     match fs.write_new(path, &json) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
