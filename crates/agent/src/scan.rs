@@ -154,10 +154,12 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
                     queue.push(path);
                 }
                 // A stub is a view of the store: only its presence matters, so it is not read,
-                // unless its size is not what the engine wrote and it no longer is that stub.
+                // unless its size is not what the engine wrote and it is no stub of the engine's
+                // at all (another record's, left stale by a power cut, is still no file of the
+                // user's: it is written again, never sent up).
                 Kind::File
-                    if stubs.get(path.as_str()).is_some_and(|(id, size)| {
-                        *size == entry.stamp.map(|stamp| stamp.size) || still_stub(fs, &path, Some(id))
+                    if stubs.get(path.as_str()).is_some_and(|(_, size)| {
+                        *size == entry.stamp.map(|stamp| stamp.size) || still_stub(fs, &path, None)
                     }) =>
                 {
                     found.files.insert(path, LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });

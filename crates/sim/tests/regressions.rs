@@ -905,3 +905,36 @@ fn a_file_written_over_a_stub_during_a_sync_is_not_written_over() {
         ]);
     }
 }
+
+/// On the stub pc, after its index was lost and read again, a stub was replaced without a flush
+/// (stubs may wait for the kernel) and the power went: another record's stub stood where the
+/// index records this one's, and the next sync took it for a file of the user's and sent the
+/// stub's own bytes up (Junk, seed 14).
+#[test]
+fn a_stale_stub_after_a_power_cut_is_written_again_not_sent_up() {
+    holds(&[
+        Op::Write { device: 2, path: "a/café (conflict phone 2026-10-25).txt".into(), content: 126 },
+        Op::Write { device: 2, path: "C/cafe\u{301}.txt".into(), content: 130 },
+        Op::Write { device: 2, path: "c/x.cpmlink".into(), content: 189 },
+        Op::SetProfile { device: 0, preset: 1 },
+        Op::Settle,
+        Op::SetProfile { device: 3, preset: 4 },
+        Op::SetProfile { device: 0, preset: 3 },
+        Op::Rename {
+            device: 3,
+            from: "a/café (conflict phone 2026-10-25).txt".into(),
+            to: "C/café (conflict phone 2026-10-25).txt".into(),
+        },
+        Op::Rename { device: 0, from: "C".into(), to: "g.txt".into() },
+        Op::Sync { device: 0 },
+        Op::SyncPartly { device: 3, calls: 7 },
+        Op::LoseIndex { device: 0 },
+        Op::Write { device: 3, path: "C/café (conflict phone 2026-10-25).txt".into(), content: 314 },
+        Op::Sync { device: 0 },
+        Op::StoreDelete { path: "/C/café (conflict phone 2026-10-25).txt".into() },
+        Op::Settle,
+        Op::CrashAt { device: 0, at: 60, power: Some(0) },
+        Op::Sync { device: 0 },
+        Op::LoseIndex { device: 0 },
+    ]);
+}

@@ -724,11 +724,9 @@ fn restore_asides(fs: &impl LocalFs, naming: Naming<'_>, known: &Known<'_>) -> s
     Ok(())
 }
 
-/// A stub: the object's id, link and exactly the details the device keeps, as JSON. A new stub
-/// is written in place; one of this record's that exists is replaced whole, so a reader never
-/// sees half of it. Nothing else is ever overwritten.
-/// Writes a record's stub at `path`; with `replace`, over what is there, if that is still one of
-/// the engine's stubs (or the record's own content, which the store holds).
+/// Writes a record's stub (its id, link and exactly the details the device keeps, as JSON) at
+/// `path`; with `replace`, over what is there, if that is still one of the engine's stubs (or
+/// the record's own content, which the store holds).
 pub(super) fn write_stub(
     fs: &impl LocalFs,
     path: &str,
