@@ -73,15 +73,17 @@ pub fn hash_file(fs: &impl LocalFs, path: &str) -> std::io::Result<(String, u64)
 
 use std::io::Read as _;
 
-/// The record a stub stands for, when the file at `path` is one of the engine's: the JSON of an
-/// entry whose link is the store's link to that entry's payload. A file of the user's is not,
-/// whatever its name.
+/// The record a stub stands for, when the file at `path` is one of the engine's: exactly the
+/// JSON the engine writes for an entry whose link is the store's link to that entry's payload.
+/// A file of the user's is not, whatever its name: one she edited (a note added to a copy of a
+/// stub, say) is hers, and goes up.
 fn stub_of(fs: &impl LocalFs, path: &str) -> Option<String> {
     let mut bytes = Vec::new();
     fs.open(path).ok()?.take(64 * 1024).read_to_end(&mut bytes).ok()?;
     let entry: cpm_proto::Entry = serde_json::from_slice(&bytes).ok()?;
     let link = entry.link.as_deref()?;
-    link.ends_with(&format!("/v1/objects/{}/content", entry.id)).then_some(entry.id)
+    let as_written = serde_json::to_vec_pretty(&entry).is_ok_and(|json| json == bytes);
+    (as_written && link.ends_with(&format!("/v1/objects/{}/content", entry.id))).then_some(entry.id)
 }
 
 /// True when the file at a recorded stub's path is still the engine's: the stub of `id` (of any

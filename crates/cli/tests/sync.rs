@@ -586,3 +586,27 @@ fn a_burst_of_changes_makes_a_few_syncs_not_one_each() {
     // Before bursts were gathered this took about 50 syncs.
     assert!((1..=30).contains(&syncs), "{syncs} syncs for 302 changes");
 }
+
+#[test]
+fn a_copy_of_a_stub_the_user_edited_is_hers_and_goes_up() {
+    let (world, _) = world_with_three_devices();
+    world.sync("phone");
+    world.sync("pc");
+    let stub = world.read("phone/content/song2.mp3.cpmlink");
+    let text = String::from_utf8(stub.clone()).expect("a stub is text");
+    let annotated = text.replacen("\"kind\": \"file\",", "\"kind\": \"file\", \"note\": \"my text\",", 1);
+    assert_ne!(annotated, text, "the stub names its kind");
+    std::fs::create_dir_all(world.path("pc/misc")).expect("mkdir");
+    std::fs::write(world.path("pc/misc/annotated.cpmlink"), &annotated).expect("write");
+    std::fs::write(world.path("phone/content/mine.cpmlink"), &annotated).expect("write");
+
+    let report = world.sync("pc");
+    assert_eq!(report["uploaded"], 1, "{report}");
+    assert_eq!(world.read("pc/misc/annotated.cpmlink"), annotated.as_bytes(), "still here");
+    assert_eq!(world.names("/misc"), ["annotated.cpmlink"]);
+    let report = world.sync("phone");
+    assert_eq!(report["uploaded"], 1, "{report}");
+    assert!(world.names("/content").contains(&"mine.cpmlink".to_owned()));
+    // A stub as the engine wrote it is still the engine's.
+    assert_eq!(world.read("phone/content/song2.mp3.cpmlink"), stub);
+}

@@ -88,11 +88,14 @@ pub(super) fn applied() {
 }
 
 fn unplaced(path: &str, error: &std::io::Error) -> Skipped {
-    Skipped::new(
-        &store_path(path),
-        &format!("cannot be placed here: {error}"),
-        "check this folder's permissions and free space; the next sync tries again",
-    )
+    let fix = match error.kind() {
+        std::io::ErrorKind::InvalidFilename => {
+            "its path is too long for this file system: shorten a folder's name on the way in the store"
+        }
+        std::io::ErrorKind::AlreadyExists => "the next sync tries again",
+        _ => "check this folder's permissions and free space; the next sync tries again",
+    };
+    Skipped::new(&store_path(path), &format!("cannot be placed here: {error}"), fix)
 }
 
 /// True when `path` is `folder` or lies below it.
@@ -760,5 +763,16 @@ pub(super) fn write_stub(
             fs.write_new(path, &json)
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_path_too_long_for_the_file_system_is_told_as_such() {
+        let too_long = super::unplaced("a/b", &std::io::Error::from_raw_os_error(36));
+        assert!(too_long.fix.contains("path is too long"), "{too_long:?}");
+        let denied = super::unplaced("a/b", &std::io::Error::from_raw_os_error(13));
+        assert!(denied.fix.contains("permissions"), "{denied:?}");
     }
 }
