@@ -181,6 +181,18 @@ impl SyncProfile {
         blake3::hash(self.view_key().as_bytes()).to_hex()[..16].to_owned()
     }
 
+    /// [`Self::compile`], for a profile being set: its zone must be one too, even before a
+    /// schedule reads it. (A profile stored before zones were checked still compiles, so its
+    /// device keeps syncing.)
+    pub fn compile_new(&self) -> Result<CompiledProfile, String> {
+        if let Some(zone) = self.zone.as_deref()
+            && jiff::tz::TimeZone::get(zone).is_err()
+        {
+            return Err(format!("unknown time zone {zone:?} (an IANA name, e.g. Europe/Paris)"));
+        }
+        self.compile()
+    }
+
     pub fn compile(&self) -> Result<CompiledProfile, String> {
         self.periodic().map_err(|error| error.to_string())?;
         let filtered = !self.include.is_empty() || !self.exclude.is_empty() || self.filter.is_some();
@@ -451,5 +463,8 @@ mod tests {
                 SyncProfile { schedule: Some(schedule.into()), zone: Some(zone.into()), ..SyncProfile::default() };
             assert!(bad.compile().is_err(), "{schedule} in {zone}");
         }
+        let unscheduled = SyncProfile { zone: Some("Mars/Olympus".into()), ..SyncProfile::default() };
+        assert!(unscheduled.compile_new().is_err_and(|error| error.contains("unknown time zone")));
+        assert!(unscheduled.compile().is_ok(), "stored before zones were checked, it still syncs");
     }
 }

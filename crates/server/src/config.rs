@@ -137,7 +137,7 @@ fn class_policy(name: &str, section: ClassSection) -> Result<ClassPolicy, String
     policy
         .check(&nothing_set, now)
         .and_then(|()| policy.effective(&nothing_set, now))
-        .and_then(|effective| effective.profile.compile().map(drop))
+        .and_then(|effective| effective.profile.compile_new().map(drop))
         .map_err(|error| format!("class.{name}.default: {error}"))?;
     Ok(policy)
 }

@@ -62,7 +62,7 @@ impl Service {
         merge_preferences(&mut preferences, patch).map_err(|error| refused("invalid_profile", error))?;
         view.policy.check(&preferences, now).map_err(|error| refused("outside_bounds", error))?;
         let effective = view.policy.effective(&preferences, now).map_err(|error| refused("invalid_profile", error))?;
-        effective.profile.compile().map_err(|error| refused("invalid_profile", error))?;
+        effective.profile.compile_new().map_err(|error| refused("invalid_profile", error))?;
         let json = serde_json::to_string(&preferences).map_err(|error| ServiceError::internal(error.to_string()))?;
         self.store.set_device_profile(user, device, &json)?;
         Ok(self.device_profile(user, device)?.state())
