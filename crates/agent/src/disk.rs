@@ -19,7 +19,8 @@ fn nanos(time: SystemTime) -> i64 {
 }
 
 fn stamp(metadata: &std::fs::Metadata) -> FileStamp {
-    FileStamp { size: metadata.len(), mtime_ns: metadata.modified().map_or(0, nanos) }
+    use std::os::unix::fs::MetadataExt as _;
+    FileStamp { size: metadata.len(), mtime_ns: metadata.modified().map_or(0, nanos), ino: metadata.ino() }
 }
 
 fn kind(file_type: std::fs::FileType) -> Kind {

@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS records (
     state       TEXT NOT NULL,
     local_size  INTEGER,
     local_mtime INTEGER,
+    -- The file's inode when the record's stamp was taken (absent in older indexes).
+    local_ino   INTEGER,
     entry       TEXT NOT NULL,
     -- The record's name here when it is not the one it would be given.
     local_name  TEXT
@@ -75,6 +77,15 @@ impl Index {
         if !mapped {
             connection.execute_batch("ALTER TABLE records ADD COLUMN local_name TEXT;")?;
         }
+        // Nor for the inode of a record's file.
+        let inodes: bool = connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('records') WHERE name = 'local_ino')",
+            [],
+            |row| row.get(0),
+        )?;
+        if !inodes {
+            connection.execute_batch("ALTER TABLE records ADD COLUMN local_ino INTEGER;")?;
+        }
         // Indexes written before intents accumulated kept one per path, in `inflight`.
         let single: bool = connection.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inflight')",
@@ -120,7 +131,7 @@ impl Index {
 
     pub fn load(&self) -> Result<Tree> {
         let mut statement = self.connection.prepare(
-            "SELECT id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry, local_name FROM records",
+            "SELECT id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry, local_name, local_ino FROM records",
         )?;
         let mut records = HashMap::default();
         let rows = statement.query_map([], |row| {
@@ -136,10 +147,11 @@ impl Index {
                 row.get::<_, Option<i64>>(8)?,
                 row.get::<_, String>(9)?,
                 row.get::<_, Option<String>>(10)?,
+                row.get::<_, Option<i64>>(11)?,
             ))
         })?;
         for row in rows {
-            let (id, kind, parent_id, name, modseq, hash, state, size, mtime, entry, local_name) = row?;
+            let (id, kind, parent_id, name, modseq, hash, state, size, mtime, entry, local_name, ino) = row?;
             let kind = match kind.as_str() {
                 "folder" => EntryKind::Folder,
                 "message" => EntryKind::Message,
@@ -151,7 +163,11 @@ impl Index {
                 _ => LocalState::File,
             };
             let local = match (size, mtime) {
-                (Some(size), Some(mtime_ns)) => Some(FileStamp { size: u64::try_from(size).unwrap_or(0), mtime_ns }),
+                (Some(size), Some(mtime_ns)) => Some(FileStamp {
+                    size: u64::try_from(size).unwrap_or(0),
+                    mtime_ns,
+                    ino: ino.and_then(|ino| u64::try_from(ino).ok()).unwrap_or(0),
+                }),
                 _ => None,
             };
             let entry = serde_json::from_str(&entry)
@@ -201,12 +217,12 @@ impl Index {
         let tx = self.connection.transaction()?;
         {
             let mut put = tx.prepare_cached(
-                "INSERT INTO records (id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry, local_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                "INSERT INTO records (id, kind, parent_id, name, modseq, hash, state, local_size, local_mtime, entry, local_name, local_ino)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent_id = excluded.parent_id, name = excluded.name,
                    modseq = excluded.modseq, hash = excluded.hash, state = excluded.state,
                    local_size = excluded.local_size, local_mtime = excluded.local_mtime, entry = excluded.entry,
-                   local_name = excluded.local_name",
+                   local_name = excluded.local_name, local_ino = excluded.local_ino",
             )?;
             for id in changed {
                 let Some(record) = tree.records.get(id) else { continue };
@@ -222,6 +238,7 @@ impl Index {
                     record.local.map(|stamp| stamp.mtime_ns),
                     serde_json::to_string(&record.entry)?,
                     record.local_name,
+                    record.local.map(|stamp| i64::try_from(stamp.ino).unwrap_or(0)),
                 ])?;
             }
             let mut remove = tx.prepare_cached("DELETE FROM records WHERE id = ?1")?;
@@ -256,7 +273,10 @@ impl Index {
             let (path, size, mtime_ns): (String, Option<i64>, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
             match size {
                 None => clean.dirs.push((path, mtime_ns)),
-                Some(size) => clean.files.push((path, FileStamp { size: u64::try_from(size).unwrap_or(0), mtime_ns })),
+                Some(size) => {
+                    let stamp = FileStamp { size: u64::try_from(size).unwrap_or(0), mtime_ns, ino: 0 };
+                    clean.files.push((path, stamp));
+                }
             }
         }
         Ok(clean)

@@ -49,7 +49,10 @@ impl CleanStamps {
                     .is_some_and(|meta| meta.kind == Kind::Dir && meta.stamp.mtime_ns == *mtime)
             })
             && self.files.iter().all(|(path, recorded)| {
-                fs.metadata(path).ok().flatten().is_some_and(|meta| meta.kind == Kind::File && meta.stamp == *recorded)
+                fs.metadata(path)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|meta| meta.kind == Kind::File && recorded.same_file(&meta.stamp))
             })
     }
 }
@@ -164,7 +167,7 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
                         *size == entry.stamp.map(|stamp| stamp.size) || still_stub(fs, &path, None)
                     }) =>
                 {
-                    found.files.insert(path, LocalFile { stamp: FileStamp { size: 0, mtime_ns: 0 }, hash: None });
+                    found.files.insert(path, LocalFile { stamp: FileStamp::default(), hash: None });
                 }
                 Kind::File => {
                     let Some(stamp) = entry.stamp else { continue };
@@ -178,7 +181,8 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
                         found.files.insert(path, LocalFile { stamp, hash: None });
                         continue;
                     }
-                    let unchanged = known.get(path.as_str()).is_some_and(|recorded| *recorded == Some(stamp));
+                    let unchanged =
+                        known.get(path.as_str()).is_some_and(|recorded| recorded.is_some_and(|r| r.same_file(&stamp)));
                     let hash = if unchanged {
                         None
                     } else {

@@ -610,3 +610,24 @@ fn a_copy_of_a_stub_the_user_edited_is_hers_and_goes_up() {
     // A stub as the engine wrote it is still the engine's.
     assert_eq!(world.read("phone/content/song2.mp3.cpmlink"), stub);
 }
+
+#[test]
+fn two_files_of_one_size_and_time_swapped_are_seen_as_changed() {
+    let (world, _) = world_with_three_devices();
+    std::fs::create_dir_all(world.path("pc/sw")).expect("mkdir");
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+    for (name, text) in [("a.txt", "one"), ("b.txt", "two")] {
+        std::fs::write(world.path(&format!("pc/sw/{name}")), text).expect("write");
+        let file = std::fs::File::options().write(true).open(world.path(&format!("pc/sw/{name}"))).expect("open");
+        file.set_modified(when).expect("same time for both");
+    }
+    world.sync("pc");
+    // Swapped: each name now holds the other's bytes, with the same size and time as before.
+    std::fs::rename(world.path("pc/sw/a.txt"), world.path("pc/sw/t")).expect("rename");
+    std::fs::rename(world.path("pc/sw/b.txt"), world.path("pc/sw/a.txt")).expect("rename");
+    std::fs::rename(world.path("pc/sw/t"), world.path("pc/sw/b.txt")).expect("rename");
+    world.sync("pc");
+    world.pda(&["get", "/sw/a.txt", "a-now.txt"]);
+    world.pda(&["get", "/sw/b.txt", "b-now.txt"]);
+    assert_eq!((world.read("a-now.txt"), world.read("b-now.txt")), (b"two".to_vec(), b"one".to_vec()));
+}

@@ -649,11 +649,11 @@ impl TempFile for SimTemp {
 
 fn meta_of(state: &State, entry: &Entry) -> Meta {
     match entry.node {
-        Node::Dir => Meta { kind: Kind::Dir, stamp: FileStamp { size: 0, mtime_ns: entry.mtime } },
+        Node::Dir => Meta { kind: Kind::Dir, stamp: FileStamp { size: 0, mtime_ns: entry.mtime, ino: 0 } },
         Node::File(ino) => {
             let (size, mtime_ns) =
                 state.inodes.get(&ino).map_or((0, 0), |inode| (inode.data.len() as u64, inode.mtime));
-            Meta { kind: Kind::File, stamp: FileStamp { size, mtime_ns } }
+            Meta { kind: Kind::File, stamp: FileStamp { size, mtime_ns, ino: ino + 1 } }
         }
     }
 }
@@ -781,7 +781,7 @@ impl LocalFs for SimFs {
         if let Some(mtime) = mtime {
             inode.mtime = mtime;
         }
-        let stamp = FileStamp { size: inode.data.len() as u64, mtime_ns: inode.mtime };
+        let stamp = FileStamp { size: inode.data.len() as u64, mtime_ns: inode.mtime, ino: temp.ino + 1 };
         state.apply(NsOp::Link { path: to.to_owned(), node: Node::File(temp.ino) }, true);
         Ok(stamp)
     }

@@ -31,11 +31,25 @@ pub enum LocalState {
     Stub,
 }
 
-/// Size and modification time of a local file: when both match the index, it is unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Size, modification time and inode of a local file: when they match the index, it is
+/// unchanged. (Size and time alone miss two files of one size written in one tick and swapped.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileStamp {
     pub size: u64,
     pub mtime_ns: i64,
+    /// The file's inode number; 0 when not known (a stamp an older index kept).
+    pub ino: u64,
+}
+
+impl FileStamp {
+    /// Whether `found` is the file this stamp was taken of, unchanged: an inode either side
+    /// does not know is not compared.
+    pub fn same_file(&self, found: &FileStamp) -> bool {
+        // Invariant: a file is unchanged only when its size, time and inode match.
+        self.size == found.size
+            && self.mtime_ns == found.mtime_ns
+            && (self.ino == 0 || found.ino == 0 || self.ino == found.ino)
+    }
 }
 
 /// One record of the index: the state the device and the store last agreed on.
@@ -166,8 +180,8 @@ impl Scan {
                     continue;
                 }
                 // A stub's presence is all that counts, as when it is read.
-                LocalState::Stub => FileStamp { size: 0, mtime_ns: 0 },
-                LocalState::File => record.local.unwrap_or(FileStamp { size: 0, mtime_ns: 0 }),
+                LocalState::Stub => FileStamp::default(),
+                LocalState::File => record.local.unwrap_or_default(),
             };
             scan.files.insert(path, LocalFile { stamp, hash: None });
         }
@@ -199,7 +213,7 @@ pub fn agrees(tree: &Tree, scan: &Scan) -> bool {
             }
             LocalState::File => {
                 files += 1;
-                scan.files.get(path).is_some_and(|file| record.local == Some(file.stamp))
+                scan.files.get(path).is_some_and(|file| record.local.is_some_and(|local| local.same_file(&file.stamp)))
             }
         };
         if !present {
@@ -299,7 +313,7 @@ impl Tree {
 
 /// True when the local file still holds what the record says.
 pub(crate) fn same(record: &Record, file: &LocalFile) -> bool {
-    record.local == Some(file.stamp) || (file.hash.is_some() && file.hash == record.hash)
+    record.local.is_some_and(|local| local.same_file(&file.stamp)) || (file.hash.is_some() && file.hash == record.hash)
 }
 
 pub(crate) fn object_kind(kind: EntryKind) -> cpm_core::ObjectKind {

@@ -33,7 +33,7 @@ fn entry(id: &str, kind: EntryKind, parent: &str, name: &str, hash: Option<&str>
 }
 
 fn record(entry: Entry, state: LocalState) -> Record {
-    let local = (state == LocalState::File).then_some(FileStamp { size: 3, mtime_ns: entry.modseq });
+    let local = (state == LocalState::File).then_some(FileStamp { size: 3, mtime_ns: entry.modseq, ino: 0 });
     Record::new(entry, state, local)
 }
 
@@ -58,8 +58,10 @@ fn pc() -> (Tree, Scan) {
     }
     let mut scan = Scan::default();
     scan.dirs.extend(["music".to_owned(), "photos".to_owned()]);
-    scan.files.insert("music/a.mp3".into(), LocalFile { stamp: FileStamp { size: 3, mtime_ns: 3 }, hash: None });
-    scan.files.insert("photos/p.jpg".into(), LocalFile { stamp: FileStamp { size: 3, mtime_ns: 4 }, hash: None });
+    scan.files
+        .insert("music/a.mp3".into(), LocalFile { stamp: FileStamp { size: 3, mtime_ns: 3, ino: 0 }, hash: None });
+    scan.files
+        .insert("photos/p.jpg".into(), LocalFile { stamp: FileStamp { size: 3, mtime_ns: 4, ino: 0 }, hash: None });
     (tree, scan)
 }
 
@@ -80,7 +82,8 @@ fn pull_plan(tree: &Tree, scan: &Scan, remote: &[Change]) -> PullPlan {
 }
 
 fn edited(scan: &mut Scan, path: &str, hash: &str) {
-    scan.files.insert(path.into(), LocalFile { stamp: FileStamp { size: 9, mtime_ns: 99 }, hash: Some(hash.into()) });
+    scan.files
+        .insert(path.into(), LocalFile { stamp: FileStamp { size: 9, mtime_ns: 99, ino: 0 }, hash: Some(hash.into()) });
 }
 
 #[test]
@@ -125,7 +128,7 @@ fn a_folder_moved_in_the_store_moves_with_its_contents() {
 fn new_content_in_the_store_is_downloaded() {
     let (tree, scan) = pc();
     let plan = pull_plan(&tree, &scan, &[upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A2"), 10))]);
-    let own = Some(FileStamp { size: 3, mtime_ns: 3 });
+    let own = Some(FileStamp { size: 3, mtime_ns: 3, ino: 0 });
     assert_eq!(plan.actions, [Pull::Download { id: "oa".into(), path: "music/a.mp3".into(), replacing: own }]);
 }
 
@@ -169,7 +172,7 @@ fn a_local_rename_or_move_goes_up_as_a_move() {
     scan.files.remove("music/a.mp3");
     scan.files.insert(
         "photos/renamed.mp3".into(),
-        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50 }, hash: Some("A".into()) },
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50, ino: 0 }, hash: Some("A".into()) },
     );
     assert_eq!(
         plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
@@ -202,7 +205,7 @@ fn a_file_whose_content_moved_away_and_whose_name_was_taken_again_is_a_move_and_
     let (tree, mut scan) = pc();
     scan.files.insert(
         "elsewhere/a.mp3".into(),
-        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50 }, hash: Some("A".into()) },
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50, ino: 0 }, hash: Some("A".into()) },
     );
     scan.dirs.insert("elsewhere".into());
     edited(&mut scan, "music/a.mp3", "NEW");
@@ -221,10 +224,14 @@ fn local_creations_and_deletions_go_up_folders_first() {
     let (tree, mut scan) = pc();
     scan.files.remove("photos/p.jpg");
     scan.dirs.insert("new".into());
-    scan.files
-        .insert("new/n.txt".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: Some("N".into()) });
-    scan.files
-        .insert("note.eml".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: Some("M".into()) });
+    scan.files.insert(
+        "new/n.txt".into(),
+        LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1, ino: 0 }, hash: Some("N".into()) },
+    );
+    scan.files.insert(
+        "note.eml".into(),
+        LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1, ino: 0 }, hash: Some("M".into()) },
+    );
     assert_eq!(
         plan_push(&tree, &scan, &[], ContentPolicy::Download, pc_here(), Listing::Delta),
         [
@@ -269,7 +276,7 @@ fn a_deletion_in_the_store_removes_unchanged_files_and_empty_folders_last() {
         [
             Pull::RemoveFile {
                 path: "music/a.mp3".into(),
-                expected: Some(FileStamp { size: 3, mtime_ns: 3 }),
+                expected: Some(FileStamp { size: 3, mtime_ns: 3, ino: 0 }),
                 id: Some("oa".into())
             },
             Pull::RemoveDir { path: "music".into() }
@@ -282,7 +289,7 @@ fn a_deletion_in_the_store_removes_unchanged_files_and_empty_folders_last() {
         [
             Pull::RemoveFile {
                 path: "photos/p.jpg".into(),
-                expected: Some(FileStamp { size: 3, mtime_ns: 4 }),
+                expected: Some(FileStamp { size: 3, mtime_ns: 4, ino: 0 }),
                 id: Some("op".into())
             },
             Pull::RemoveDir { path: "photos".into() }
@@ -301,7 +308,7 @@ fn replaying_an_interrupted_pull_adopts_what_arrived() {
     // The first run downloaded new.mp3 and moved p.jpg, then died before saving its index.
     scan.files.insert(
         "music/new.mp3".into(),
-        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 70 }, hash: Some("NEW".into()) },
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 70, ino: 0 }, hash: Some("NEW".into()) },
     );
     let moved = scan.files.remove("photos/p.jpg").expect("present");
     scan.files.insert("music/p.jpg".into(), LocalFile { hash: Some("P".into()), ..moved });
@@ -319,7 +326,7 @@ fn a_local_file_in_the_way_of_an_incoming_one_is_set_aside() {
     let (tree, mut scan) = pc();
     scan.files.insert(
         "music/b.mp3".into(),
-        LocalFile { stamp: FileStamp { size: 5, mtime_ns: 5 }, hash: Some("MINE".into()) },
+        LocalFile { stamp: FileStamp { size: 5, mtime_ns: 5, ino: 0 }, hash: Some("MINE".into()) },
     );
     let plan = pull_plan(&tree, &scan, &[upsert(entry("ob", EntryKind::File, "fmusic", "b.mp3", Some("THEIRS"), 10))]);
     assert_eq!(
@@ -364,8 +371,10 @@ fn a_stub_device_keeps_placeholders_that_follow_moves_and_come_back_when_deleted
     );
     let mut scan = Scan::default();
     scan.dirs.insert("music".into());
-    scan.files
-        .insert("music/a.mp3.cpmlink".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: None });
+    scan.files.insert(
+        "music/a.mp3.cpmlink".into(),
+        LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1, ino: 0 }, hash: None },
+    );
     let moved = plan_pull(
         plan.tree.clone(),
         &scan,
@@ -403,7 +412,7 @@ fn a_full_listing_drops_what_it_no_longer_mentions() {
         [
             Pull::RemoveFile {
                 path: "photos/p.jpg".into(),
-                expected: Some(FileStamp { size: 3, mtime_ns: 4 }),
+                expected: Some(FileStamp { size: 3, mtime_ns: 4, ino: 0 }),
                 id: Some("op".into())
             },
             Pull::RemoveDir { path: "photos".into() }
@@ -478,7 +487,7 @@ fn a_file_moved_here_goes_up_as_a_move_even_when_the_store_changed_its_record() 
     scan.files.remove("music/a.mp3");
     scan.files.insert(
         "photos/a2.mp3".into(),
-        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50 }, hash: Some("A".into()) },
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 50, ino: 0 }, hash: Some("A".into()) },
     );
     for remote in
         [removal("oa", EntryKind::File, 10), upsert(entry("oa", EntryKind::File, "fmusic", "a.mp3", Some("A"), 10))]
@@ -497,7 +506,7 @@ fn what_an_interrupted_pull_placed_is_moved_on_not_uploaded() {
     let (tree, mut scan) = pc();
     scan.files.insert(
         "music/new.mp3".into(),
-        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 70 }, hash: Some("NEW".into()) },
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 70, ino: 0 }, hash: Some("NEW".into()) },
     );
     scan.ours.insert("on".into(), "music/new.mp3".into());
     let remote = [upsert(entry("on", EntryKind::File, "fphotos", "new.mp3", Some("NEW"), 12))];
@@ -516,7 +525,7 @@ fn what_an_interrupted_pull_placed_is_moved_on_not_uploaded() {
         gone.actions,
         [Pull::RemoveFile {
             path: "music/new.mp3".into(),
-            expected: Some(FileStamp { size: 3, mtime_ns: 70 }),
+            expected: Some(FileStamp { size: 3, mtime_ns: 70, ino: 0 }),
             id: None
         }]
     );
@@ -525,7 +534,7 @@ fn what_an_interrupted_pull_placed_is_moved_on_not_uploaded() {
 #[test]
 fn a_cpmlink_file_the_index_does_not_record_is_the_users_and_goes_up() {
     let (tree, mut scan) = pc();
-    let mine = LocalFile { stamp: FileStamp { size: 4, mtime_ns: 7 }, hash: Some("MINE".into()) };
+    let mine = LocalFile { stamp: FileStamp { size: 4, mtime_ns: 7, ino: 0 }, hash: Some("MINE".into()) };
     scan.files.insert("music/notes.cpmlink".into(), mine);
     assert!(pull_plan(&tree, &scan, &[]).actions.is_empty(), "left alone");
     assert_eq!(
@@ -558,7 +567,7 @@ fn what_an_interrupted_pull_placed_and_the_user_then_moved_goes_up_as_a_move() {
     let (tree, mut scan) = pc();
     scan.files.insert(
         "photos/mine.mp3".into(),
-        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 80 }, hash: Some("NEW".into()) },
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 80, ino: 0 }, hash: Some("NEW".into()) },
     );
     scan.ours_moved.insert("on".into(), "photos/mine.mp3".into());
     let remote = [upsert(entry("on", EntryKind::File, "fmusic", "new.mp3", Some("NEW"), 12))];
@@ -574,7 +583,7 @@ fn a_rename_on_both_sides_keeps_one_object_under_the_devices_later_name() {
     scan.files.remove("music/a.mp3");
     scan.files.insert(
         "music/mine.mp3".into(),
-        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 3 }, hash: Some("A".into()) },
+        LocalFile { stamp: FileStamp { size: 3, mtime_ns: 3, ino: 0 }, hash: Some("A".into()) },
     );
     let theirs = [upsert(entry("oa", EntryKind::File, "fmusic", "theirs.mp3", Some("A"), 10))];
     assert_eq!(
@@ -640,7 +649,7 @@ fn a_directory_that_agrees_with_the_index_needs_nothing_and_any_difference_is_se
                 if tree.stub_paths().contains(&path) {
                     changed.files.insert(
                         format!("{path}.extra"),
-                        LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: None },
+                        LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1, ino: 0 }, hash: None },
                     );
                 }
             }
@@ -651,9 +660,10 @@ fn a_directory_that_agrees_with_the_index_needs_nothing_and_any_difference_is_se
                 changed.ours.insert("someone".into(), "placed".into());
             }
             _ => {
-                changed
-                    .files
-                    .insert("new.txt".into(), LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1 }, hash: None });
+                changed.files.insert(
+                    "new.txt".into(),
+                    LocalFile { stamp: FileStamp { size: 1, mtime_ns: 1, ino: 0 }, hash: None },
+                );
             }
         }
         assert!(!agrees(&tree, &changed), "round {round}: a difference goes unseen");
@@ -668,7 +678,10 @@ fn a_device_reading_its_view_again_keeps_every_copy_of_one_content() {
     let mut scan = Scan::default();
     scan.dirs.insert("music".to_owned());
     for (path, mtime_ns) in [("music/a.mp3", 1), ("music/b.mp3", 2)] {
-        scan.files.insert(path.into(), LocalFile { stamp: FileStamp { size: 5, mtime_ns }, hash: Some("SAME".into()) });
+        scan.files.insert(
+            path.into(),
+            LocalFile { stamp: FileStamp { size: 5, mtime_ns, ino: 0 }, hash: Some("SAME".into()) },
+        );
     }
     let remote = [
         upsert(entry("fmusic", EntryKind::Folder, ROOT, "music", None, 1)),

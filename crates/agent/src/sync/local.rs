@@ -53,7 +53,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         let relative = tree.path_of(&id).unwrap_or_default();
         let meta = self.fs.metadata(&relative).ok().flatten();
-        let unchanged = meta.is_some_and(|meta| record.local == Some(meta.stamp))
+        let unchanged = meta.is_some_and(|meta| record.local.is_some_and(|local| local.same_file(&meta.stamp)))
             || hash_file(&self.fs, &relative).ok().map(|(hash, _)| hash) == record.hash;
         if !unchanged {
             return Err(SyncError::Invalid(format!(

@@ -605,7 +605,7 @@ fn retire(
 }
 
 fn has_stamp(fs: &impl LocalFs, path: &str, expected: FileStamp) -> std::io::Result<bool> {
-    Ok(fs.metadata(path)?.is_some_and(|meta| meta.stamp == expected))
+    Ok(fs.metadata(path)?.is_some_and(|meta| expected.same_file(&meta.stamp)))
 }
 
 /// Puts a file set aside back at `path`, or beside it when something else is there now.
