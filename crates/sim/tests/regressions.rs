@@ -938,3 +938,50 @@ fn a_stale_stub_after_a_power_cut_is_written_again_not_sent_up() {
         Op::LoseIndex { device: 0 },
     ]);
 }
+
+/// On the case-folding mac, the user edited `a/h` and renamed it `a/H` while the store replaced
+/// `/a/h`: her file went up as the new `/a/H`, and the new version of `/a/h` could never be
+/// placed (`File exists`, every sync; Diverged, seed 9).
+#[test]
+fn a_record_whose_name_a_case_twin_took_here_meanwhile_is_mapped() {
+    holds(&[
+        Op::StorePut { path: "/a/F.txt".into(), content: 12 },
+        Op::StorePut { path: "/café.txt".into(), content: 13 },
+        Op::StorePut { path: "/a/café.txt".into(), content: 14 },
+        Op::StorePut { path: "/a/h".into(), content: 20 },
+        Op::StorePut { path: "/C/song.mp3".into(), content: 44 },
+        Op::StoreMove { from: "/a/café.txt".into(), to: "/a/b/café.txt".into() },
+        Op::StorePut { path: "/a/g.txt".into(), content: 46 },
+        Op::Write { device: 2, path: "a/b/F.txt".into(), content: 47 },
+        Op::StorePut { path: "/x.cpmlink".into(), content: 48 },
+        Op::Sync { device: 3 },
+        Op::StorePut { path: "/a/b/mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.txt".into(), content: 50 },
+        Op::StorePut { path: "/c/g.txt".into(), content: 56 },
+        Op::Write { device: 2, path: "a/song.mp3".into(), content: 57 },
+        Op::StorePut { path: "/c/f.txt".into(), content: 60 },
+        Op::SyncPartly { device: 3, calls: 0 },
+        Op::StorePut { path: "/c/pic.jpg".into(), content: 64 },
+        Op::WriteDuringSync { device: 2, at: 32, path: "f.txt".into(), content: 65 },
+        Op::StoreReplace { path: "/a/h".into(), content: 76 },
+        Op::StorePut { path: "/a/cafe\u{301}.txt".into(), content: 89 },
+        Op::Write { device: 3, path: "a/h".into(), content: 91 },
+        Op::Rename { device: 3, from: "a/h".into(), to: "a/H".into() },
+        Op::StorePut { path: "/a/x.cpmlink".into(), content: 99 },
+    ]);
+}
+
+/// On the stub phone, a power cut tore an unflushed stub; the re-read after the restart could
+/// not write it again (permission denied, once), and the next syncs, no longer re-reading,
+/// left the torn stub for good (Diverged, seed 58).
+#[test]
+fn a_stub_a_restart_tore_is_written_again_after_a_failed_attempt() {
+    holds(&[
+        Op::Write { device: 2, path: "song.mp3".into(), content: 16 },
+        Op::Sync { device: 2 },
+        Op::SetProfile { device: 2, preset: 3 },
+        Op::Sync { device: 2 },
+        Op::Fault { device: 2, on: FaultOn::Write, errno: 13 },
+        Op::CrashAt { device: 2, at: 57, power: Some(9) },
+        Op::Sync { device: 2 },
+    ]);
+}

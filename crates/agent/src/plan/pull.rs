@@ -447,6 +447,16 @@ impl Puller<'_> {
         }
     }
 
+    /// Whether what is at `path` here, under another case, is another record's.
+    fn held_by_another_case(&self, path: &str, record: &str) -> bool {
+        let Some(found) = self.found(path).filter(|found| found != path) else { return false };
+        self.plan
+            .tree
+            .records
+            .keys()
+            .any(|id| id != record && self.plan.tree.path_of(id).as_deref() == Some(found.as_str()))
+    }
+
     /// Whether a file here that no record holds has this content.
     fn held_untracked(&self, hash: Option<&str>) -> bool {
         let Some(hash) = hash else { return false };
@@ -807,7 +817,11 @@ impl Puller<'_> {
             .and_then(|old| old.local_name.clone());
         let wanted = kept.unwrap_or_else(|| local_name(entry.kind, &entry.name, state == LocalState::Stub));
         record.local_name = self.name_here(&record, wanted, Avoid::Nothing);
-        if existing.is_none() && self.here.case_insensitive {
+        // A new record meets its case twins here; so does one whose name another record's file
+        // took meanwhile under another case (placed there, it would fail for good).
+        if self.here.case_insensitive
+            && (existing.is_none() || self.held_by_another_case(&join(&parent_path, &record.file_name()), &record.id))
+        {
             self.meet_case_twin(&mut record, &parent_path);
         }
         self.take_name(existing.as_ref(), &record);

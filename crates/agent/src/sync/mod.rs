@@ -452,13 +452,17 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             String::new()
         } else if plan.actions.is_empty() {
             // Nothing written: an earlier pull's stubs stay pending, unless this was the re-read.
-            if restarted { String::new() } else { unflushed_before }
+            if restarted { String::new() } else { unflushed_before.clone() }
         } else if let (false, Some(boot)) = (plan.actions.iter().any(|action| needs_flush(action, &plan.tree)), &boot) {
             boot.clone()
         } else {
             self.flush(&mut index, &plan, &failed)?;
             String::new()
         };
+        // The re-read after a restart that could not write back all it lost is not done: the
+        // next sync re-reads again (the records of what failed are put back as they were, so
+        // nothing else would tell it what is still torn).
+        let unflushed = if restarted && !failed.is_empty() { unflushed_before } else { unflushed };
         phases.done("flush");
         let mut meta = vec![
             ("profile_summary", profile.summary.clone()),
