@@ -68,23 +68,17 @@ impl Index {
         let _mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         connection.execute_batch("PRAGMA synchronous = FULL;")?;
         connection.execute_batch(SCHEMA)?;
-        // Indexes written before names could be mapped have no column for them.
-        let mapped: bool = connection.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('records') WHERE name = 'local_name')",
-            [],
-            |row| row.get(0),
-        )?;
-        if !mapped {
-            connection.execute_batch("ALTER TABLE records ADD COLUMN local_name TEXT;")?;
-        }
-        // Nor for the inode of a record's file.
-        let inodes: bool = connection.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('records') WHERE name = 'local_ino')",
-            [],
-            |row| row.get(0),
-        )?;
-        if !inodes {
-            connection.execute_batch("ALTER TABLE records ADD COLUMN local_ino INTEGER;")?;
+        // Indexes written before names could be mapped, or before a file's inode was kept, have
+        // no column for them.
+        for (column, declared) in [("local_name", "TEXT"), ("local_ino", "INTEGER")] {
+            let present: bool = connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('records') WHERE name = ?1)",
+                [column],
+                |row| row.get(0),
+            )?;
+            if !present {
+                connection.execute_batch(&format!("ALTER TABLE records ADD COLUMN {column} {declared};"))?;
+            }
         }
         // Indexes written before intents accumulated kept one per path, in `inflight`.
         let single: bool = connection.query_row(

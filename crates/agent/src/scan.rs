@@ -76,27 +76,40 @@ pub fn hash_file(fs: &impl LocalFs, path: &str) -> std::io::Result<(String, u64)
 
 use std::io::Read as _;
 
+/// A stub's bytes: the object's id, link and exactly the details the device keeps, as JSON.
+pub(crate) fn stub_json(entry: &cpm_proto::Entry) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(entry)
+}
+
+/// What a file that may be a stub holds (a stub is small: what lies past 64 KiB is no stub's).
+fn read_stub(fs: &impl LocalFs, path: &str) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    fs.open(path)?.take(64 * 1024).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// The record a stub stands for, when the file at `path` is one of the engine's: exactly the
 /// JSON the engine writes for an entry whose link is the store's link to that entry's payload.
 /// A file of the user's is not, whatever its name: one she edited (a note added to a copy of a
 /// stub, say) is hers, and goes up.
 fn stub_of(fs: &impl LocalFs, path: &str) -> Option<String> {
-    let mut bytes = Vec::new();
-    fs.open(path).ok()?.take(64 * 1024).read_to_end(&mut bytes).ok()?;
+    let bytes = read_stub(fs, path).ok()?;
     let entry: cpm_proto::Entry = serde_json::from_slice(&bytes).ok()?;
     let link = entry.link.as_deref()?;
-    let as_written = serde_json::to_vec_pretty(&entry).is_ok_and(|json| json == bytes);
+    let as_written = stub_json(&entry).is_ok_and(|json| json == bytes);
     (as_written && link.ends_with(&format!("/v1/objects/{}/content", entry.id))).then_some(entry.id)
+}
+
+/// Whether the file at `path` is exactly the stub the engine writes for `entry`.
+pub(crate) fn holds_stub_of(fs: &impl LocalFs, path: &str, entry: &cpm_proto::Entry) -> bool {
+    stub_json(entry).is_ok_and(|expected| read_stub(fs, path).is_ok_and(|found| found == expected))
 }
 
 /// True when the file at a recorded stub's path is still the engine's: the stub of `id` (of any
 /// record, without one), or one torn by a power cut as it was written (empty, or JSON cut
 /// short). Anything else there was written by the user.
 pub(crate) fn still_stub(fs: &impl LocalFs, path: &str, id: Option<&str>) -> bool {
-    let mut bytes = Vec::new();
-    if fs.open(path).and_then(|file| file.take(64 * 1024).read_to_end(&mut bytes)).is_err() {
-        return true;
-    }
+    let Ok(bytes) = read_stub(fs, path) else { return true };
     if bytes.is_empty() {
         return true;
     }
@@ -123,7 +136,7 @@ pub fn scan(fs: &impl LocalFs, tree: &Tree) -> Result<Scan> {
         .iter()
         .filter_map(|(id, path)| {
             let record = tree.records.get(id).filter(|record| record.state == LocalState::Stub)?;
-            let size = serde_json::to_vec_pretty(&record.entry).ok().map(|json| json.len() as u64);
+            let size = stub_json(&record.entry).ok().map(|json| json.len() as u64);
             Some((path.as_str(), (id.as_str(), size)))
         })
         .collect();

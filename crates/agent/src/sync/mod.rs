@@ -570,7 +570,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     Some(meta) if meta.kind == crate::fs::Kind::File => {
                         // Torn, or an older stub the lost writes left (put back from aside, or
                         // never replaced): written again by the re-read.
-                        if !holds_stub_of(&self.fs, path, &record.entry) {
+                        if !crate::scan::holds_stub_of(&self.fs, path, &record.entry) {
                             record.modseq = 0;
                             record.entry.modseq = 0;
                         }
@@ -677,17 +677,6 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         }
         Ok(local)
     }
-}
-
-/// Whether the file at `path` is exactly the stub the engine writes for `entry`.
-fn holds_stub_of(fs: &impl LocalFs, path: &str, entry: &cpm_proto::Entry) -> bool {
-    let Ok(expected) = serde_json::to_vec_pretty(entry) else { return false };
-    let mut found = Vec::new();
-    let read = fs.open(path).and_then(|file| {
-        use std::io::Read;
-        file.take(expected.len() as u64 + 1).read_to_end(&mut found)
-    });
-    read.is_ok() && found == expected
 }
 
 /// True when losing the action's effect to a power cut could cost data. Stubs and folders the

@@ -736,7 +736,7 @@ pub(super) fn write_stub(
     entry: &Entry,
     replace: Option<Naming<'_>>,
 ) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
+    let json = crate::scan::stub_json(entry).map_err(std::io::Error::other)?;
     if let Some(naming) = replace {
         // Invariant: what the user wrote over a stub is never written over: the file there is
         // moved out of her reach first, and checked.
