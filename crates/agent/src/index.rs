@@ -31,13 +31,15 @@ CREATE TABLE IF NOT EXISTS records (
     local_name  TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- What pulls are about to place (written before each starts, cleared with the cursor that
--- follows them): after a crash, files found there holding this content are the agent's own work.
+-- What pulls are about to place or remove (written before each starts, cleared with the cursor
+-- that follows them): after a crash, files found there holding this content are the agent's own
+-- work, and files missing where it was removing them went by its hand, not the user's.
 -- Every unfinished pull's intent is kept, so a second crash does not forget what the first placed.
 CREATE TABLE IF NOT EXISTS intents (
-    path TEXT NOT NULL,
-    id   TEXT NOT NULL,
-    hash TEXT NOT NULL DEFAULT '',
+    path     TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    hash     TEXT NOT NULL DEFAULT '',
+    removing INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (path, id, hash)
 );
 -- Records the device changed in the store, whose place in its view is asked after at the next
@@ -68,16 +70,20 @@ impl Index {
         let _mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         connection.execute_batch("PRAGMA synchronous = FULL;")?;
         connection.execute_batch(SCHEMA)?;
-        // Indexes written before names could be mapped, or before a file's inode was kept, have
-        // no column for them.
-        for (column, declared) in [("local_name", "TEXT"), ("local_ino", "INTEGER")] {
+        // Indexes written before names could be mapped, before a file's inode was kept, or before
+        // removals were intents, have no column for them.
+        for (table, column, declared) in [
+            ("records", "local_name", "TEXT"),
+            ("records", "local_ino", "INTEGER"),
+            ("intents", "removing", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
             let present: bool = connection.query_row(
-                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('records') WHERE name = ?1)",
-                [column],
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+                [table, column],
                 |row| row.get(0),
             )?;
             if !present {
-                connection.execute_batch(&format!("ALTER TABLE records ADD COLUMN {column} {declared};"))?;
+                connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declared};"))?;
             }
         }
         // Indexes written before intents accumulated kept one per path, in `inflight`.
@@ -176,7 +182,8 @@ impl Index {
 
     /// What unfinished pulls were placing, the latest first: (path, record id, content hash).
     pub fn inflight(&self) -> Result<Vec<(String, String, Option<String>)>> {
-        let mut statement = self.connection.prepare("SELECT path, id, hash FROM intents ORDER BY rowid DESC")?;
+        let mut statement =
+            self.connection.prepare("SELECT path, id, hash FROM intents WHERE removing = 0 ORDER BY rowid DESC")?;
         let rows = statement.query_map([], |row| {
             let hash: String = row.get(2)?;
             Ok((row.get(0)?, row.get(1)?, Some(hash).filter(|hash| !hash.is_empty())))
@@ -184,15 +191,29 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Records what a pull is about to place, before it places anything, beside what earlier
-    /// unfinished pulls placed.
-    pub fn set_inflight(&mut self, placing: &[(String, String, Option<String>)]) -> Result<()> {
+    /// The records whose files or folders unfinished pulls were removing.
+    pub fn removing(&self) -> Result<BTreeSet<String>> {
+        let mut statement = self.connection.prepare("SELECT id FROM intents WHERE removing = 1")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records what a pull is about to place and remove (by path, with the record), before it
+    /// changes anything, beside what earlier unfinished pulls did.
+    pub fn set_inflight(
+        &mut self,
+        placing: &[(String, String, Option<String>)],
+        removing: &[(String, String)],
+    ) -> Result<()> {
         let tx = self.connection.transaction()?;
         {
             let mut insert =
-                tx.prepare_cached("INSERT OR REPLACE INTO intents (path, id, hash) VALUES (?1, ?2, ?3)")?;
+                tx.prepare_cached("INSERT OR REPLACE INTO intents (path, id, hash, removing) VALUES (?1, ?2, ?3, ?4)")?;
             for (path, id, hash) in placing {
-                insert.execute(params![path, id, hash.as_deref().unwrap_or_default()])?;
+                insert.execute(params![path, id, hash.as_deref().unwrap_or_default(), false])?;
+            }
+            for (path, id) in removing {
+                insert.execute(params![path, id, "", true])?;
             }
         }
         tx.commit()?;
@@ -343,7 +364,7 @@ mod tests {
         )?;
         drop(old);
         let mut index = Index::open(&dir)?;
-        index.set_inflight(&[("docs/b.txt".into(), "ob".into(), Some("HB".into()))])?;
+        index.set_inflight(&[("docs/b.txt".into(), "ob".into(), Some("HB".into()))], &[])?;
         let mut intents = index.inflight()?;
         intents.sort();
         std::fs::remove_dir_all(&dir)?;
@@ -355,6 +376,26 @@ mod tests {
                 ("docs/b.txt".to_owned(), "ob".to_owned(), Some("HB".to_owned())),
             ]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn an_index_from_before_removal_intents_keeps_its_placements_and_records_removals() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cpm-index-removing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let old = Connection::open(dir.join("index.db"))?;
+        old.execute_batch(
+            "CREATE TABLE intents (path TEXT NOT NULL, id TEXT NOT NULL, hash TEXT NOT NULL DEFAULT '',
+                                   PRIMARY KEY (path, id, hash));
+             INSERT INTO intents VALUES ('a.txt', 'oa', 'HA');",
+        )?;
+        drop(old);
+        let mut index = Index::open(&dir)?;
+        index.set_inflight(&[], &[("b.txt".into(), "ob".into())])?;
+        let (placing, removing) = (index.inflight()?, index.removing()?);
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(placing, [("a.txt".to_owned(), "oa".to_owned(), Some("HA".to_owned()))]);
+        assert_eq!(removing, BTreeSet::from(["ob".to_owned()]));
         Ok(())
     }
 }

@@ -76,6 +76,11 @@ pub fn maps(here: &str, name: &str, id: &str, suffix: &str) -> bool {
 }
 
 /// Joins a relative folder path and a name (`""` is the device's root).
+/// Whether the store takes every name on a relative path.
+pub fn storable(path: &str) -> bool {
+    path.split('/').all(|name| cpm_core::Name::parse(name).is_ok())
+}
+
 pub fn join(folder: &str, name: &str) -> String {
     if folder.is_empty() { name.to_owned() } else { format!("{folder}/{name}") }
 }

@@ -155,6 +155,10 @@ pub struct Scan {
     /// Stubs the index records that the user wrote over with a file of their own, by path, with
     /// the stub's record id: the file is the user's (it goes up), the stub is placed anew.
     pub replaced_stubs: BTreeMap<String, String>,
+    /// Records whose files an unfinished pull was removing: one missing went by the engine's
+    /// hand, not the user's, and is no deletion to send up (after a new profile brought it back
+    /// into the view, it would delete it from the store).
+    pub removed: BTreeSet<String>,
     /// Files the scan before this sync's push found that this one, after it, does not: moved
     /// or removed by the user while the sync ran. Their records wait for the next sync, which
     /// sends that up; they are not fetched again.

@@ -201,13 +201,12 @@ pub fn plan_pull(
             // One whose content is elsewhere here was moved by the user: it goes up as a move
             // (unless the store cannot take where it went: then it comes back).
             let tracked: HashSet<&String> = paths.values().collect();
-            let storable = |path: &str| path.split('/').all(|name| cpm_core::Name::parse(name).is_ok());
             let elsewhere: HashSet<&String> = if gone.is_empty() {
                 HashSet::default()
             } else {
                 scan.files
                     .iter()
-                    .filter(|(path, _)| !tracked.contains(path) && storable(path))
+                    .filter(|(path, _)| !tracked.contains(path) && crate::naming::storable(path))
                     .filter_map(|(_, file)| file.hash.as_ref())
                     .collect()
             };

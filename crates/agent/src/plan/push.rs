@@ -3,7 +3,7 @@
 use super::{
     HashMap, HashSet, Here, Listing, LocalFile, LocalState, Pull, Record, Scan, Tree, object_kind, plan_pull, same,
 };
-use crate::naming::split;
+use crate::naming::{split, storable};
 use cpm_core::EntryKind;
 use cpm_core::ObjectKind;
 use cpm_core::profile::Holding;
@@ -134,6 +134,7 @@ pub fn plan_push(
         .collect();
 
     let (mut moves, mut uploads, mut deletes, mut folder_deletes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut forgets = Vec::new();
     let onto = renamed_onto(tree, scan, &paths, &touched, remote, &untracked);
     let paired: HashSet<&str> = onto.iter().flat_map(|(taken, moved)| [taken.as_str(), moved.as_str()]).collect();
     let mut records: Vec<(&String, &Record)> = tree
@@ -196,6 +197,8 @@ pub fn plan_push(
                         untracked.remove(new_path.as_str());
                         moves.push(Push::Move { id: record.id.clone(), path: new_path });
                     }
+                    // Invariant: a file the engine removed is never taken for one the user deleted.
+                    None if scan.removed.contains(&record.id) => forgets.push(Push::Forget { id: record.id.clone() }),
                     None => deletes.push(Push::Delete { id: record.id.clone(), base_modseq: record.modseq }),
                 },
             },
@@ -206,6 +209,7 @@ pub fn plan_push(
         }
     }
     let mut actions: Vec<Push> = scan.replaced_stubs.values().map(|id| Push::Forget { id: id.clone() }).collect();
+    actions.extend(forgets);
     actions.extend(
         new_dirs
             .into_iter()
@@ -297,13 +301,14 @@ fn renamed_onto(
 }
 
 /// Where a record's vanished file went, if anywhere: an untracked file with its content,
-/// preferably under the same name.
+/// preferably one the store can take (a copy under a name it refuses would be the one moved,
+/// and the other go up as a second object), and under the same name.
 fn moved_here(untracked: &BTreeMap<&str, &LocalFile>, record: &Record, path: &str) -> Option<String> {
     let (_, name) = split(path);
     untracked
         .iter()
         .filter(|(_, file)| file.hash.is_some() && file.hash == record.hash)
         .map(|(candidate, _)| *candidate)
-        .min_by_key(|candidate| split(candidate).1 != name)
+        .min_by_key(|candidate| (!storable(candidate), split(candidate).1 != name))
         .map(str::to_owned)
 }

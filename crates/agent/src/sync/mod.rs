@@ -97,6 +97,10 @@ pub struct Report {
     /// A push set something aside here: what it became goes up in a second pass.
     #[serde(skip)]
     again: bool,
+    /// Folders a push renamed here to a conflict name (from, to): the pushes of what is in them
+    /// follow them there.
+    #[serde(skip)]
+    set_aside: Vec<(String, String)>,
     /// The pull left records to ask after once it is done (a name its own removals free): the
     /// sync runs once more for them.
     #[serde(skip)]
@@ -291,10 +295,11 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         phases.done("read changes");
 
         let inflight = index.inflight()?;
+        let removed = index.removing()?;
         let clean = index.clean()?;
         let recheck = index.rechecks()?;
         // Every stamp of the last clean scan holding: the directory is as the index says.
-        let unchanged_here = !full && inflight.is_empty() && clean.hold(&self.fs);
+        let unchanged_here = !full && inflight.is_empty() && removed.is_empty() && clean.hold(&self.fs);
         // Nothing new in the store either: nothing to do, found without reading the index or
         // every folder.
         if unchanged_here && feed.changes.is_empty() && recheck.is_empty() {
@@ -313,11 +318,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             index.set_meta("root_id", &tree.root_id)?;
         }
         phases.done("load index");
-        let local = if unchanged_here {
+        let mut local = if unchanged_here {
             Scan::as_indexed(&tree, self.fs.now_ns(), clean.dirs.iter().cloned().collect())
         } else {
             self.scan(&tree, &inflight, restarted)?
         };
+        local.removed = removed;
         report.skipped.extend(local.skipped.iter().cloned());
         if !inflight.is_empty() {
             tracing::debug!(device = self.name, ?inflight, ours = ?local.ours, moved = ?local.ours_moved, "unfinished pulls");
@@ -434,8 +440,9 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             .sum();
         self.progress.planned(plan.actions.len() as u64, download_bytes);
         let placing = placing(&plan.actions, &plan.tree);
-        if !placing.is_empty() {
-            index.set_inflight(&placing)?;
+        let removing = removing(&plan.actions);
+        if !placing.is_empty() || !removing.is_empty() {
+            index.set_inflight(&placing, &removing)?;
         }
         phases.done("record intent");
         let failed = self.pull(&plan.actions, &mut plan.tree, &mut plan.changed, report).await?;
@@ -691,6 +698,17 @@ fn needs_flush(action: &Pull, tree: &Tree) -> bool {
         Pull::RemoveFile { expected, .. } => expected.is_some(),
         Pull::Download { .. } | Pull::SetAside { .. } | Pull::RemoveDir { .. } => true,
     }
+}
+
+/// The files of content a pull plan removes, by path, with the record each was.
+fn removing(actions: &[Pull]) -> Vec<(String, String)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Pull::RemoveFile { path, expected: Some(_), id: Some(id) } => Some((path.clone(), id.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The files, stubs and folders a pull plan places, by path, with the record and content each

@@ -45,6 +45,18 @@ fn drop_below(id: &str, index: &mut Index, tree: &mut Tree) -> SyncResult<()> {
     Ok(())
 }
 
+/// A push of something under a folder set aside, made where that folder is now.
+fn followed(mut action: Push, set_aside: &[(String, String)]) -> Push {
+    if let Push::CreateFolder { path } | Push::Upload { path, .. } | Push::Move { path, .. } = &mut action {
+        for (from, to) in set_aside {
+            if let Some(rest) = path.strip_prefix(from.as_str()).filter(|rest| rest.starts_with('/')) {
+                *path = format!("{to}{rest}");
+            }
+        }
+    }
+    action
+}
+
 /// The kind of object a record is, to upload it again as that.
 fn object_kind(tree: &Tree, id: &str) -> ObjectKind {
     tree.records.get(id).map_or(ObjectKind::File, |record| {
@@ -82,7 +94,16 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
     ) -> SyncResult<()> {
         for action in actions {
             let before = report.bytes_uploaded;
-            self.push_one(action, index, tree, report).await?;
+            let action = followed(action, &report.set_aside);
+            let asides = report.set_aside.len();
+            self.push_one(action.clone(), index, tree, report).await?;
+            // A folder on its way was set aside by this very push: it goes where the folder is
+            // now (once; otherwise it would stay behind in the folder it leaves, and go up again
+            // as new from the folder set aside).
+            let again = followed(action.clone(), &report.set_aside[asides..]);
+            if again != action {
+                self.push_one(again, index, tree, report).await?;
+            }
             self.progress.done(report.bytes_uploaded - before);
             super::pull::applied();
         }
@@ -467,6 +488,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             match self.fs.rename_noreplace(path, &aside) {
                 Ok(()) => {
                     report.conflicts.push(store_path(&aside));
+                    report.set_aside.push((path.to_owned(), aside));
                     report.again = true;
                     return Ok(());
                 }
