@@ -1004,7 +1004,6 @@ fn what_is_in_a_folder_set_aside_moves_with_it() {
 
 /// A file written outside a partial device's view and moved into it while its upload ran.
 #[test]
-#[ignore = "known failure: the record of a file leaving the view is dropped though the user moved it into the view"]
 fn a_file_moved_into_the_view_while_it_went_up_is_not_sent_twice() {
     holds(&[
         Op::Write { device: 2, path: format!("a/b/{}.txt", "m".repeat(251)), content: 5 },

@@ -1154,8 +1154,16 @@ impl Puller<'_> {
         }
         // Deepest first: contents before their folders.
         gone.reverse();
+        // Folders kept for a record kept in them: asked after at the sync's next pass, which
+        // lets them go once nothing of theirs waits to go up.
+        let mut keeping: HashSet<String> = HashSet::default();
         for id in &gone {
             let Some(record) = self.plan.tree.records.get(id).cloned() else { continue };
+            if keeping.contains(id) {
+                keeping.extend(record.parent_id.clone());
+                self.plan.recheck.insert(id.clone());
+                continue;
+            }
             // A record whose folder is not known has no file here to remove.
             let Some(path) = self.plan.tree.path_of(id) else {
                 self.plan.tree.records.remove(id);
@@ -1181,12 +1189,10 @@ impl Puller<'_> {
                         self.plan.actions.push(Pull::RemoveFile { path, expected: Some(file.stamp), id });
                     }
                     // Moved by the user while this sync ran (its content is in a file no record
-                    // holds): the record stays, for the next sync to send the move up. Dropped,
-                    // the moved file would go up as a second copy.
-                    None if self.scan.vanished.contains(&path)
-                        && !record.parent_id.as_ref().is_some_and(|parent| gone.contains(parent))
-                        && self.held_untracked(record.hash.as_deref()) =>
-                    {
+                    // holds): the record stays, with the folders it is in, for the next pass to
+                    // send the move up. Dropped, the moved file would go up as a second copy.
+                    None if self.scan.vanished.contains(&path) && self.held_untracked(record.hash.as_deref()) => {
+                        keeping.extend(record.parent_id.clone());
                         continue;
                     }
                     None => {}
