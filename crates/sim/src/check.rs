@@ -156,9 +156,16 @@ impl World {
             let Some(path) = paths.get(id) else { return broken(format!("{id} has no path here")) };
             let ok = match record.state {
                 LocalState::Folder => dirs.contains(path),
+                // Or moved by the user to a name the store refuses: the move waits for a name
+                // it takes.
                 LocalState::File => {
                     let stored = self.service.entry_by_id(self.user, id).map_err(fail)?.hash;
-                    files.get(path).map(|bytes| hash(bytes)) == stored
+                    match files.get(path) {
+                        Some(bytes) => Some(hash(bytes)) == stored,
+                        None => {
+                            files.iter().any(|(other, bytes)| unsyncable(other, &files) && Some(hash(bytes)) == stored)
+                        }
+                    }
                 }
                 LocalState::Stub => {
                     let stub: Option<Entry> = files.get(path).and_then(|bytes| serde_json::from_slice(bytes).ok());

@@ -1042,3 +1042,18 @@ fn a_move_goes_to_the_copy_the_store_can_take() {
         Op::Rename { device: 2, from: "a/b".into(), to: "a/h".into() },
     ]);
 }
+
+/// A folder renamed to a name the store refuses, then a file in it moved out to a name it takes:
+/// the file's move goes up (its old place was filled again from the store meanwhile, and the
+/// moved file went up as a second copy).
+#[test]
+fn a_move_to_a_refused_name_waits_for_a_name_the_store_takes() {
+    holds(&[
+        Op::Write { device: 2, path: "a/F.txt".into(), content: 68 },
+        Op::Sync { device: 2 },
+        Op::Rename { device: 2, from: "a".into(), to: "bell\u{7}.txt".into() },
+        Op::Sync { device: 2 },
+        Op::Sync { device: 2 },
+        Op::Rename { device: 2, from: "bell\u{7}.txt/F.txt".into(), to: "a/F.TXT".into() },
+    ]);
+}

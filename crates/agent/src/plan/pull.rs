@@ -198,15 +198,17 @@ pub fn plan_pull(
                 })
                 .filter(|id| !scan.ours.contains_key(*id) && !scan.ours_moved.contains_key(*id))
                 .collect();
-            // One whose content is elsewhere here was moved by the user: it goes up as a move
-            // (unless the store cannot take where it went: then it comes back).
+            // One whose content is elsewhere here was moved by the user: it goes up as a move.
+            // Where the store cannot take the name it went to, the move waits (reported) for the
+            // user to choose another: brought back, the file would be a second copy here, and
+            // go up as one once she renamed hers.
             let tracked: HashSet<&String> = paths.values().collect();
             let elsewhere: HashSet<&String> = if gone.is_empty() {
                 HashSet::default()
             } else {
                 scan.files
                     .iter()
-                    .filter(|(path, _)| !tracked.contains(path) && crate::naming::storable(path))
+                    .filter(|(path, _)| !tracked.contains(path))
                     .filter_map(|(_, file)| file.hash.as_ref())
                     .collect()
             };
