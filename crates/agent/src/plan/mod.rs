@@ -12,7 +12,7 @@
 //! - Replaying a journal page is harmless: content already in place is adopted, not fetched again,
 //!   and local files an interrupted pull left behind are recognized, not uploaded as new.
 
-use crate::naming::{join, local_name};
+use crate::naming::{join, local_name, maps, unmapped};
 use cpm_core::EntryKind;
 use cpm_proto::Entry;
 use std::collections::{BTreeMap, BTreeSet};
@@ -277,11 +277,16 @@ impl Tree {
     }
 
     /// The name a record keeps in the store when its file here is named `here`: its store name
-    /// while it keeps the name it was given here, `here` once the user renamed it.
+    /// while it keeps the name it was given here, `here` once the user renamed it. A name this
+    /// device makes for the record (for a twin, say, known again by its mark after the index
+    /// that said so was lost) is never the store's.
     pub fn store_name(&self, id: &str, here: &str) -> String {
         match self.records.get(id) {
             Some(record) if record.file_name() == here => record.name.clone(),
-            _ => here.to_owned(),
+            _ => match unmapped(here) {
+                Some(name) if maps(here, &name, id, "") => name,
+                _ => here.to_owned(),
+            },
         }
     }
 

@@ -715,3 +715,14 @@ fn a_skipped_path_shows_as_the_store_spells_it_with_control_characters_escaped()
     assert_eq!(Skipped::new("/C/bell\u{7}.txt", "bad name", "rename it").shown_path(), "/C/bell\\u{7}.txt");
     assert_eq!(Skipped::new("a/caf\u{e9}\n", "", "").shown_path(), "/a/caf\u{e9}\\n");
 }
+
+#[test]
+fn a_name_this_device_makes_for_a_record_is_never_its_name_in_the_store() {
+    let (tree, _) = pc();
+    let mapped = crate::naming::mapped_name("a.mp3", "oa", "", 0);
+    assert_eq!(tree.store_name("oa", &mapped), "a.mp3");
+    // Another record's mark is a name like any other.
+    let others = crate::naming::mapped_name("a.mp3", "op", "", 0);
+    assert_eq!(tree.store_name("oa", &others), others);
+    assert_eq!(tree.store_name("oa", "b.mp3"), "b.mp3");
+}
