@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS recheck (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS clean (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER NOT NULL);
 ";
 
+/// Bumped with every change to the tables or columns (see [`Index::migrate`]).
+const INDEX_VERSION: i64 = 1;
+
 pub struct Index {
     connection: Connection,
 }
@@ -69,6 +72,17 @@ impl Index {
             .map_err(|error| SyncError::Index(format!("cannot open {}: {error}", path.display())))?;
         let _mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         connection.execute_batch("PRAGMA synchronous = FULL;")?;
+        // An index this version of the engine wrote has its tables and columns already.
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version < INDEX_VERSION {
+            Self::migrate(&connection)?;
+            connection.execute_batch(&format!("PRAGMA user_version = {INDEX_VERSION};"))?;
+        }
+        Ok(Self { connection })
+    }
+
+    /// Brings an index of any earlier version (or none) to this one's tables and columns.
+    fn migrate(connection: &Connection) -> Result<()> {
         connection.execute_batch(SCHEMA)?;
         // Indexes written before names could be mapped, before a file's inode was kept, or before
         // removals were intents, have no column for them.
@@ -100,7 +114,7 @@ impl Index {
                  COMMIT;",
             )?;
         }
-        Ok(Self { connection })
+        Ok(())
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
