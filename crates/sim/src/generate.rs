@@ -137,7 +137,20 @@ impl Generator {
                 Some(path) => Op::Delete { device, path },
                 None => Op::Mkdir { device, path: self.folder() },
             },
-            450..=494 => {
+            // A stub renamed or moved, as the link it is (its suffix kept).
+            450..=459 => match self.rng.pick(&world.stub_paths(device)).cloned() {
+                Some(from) => {
+                    let name = self.rng.pick(&self.names).cloned().unwrap_or_default();
+                    let folder = if self.rng.chance(50) {
+                        from.rsplit_once('/').map(|(folder, _)| folder.to_owned()).unwrap_or_default()
+                    } else {
+                        self.folder()
+                    };
+                    Op::Rename { device, from, to: join(&folder, &format!("{name}{}", cpm_agent::naming::STUB_SUFFIX)) }
+                }
+                None => Op::Sync { device },
+            },
+            460..=494 => {
                 let from = if self.rng.chance(75) { self.rng.pick(&files) } else { self.rng.pick(&dirs) }.cloned();
                 match from {
                     Some(from) => {

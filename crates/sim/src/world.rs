@@ -256,6 +256,7 @@ impl World {
             }
             Op::Delete { device, path } => self.user_does(*device, UserAction::Delete { path: path.clone() }),
             Op::Rename { device, from, to } => {
+                self.adopt_renamed(*device, from);
                 self.user_does(*device, UserAction::Rename { from: from.clone(), to: to.clone() })
             }
             Op::Mkdir { device, path } => self.user_does(*device, UserAction::Mkdir { path: path.clone() }),
@@ -420,8 +421,8 @@ impl World {
         lines
     }
 
-    /// A device's files (its stubs left out: a user does not edit or move those) and folders,
-    /// outside its own folder.
+    /// A device's files (its stubs left out: a user does not edit those) and folders, outside
+    /// its own folder.
     pub fn local_paths(&self, device: usize) -> (Vec<String>, Vec<String>) {
         let Some(simulated) = self.devices.get(device) else { return Default::default() };
         let (files, dirs) = simulated.fs.contents();
@@ -429,6 +430,17 @@ impl World {
         let files =
             files.into_iter().filter(|(path, bytes)| mine(path) && bytes.first() != Some(&b'{')).map(|(path, _)| path);
         (files.collect(), dirs.into_iter().filter(mine).collect())
+    }
+
+    /// A device's stubs (outside its own folder): a user renames and moves those too.
+    pub fn stub_paths(&self, device: usize) -> Vec<String> {
+        let Some(simulated) = self.devices.get(device) else { return Vec::new() };
+        let (files, _) = simulated.fs.contents();
+        files
+            .into_iter()
+            .filter(|(path, bytes)| !path.starts_with(&format!("{META_DIR}/")) && bytes.first() == Some(&b'{'))
+            .map(|(path, _)| path)
+            .collect()
     }
 
     /// True when a sync of the device is parked.
@@ -656,6 +668,22 @@ impl World {
 
     /// Empty files on a device that no index knows for torn writes of the engine's are as good
     /// as ones the user made.
+    /// A file the user renames (or moves with its folder) is hers, whatever is in it, unless it
+    /// is an engine's intact stub (a link, which moves its object): a stub a power cut tore is an
+    /// empty or broken file to her, and goes up as she named it.
+    fn adopt_renamed(&mut self, device: usize, from: &str) {
+        let Some(simulated) = self.devices.get(device) else { return };
+        let (files, _) = simulated.fs.contents();
+        let below = format!("{from}/");
+        for (path, bytes) in files {
+            let moved = path == from || path.starts_with(&below);
+            let stub = serde_json::from_slice::<cpm_proto::Entry>(&bytes).is_ok();
+            if moved && !stub && !path.starts_with(&format!("{META_DIR}/")) {
+                if bytes.is_empty() { self.ledger.adopt_empty() } else { self.ledger.wrote(&bytes) }
+            }
+        }
+    }
+
     fn adopt_empty_files(&mut self, device: usize) {
         if self.devices[device].fs.contents().0.values().any(|bytes| bytes.is_empty()) {
             self.ledger.adopt_empty();

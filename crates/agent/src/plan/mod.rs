@@ -12,7 +12,7 @@
 //! - Replaying a journal page is harmless: content already in place is adopted, not fetched again,
 //!   and local files an interrupted pull left behind are recognized, not uploaded as new.
 
-use crate::naming::{join, local_name, maps, unmapped};
+use crate::naming::{STUB_SUFFIX, join, local_name, maps, unmapped};
 use cpm_core::EntryKind;
 use cpm_proto::Entry;
 use std::collections::{BTreeMap, BTreeSet};
@@ -287,6 +287,21 @@ impl Tree {
                 Some(name) if maps(here, &name, id, "") => name,
                 _ => here.to_owned(),
             },
+        }
+    }
+
+    /// The name in the store of the object whose stub is named `here`: as [`Tree::store_name`],
+    /// for the name without the stub's suffix.
+    pub fn stub_store_name(&self, id: &str, here: &str) -> String {
+        match self.records.get(id) {
+            Some(record) if record.file_name() == here => record.name.clone(),
+            _ => {
+                let bare = here.strip_suffix(STUB_SUFFIX).unwrap_or(here);
+                match unmapped(bare) {
+                    Some(name) if maps(here, &name, id, STUB_SUFFIX) => name,
+                    _ => bare.to_owned(),
+                }
+            }
         }
     }
 

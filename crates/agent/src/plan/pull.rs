@@ -386,6 +386,35 @@ impl Puller<'_> {
                 && paths.get(id) != Some(path)
                 && paths.get(id).is_none_or(|end| *end != moved(path))
         };
+        // A leftover whose record this plan places nowhere (its place here changed meanwhile,
+        // with nothing there yet) was its only copy here: the record goes with it, and is asked
+        // after, to be placed anew. Kept, the next sync would take the removal for the user's.
+        let placed: HashSet<&str> = self
+            .plan
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Pull::Download { id, .. } | Pull::WriteStub { id, .. } | Pull::Rename { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let unplaced: Vec<String> = scan
+            .ours
+            .iter()
+            .filter(|entry| leftover(*entry) && scan.files.contains_key(entry.1))
+            .filter(|(id, _)| !placed.contains(id.as_str()))
+            .filter(|(id, _)| {
+                self.plan.tree.records.get(*id).is_some_and(|record| record.state == LocalState::File)
+                    && paths.get(*id).is_some_and(|end| !scan.files.contains_key(end))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in unplaced {
+            self.plan.tree.records.remove(&id);
+            self.plan.changed.remove(&id);
+            self.plan.dropped.insert(id.clone());
+            self.plan.recheck.insert(id);
+        }
         let mut strays: Vec<String> = scan
             .ours
             .iter()

@@ -34,6 +34,11 @@ pub enum Push {
     DeleteFolder {
         id: String,
     },
+    /// A stub the user renamed or moved to `path` here: its object moves in the store.
+    MoveStub {
+        id: String,
+        path: String,
+    },
     /// A stub the user wrote over: its record leaves the index and is asked after, so that the
     /// pull places the stub anew beside the user's file.
     Forget {
@@ -206,6 +211,17 @@ pub fn plan_push(
                 folder_deletes.push((path.matches('/').count(), Push::DeleteFolder { id: record.id.clone() }));
             }
             LocalState::Folder | LocalState::Stub => {}
+        }
+    }
+    // Invariant: a stub the user moves moves its object. (The engine's very bytes, found
+    // elsewhere, gone from its place: its object moves in the store, as a file's would.) Put back, her move would be
+    // undone, and the stub she moved removed as a stray.
+    let mut stubs_moved: HashSet<&str> = HashSet::default();
+    for (found, id) in &scan.stray_stubs {
+        let stub = tree.records.get(id).is_some_and(|record| record.state == LocalState::Stub);
+        let gone = paths.get(id).is_some_and(|at| !scan.files.contains_key(at));
+        if stub && gone && !touched.contains(id.as_str()) && stubs_moved.insert(id) {
+            moves.push(Push::MoveStub { id: id.clone(), path: found.clone() });
         }
     }
     let mut actions: Vec<Push> = scan.replaced_stubs.values().map(|id| Push::Forget { id: id.clone() }).collect();

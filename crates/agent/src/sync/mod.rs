@@ -440,7 +440,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             .sum();
         self.progress.planned(plan.actions.len() as u64, download_bytes);
         let placing = placing(&plan.actions, &plan.tree);
-        let removing = removing(&plan.actions);
+        let removing = removing(&plan.actions, &local.ours);
         if !placing.is_empty() || !removing.is_empty() {
             index.set_inflight(&placing, &removing)?;
         }
@@ -509,7 +509,8 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         // What an unfinished pull placed stays its own until a cursor follows it.
         let inflight = if failed_any { index.inflight()? } else { Vec::new() };
         if plan_push_after {
-            let local = self.scan(&tree, &inflight, restarted)?;
+            let mut local = self.scan(&tree, &inflight, restarted)?;
+            local.removed = removing.into_iter().map(|(_, id)| id).collect();
             let pushes = plan_push(&tree, &local, &[], content, here, Listing::Delta);
             self.push(pushes, &mut index, &mut tree, report).await?;
         }
@@ -700,12 +701,16 @@ fn needs_flush(action: &Pull, tree: &Tree) -> bool {
     }
 }
 
-/// The files of content a pull plan removes, by path, with the record each was.
-fn removing(actions: &[Pull]) -> Vec<(String, String)> {
+/// The files of content a pull plan removes, by path, with the record each was: its own, or the
+/// one an unfinished pull placed it for (`ours`, a leftover there).
+fn removing(actions: &[Pull], ours: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    let placed_for = |path: &str| ours.iter().find(|(_, placed)| *placed == path).map(|(id, _)| id.clone());
     actions
         .iter()
         .filter_map(|action| match action {
-            Pull::RemoveFile { path, expected: Some(_), id: Some(id) } => Some((path.clone(), id.clone())),
+            Pull::RemoveFile { path, expected: Some(_), id } => {
+                Some((path.clone(), id.clone().or_else(|| placed_for(path))?))
+            }
             _ => None,
         })
         .collect()

@@ -47,7 +47,11 @@ fn drop_below(id: &str, index: &mut Index, tree: &mut Tree) -> SyncResult<()> {
 
 /// A push of something under a folder set aside, made where that folder is now.
 fn followed(mut action: Push, set_aside: &[(String, String)]) -> Push {
-    if let Push::CreateFolder { path } | Push::Upload { path, .. } | Push::Move { path, .. } = &mut action {
+    if let Push::CreateFolder { path }
+    | Push::Upload { path, .. }
+    | Push::Move { path, .. }
+    | Push::MoveStub { path, .. } = &mut action
+    {
         for (from, to) in set_aside {
             if let Some(rest) = path.strip_prefix(from.as_str()).filter(|rest| rest.starts_with('/')) {
                 *path = format!("{to}{rest}");
@@ -500,6 +504,44 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         Ok(())
     }
 
+    /// Moves the object of a stub the user renamed or moved here to where the stub now is. The
+    /// record keeps the version it had, so that the pull writes the stub anew for the moved
+    /// entry; a move the store refuses leaves the stub to be put back where it was.
+    async fn move_stub(
+        &self,
+        id: &str,
+        path: &str,
+        index: &mut Index,
+        tree: &mut Tree,
+        report: &mut Report,
+    ) -> SyncResult<()> {
+        let Some(seen) = tree.records.get(id).map(|record| record.modseq) else { return Ok(()) };
+        let folder_id = match self.folder_for(path, index, tree, report).await {
+            Ok(Some(folder_id)) => folder_id,
+            Ok(None) => return Ok(()),
+            Err(error) => return self.entry_refused(path, error, report),
+        };
+        let request = MoveRequest {
+            ids: vec![id.to_owned()],
+            to: Some(folder_id),
+            name: Some(tree.stub_store_name(id, split(path).1)),
+        };
+        match self.remote.move_entries(&request).await {
+            Ok(mut moved) => {
+                let Some(entry) = moved.entries.pop() else { return Ok(()) };
+                self.remember(index, tree, report, entry, path, LocalState::Stub, None)?;
+                if let Some(record) = tree.records.get_mut(id) {
+                    record.modseq = seen;
+                }
+                index.put(tree, id)?;
+                report.moved_up += 1;
+                Ok(())
+            }
+            Err(error) if error.is("not_found") => Ok(()),
+            Err(error) => self.entry_refused(path, error, report),
+        }
+    }
+
     async fn push_one(&self, action: Push, index: &mut Index, tree: &mut Tree, report: &mut Report) -> SyncResult<()> {
         match action {
             Push::CreateFolder { path } => match self.new_folder(&path, index, tree, report).await {
@@ -595,6 +637,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     self.entry_refused(&path, error, report)?
                 }
             },
+            Push::MoveStub { id, path } => self.move_stub(&id, &path, index, tree, report).await?,
             Push::Forget { id } => {
                 tree.records.remove(&id);
                 index.forget(&id)?;
