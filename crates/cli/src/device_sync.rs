@@ -491,6 +491,9 @@ fn describe(action: &cpm_agent::plan::Push) -> String {
         Push::Upload { path, replace: Some(_), .. } => format!("changed /{path}"),
         Push::Upload { path, .. } => format!("new /{path}"),
         Push::Move { path, .. } => format!("moved to /{path}"),
+        Push::MoveStub { path, .. } => {
+            format!("moved to /{}", path.strip_suffix(cpm_agent::naming::STUB_SUFFIX).unwrap_or(path))
+        }
         Push::Delete { id, .. } => format!("deleted {id}"),
         Push::DeleteFolder { id } => format!("deleted folder {id}"),
         Push::Forget { id } => format!("the stub of {id} written over here (placed again beside it)"),

@@ -631,3 +631,27 @@ fn two_files_of_one_size_and_time_swapped_are_seen_as_changed() {
     world.pda(&["get", "/sw/b.txt", "b-now.txt"]);
     assert_eq!((world.read("a-now.txt"), world.read("b-now.txt")), (b"two".to_vec(), b"one".to_vec()));
 }
+
+#[test]
+fn a_stub_moved_on_the_phone_moves_the_object_and_the_pc_follows() {
+    let (world, song1) = world_with_three_devices();
+    world.sync("pc");
+    world.sync("phone");
+    // On the phone, with its file manager: a new folder, and the link moved into it renamed.
+    std::fs::create_dir(world.path("phone/content/best")).expect("mkdir");
+    std::fs::rename(world.path("phone/content/song1.mp3.cpmlink"), world.path("phone/content/best/tune.mp3.cpmlink"))
+        .expect("mv");
+    let phone = world.sync("phone");
+    assert_eq!(phone["moved_up"], 1, "{phone}");
+    assert_eq!(files_under(&world.path("phone")), ["content/best/tune.mp3.cpmlink", "content/song2.mp3.cpmlink"]);
+    let moved = stub(&world, "phone/content/best/tune.mp3.cpmlink");
+    assert_eq!(moved["name"], "tune.mp3");
+    assert!(world.names("/content/best").contains(&"tune.mp3".to_owned()));
+    assert!(!world.names("/content").contains(&"song1.mp3".to_owned()));
+    // The PC renames its copy; nothing is downloaded again.
+    let pc = world.sync("pc");
+    assert_eq!((pc["bytes_downloaded"].as_u64(), pc["renamed"].as_u64()), (Some(0), Some(1)), "{pc}");
+    assert_eq!(world.read("pc/content/best/tune.mp3"), song1);
+    // Nothing more to do on the phone.
+    assert_eq!(world.sync("phone")["moved_up"], 0);
+}
