@@ -49,21 +49,26 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_converge() {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
     let known = known_failures();
     let started = Instant::now();
-    let results: Vec<(u64, Result<cpm_sim::Stats, cpm_sim::Failure>)> = std::thread::scope(|scope| {
+    // Each worker takes the next seed not yet taken: runs differ in length (a failing one stops
+    // early), and a fixed share would leave one core idle at the end.
+    let next = std::sync::atomic::AtomicU64::new(first);
+    let mut results: Vec<(u64, Result<cpm_sim::Stats, cpm_sim::Failure>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|worker| {
-                let known = &known;
+            .map(|_| {
+                let (known, next) = (&known, &next);
                 scope.spawn(move || {
                     let mut results = Vec::new();
-                    let mut seed = first + worker;
-                    while seed < first + runs {
+                    loop {
+                        let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if seed >= first + runs {
+                            break;
+                        }
                         let result = cpm_sim::run(seed, PER_RUN);
                         let unexpected = result.is_err() && !known.contains_key(&seed);
                         results.push((seed, result));
                         if unexpected {
                             break;
                         }
-                        seed += threads;
                     }
                     results
                 })
@@ -72,6 +77,7 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_converge() {
         workers.into_iter().flat_map(|worker| worker.join().expect("a worker")).collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
+    results.sort_by_key(|(seed, _)| *seed);
     let mut total_stats = cpm_sim::Stats::default();
     for stats in results.iter().filter_map(|(_, result)| result.as_ref().ok()) {
         total_stats.operations += stats.operations;
