@@ -4,6 +4,7 @@
 //! store's, then push what the pull set aside. The pull's index updates and the new cursor
 //! commit in one transaction after its files are in place; every step can be replayed.
 
+mod folders;
 mod local;
 mod pull;
 mod push;
