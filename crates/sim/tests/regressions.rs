@@ -1129,3 +1129,18 @@ fn a_leftover_removed_for_a_record_placed_nowhere_is_fetched_again_not_deleted()
         Op::Sync { device: 3 },
     ]);
 }
+
+/// On a case-insensitive disk, a folder `H` arrives in the same batch that removes a file `h`:
+/// it is made under a name of its own while `h` is still there, and gets its own name at the
+/// sync's next pass (it kept the mapped name for good).
+#[test]
+fn a_folder_made_beside_a_twin_the_same_pull_removes_gets_its_own_name() {
+    holds(&[
+        Op::Write { device: 2, path: "c/h".into(), content: 152 },
+        Op::SetProfile { device: 2, preset: 0 },
+        Op::Settle,
+        Op::SyncPartly { device: 1, calls: 1 },
+        Op::RemoveTree { device: 2, path: "c".into() },
+        Op::Write { device: 0, path: "c/H/café.txt".into(), content: 213 },
+    ]);
+}

@@ -692,6 +692,14 @@ impl Puller<'_> {
                 self.give_name_back(&record, Record { local_name: None, local, ..record.clone() }, &to);
                 continue;
             }
+            // A folder this plan makes beside a twin it removes: the twin goes only after the
+            // folder is made, under a name of its own; the next pass gives it its own.
+            let making = record.state == LocalState::Folder
+                && self.plan.actions.iter().any(|action| matches!(action, Pull::MakeDir { path } if *path == from));
+            if !here && making && self.removed.contains(&self.here.fold(&to)) {
+                self.plan.recheck.insert(record.id.clone());
+                continue;
+            }
             if !here && (placing.is_none() || record.state == LocalState::Folder) {
                 continue;
             }
