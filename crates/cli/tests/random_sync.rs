@@ -325,9 +325,19 @@ impl Run {
             panic!("{path} written on {device} ({content}) is not in the store\n{}", self.log.join("\n"));
         }
         serde_json::from_slice::<Value>(&output.stdout).is_ok_and(|report| {
-            ["uploaded", "moved_up", "deleted_up", "folders_up", "downloaded", "stubs_written", "renamed", "removed"]
-                .iter()
-                .all(|key| report[key] == 0)
+            [
+                "uploaded",
+                "moved_up",
+                "deleted_up",
+                "folders_up",
+                "folders_deleted_up",
+                "downloaded",
+                "stubs_written",
+                "renamed",
+                "removed",
+            ]
+            .iter()
+            .all(|key| report[key] == 0)
         })
     }
 }

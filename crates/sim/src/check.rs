@@ -200,8 +200,11 @@ impl World {
             if path == META_DIR || path.starts_with(&format!("{META_DIR}/")) || accounted.contains(path) {
                 continue;
             }
+            // A folder holding what the store cannot take (a file, or a folder under a name it
+            // refuses) stays with it.
+            let below = format!("{path}/");
             let holds_unsyncable =
-                files.keys().any(|file| file.starts_with(&format!("{path}/")) && unsyncable(file, &files));
+                files.keys().chain(dirs.iter()).any(|inner| inner.starts_with(&below) && unsyncable(inner, &files));
             if !(unsyncable(path, &files) || dirs.contains(path) && holds_unsyncable) {
                 return broken(format!("{path} is here but in no record"));
             }

@@ -1144,3 +1144,33 @@ fn a_folder_made_beside_a_twin_the_same_pull_removes_gets_its_own_name() {
         Op::Write { device: 0, path: "c/H/café.txt".into(), content: 213 },
     ]);
 }
+
+/// A folder moved here under a name the store refuses keeps its parent, which leaves the view
+/// (a folder holding a folder the store cannot take stays with it, as one holding such a file).
+#[test]
+fn a_folder_holding_a_folder_the_store_refuses_stays_here() {
+    holds(&[
+        Op::StorePut { path: "/c/cafe\u{301}.txt".into(), content: 353 },
+        Op::SetProfile { device: 1, preset: 3 },
+        Op::StorePut { path: "/a/b/song.mp3".into(), content: 411 },
+        Op::Sync { device: 1 },
+        Op::Rename { device: 1, from: "a/b".into(), to: "c/bell\u{7}.txt".into() },
+        Op::SetProfile { device: 1, preset: 2 },
+    ]);
+}
+
+/// A sync that deleted a folder in the store said "up to date": the summary said nothing of it,
+/// and the other devices were taken for quiet (the PC kept its record of the folder).
+#[test]
+fn a_folder_deleted_in_the_store_is_told_in_the_summary() {
+    holds(&[
+        Op::SetProfile { device: 2, preset: 4 },
+        Op::Write { device: 3, path: "c/bell\u{7}.txt".into(), content: 416 },
+        Op::Write { device: 2, path: "c/llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.txt".into(), content: 447 },
+        Op::Sync { device: 2 },
+        Op::ReadOnly { device: 2, path: "c".into(), readonly: true },
+        Op::StoreDeleteTree { path: "/c".into() },
+        Op::Sync { device: 3 },
+        Op::Sync { device: 2 },
+    ]);
+}

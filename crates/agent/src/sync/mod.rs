@@ -82,6 +82,7 @@ pub struct Report {
     pub moved_up: u64,
     pub deleted_up: u64,
     pub folders_up: u64,
+    pub folders_deleted_up: u64,
     pub downloaded: u64,
     pub bytes_downloaded: u64,
     pub stubs_written: u64,
@@ -110,12 +111,13 @@ pub struct Report {
 
 impl Report {
     /// What the sync did, as counts with the words that tell them.
-    fn counts(&self) -> [(u64, &'static str); 8] {
+    fn counts(&self) -> [(u64, &'static str); 9] {
         [
             (self.uploaded, "uploaded"),
             (self.moved_up, "moved in the store"),
             (self.deleted_up, "deleted in the store"),
             (self.folders_up, "folders created in the store"),
+            (self.folders_deleted_up, "folders deleted in the store"),
             (self.downloaded, "downloaded"),
             (self.stubs_written, "stubs written"),
             (self.renamed, "moved here"),

@@ -496,6 +496,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                 // Asked after too: what the listing has in it is then asked after as well.
                 Ok(()) => {
                     drop_below(&id, index, tree)?;
+                    report.folders_deleted_up += 1;
                     report.pushed.insert(id);
                 }
                 Err(error) if error.is("not_found") => drop_below(&id, index, tree)?,
