@@ -281,28 +281,35 @@ impl Tree {
     /// device makes for the record (for a twin, say, known again by its mark after the index
     /// that said so was lost) is never the store's.
     pub fn store_name(&self, id: &str, here: &str) -> String {
-        match self.records.get(id) {
-            Some(record) if record.file_name() == here => record.name.clone(),
-            _ => match unmapped(here) {
-                Some(name) if maps(here, &name, id, "") => name,
-                _ => here.to_owned(),
-            },
-        }
+        self.stored_name(id, here, "")
     }
 
     /// The name in the store of the object whose stub is named `here`: as [`Tree::store_name`],
     /// for the name without the stub's suffix.
     pub fn stub_store_name(&self, id: &str, here: &str) -> String {
+        self.stored_name(id, here, STUB_SUFFIX)
+    }
+
+    fn stored_name(&self, id: &str, here: &str, suffix: &str) -> String {
         match self.records.get(id) {
             Some(record) if record.file_name() == here => record.name.clone(),
             _ => {
-                let bare = here.strip_suffix(STUB_SUFFIX).unwrap_or(here);
+                let bare = here.strip_suffix(suffix).unwrap_or(here);
                 match unmapped(bare) {
-                    Some(name) if maps(here, &name, id, STUB_SUFFIX) => name,
+                    Some(name) if maps(here, &name, id, suffix) => name,
                     _ => bare.to_owned(),
                 }
             }
         }
+    }
+
+    /// The folder records in `parent` named `name` here.
+    pub fn folders_named<'a>(&'a self, parent: &'a str, name: &'a str) -> impl Iterator<Item = &'a Record> + 'a {
+        self.records.values().filter(move |record| {
+            record.state == LocalState::Folder
+                && record.parent_id.as_deref() == Some(parent)
+                && record.file_name() == name
+        })
     }
 
     /// Every record's path, by id.

@@ -213,9 +213,10 @@ pub fn plan_push(
             LocalState::Folder | LocalState::Stub => {}
         }
     }
-    // Invariant: a stub the user moves moves its object. (The engine's very bytes, found
-    // elsewhere, gone from its place: its object moves in the store, as a file's would.) Put back, her move would be
-    // undone, and the stub she moved removed as a stray.
+    // Invariant: a stub the user moves moves its object. The engine's very bytes found
+    // elsewhere, gone from their place, are a move of the link: its object moves in the store, as
+    // a file's would. Put back, her move would be undone, and the stub she moved removed as a
+    // stray.
     let mut stubs_moved: HashSet<&str> = HashSet::default();
     for (found, id) in &scan.stray_stubs {
         let stub = tree.records.get(id).is_some_and(|record| record.state == LocalState::Stub);

@@ -29,15 +29,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         let mut walked = String::new();
         for name in folder.split('/').filter(|name| !name.is_empty()) {
             walked = join(&walked, name);
-            let known = tree
-                .records
-                .values()
-                .find(|record| {
-                    record.state == LocalState::Folder
-                        && record.parent_id.as_deref() == Some(parent.as_str())
-                        && record.file_name() == name
-                })
-                .map(|record| record.id.clone());
+            let known = tree.folders_named(&parent, name).next().map(|record| record.id.clone());
             parent = match known {
                 Some(id) => id,
                 None => {
@@ -128,14 +120,8 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             walked = join(&walked, name);
             let entry = self.remote.create_folder(&tree.store_path_of(&walked)).await?;
             let stale: Vec<String> = tree
-                .records
-                .values()
-                .filter(|record| {
-                    record.state == LocalState::Folder
-                        && record.parent_id.as_deref() == Some(id.as_str())
-                        && record.file_name() == name
-                        && record.id != entry.id
-                })
+                .folders_named(&id, name)
+                .filter(|record| record.id != entry.id)
                 .map(|record| record.id.clone())
                 .collect();
             report.pushed.extend(stale);
