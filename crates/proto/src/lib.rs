@@ -266,7 +266,9 @@ pub struct CreateObjectRequest {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub modified: Option<Timestamp>,
     /// From a device re-reading its whole view: refuse with 409 `held` when that device's view
-    /// would leave the new object out and a live object holds this content already.
+    /// would leave the new object out and a live object holds this content already; and when a
+    /// move in the store took this content away from this place, make nothing and answer (200)
+    /// with the object it became.
     #[serde(default)]
     pub unless_held: bool,
 }

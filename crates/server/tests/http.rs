@@ -691,3 +691,33 @@ async fn a_device_re_reading_its_view_does_not_store_twice_what_its_view_leaves_
     phone.create_object(&request(outside.id, true)).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_device_re_reading_its_view_gets_the_object_its_stale_copy_was_moved_to() -> TestResult {
+    let server = TestServer::start().await;
+    let pc = server.device("alice", "pc").await;
+    let token = server.device_token("alice", "phone").await;
+    let song = put(&pc, "/music", "song.mp3", b"moved content").await;
+    let archive = pc.create_folder("/archive", true).await?;
+    pc.move_entries(&MoveRequest { ids: vec![song.id.clone()], to: Some(archive.id), name: None }).await?;
+    let music = pc.resolve("/music").await?;
+    let body = |unless_held: bool| {
+        serde_json::json!({"folder_id": music.id, "name": "song.mp3", "kind": "file",
+            "hash": song.hash, "unless_held": unless_held})
+    };
+    let http = reqwest::Client::new();
+    let before = cursor(&pc).await;
+    let answer = http.post(format!("{}/v1/objects", server.url)).bearer_auth(&token).json(&body(true)).send().await?;
+    assert_eq!(answer.status(), StatusCode::OK, "nothing is made");
+    let entry: Entry = answer.json().await?;
+    assert_eq!((entry.id.as_str(), entry.path.as_deref()), (song.id.as_str(), Some("/archive/song.mp3")));
+    assert_eq!(cursor(&pc).await, before, "nothing changed in the store");
+
+    // Asked plainly, it is a new object the user makes at the old place.
+    let answer = http.post(format!("{}/v1/objects", server.url)).bearer_auth(&token).json(&body(false)).send().await?;
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let copy: Entry = answer.json().await?;
+    assert_ne!(copy.id, song.id);
+    assert_eq!(copy.path.as_deref(), Some("/music/song.mp3"));
+    Ok(())
+}

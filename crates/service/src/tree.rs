@@ -8,6 +8,14 @@ use cpm_core::{Item, Name, Object, ObjectKind, StorePath};
 use cpm_proto::{ChangesPage, CreateObjectRequest, Entry, ListPage, MoveRequest, MoveResult};
 use cpm_store::{NewObject, StoreError, UserId, is_valid_hash};
 
+/// What a create answered: the object made, or (`new` false) the one that already stands for
+/// the content sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub entry: Entry,
+    pub new: bool,
+}
+
 /// The most entries one move may name; a larger set is split by the client.
 pub const MAX_MOVE: usize = 100_000;
 
@@ -79,8 +87,10 @@ impl Service {
     /// Creates an object (or with `replace` a new version of one) naming content already
     /// uploaded. A message is parsed for its headers from the stored bytes.
     /// `device` is the device that sends it, when one does: with `unless_held`, an object its
-    /// view would leave out whose content a live object holds already is not made.
-    pub fn create_object(&self, user: UserId, device: Option<&str>, request: CreateObjectRequest) -> Result<Entry> {
+    /// view would leave out whose content a live object holds already is not made, and a copy
+    /// of content a move in the store took away from this very place is not made either: the
+    /// answer is the object that content became (`Created::new` false).
+    pub fn create_object(&self, user: UserId, device: Option<&str>, request: CreateObjectRequest) -> Result<Created> {
         let name = name(&request.name)?;
         checked_hash(&request.hash)?;
         if let Some(content_type) = request.content_type.as_deref().filter(|ct| !valid_content_type(ct)) {
@@ -110,6 +120,11 @@ impl Service {
         // leaves out.
         if let Some(device) = device.filter(|_| request.unless_held && !request.replace) {
             self.refuse_if_held(user, device, &request, &name, &content_type, message.as_deref())?;
+            // Invariant: a device that lost track of an object the store moved does not store
+            // it again from its old place.
+            if let Some(moved) = self.store.moved_away(user, &request.folder_id, name.as_str(), &request.hash)? {
+                return Ok(Created { entry: self.located_one(user, Item::Object(moved))?, new: false });
+            }
         }
         let new = NewObject {
             folder_id: request.folder_id,
@@ -124,7 +139,7 @@ impl Service {
             quota_bytes: self.quota_bytes(),
         };
         let object = self.store.create_object(user, new)?;
-        self.located_one(user, Item::Object(object))
+        Ok(Created { entry: self.located_one(user, Item::Object(object))?, new: true })
     }
 
     /// Refuses (409 `held`) an object the device's view would leave out, when a live object

@@ -168,7 +168,10 @@ impl Remote for SimRemote {
 
     async fn create_object(&self, request: &CreateObjectRequest) -> RemoteResult<Entry> {
         self.gate.pass().await;
-        self.service.create_object(self.user(), Some(self.device()), request.clone()).map_err(refused)
+        self.service
+            .create_object(self.user(), Some(self.device()), request.clone())
+            .map(|created| created.entry)
+            .map_err(refused)
     }
 
     async fn move_entries(&self, request: &MoveRequest) -> RemoteResult<MoveResult> {

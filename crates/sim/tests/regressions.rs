@@ -1174,3 +1174,44 @@ fn a_folder_deleted_in_the_store_is_told_in_the_summary() {
         Op::Sync { device: 2 },
     ]);
 }
+
+/// A phone that lost its index held a file at the place the store had moved it away from: it
+/// went up again from there, and the store held it twice. The copy at an object's old place is
+/// that object's, and the pull takes it where the object went.
+#[test]
+fn a_copy_at_the_place_the_store_moved_an_object_from_is_that_object() {
+    holds(&[
+        Op::StorePut { path: "/a/b/pic.jpg".into(), content: 8 },
+        Op::StorePut { path: "/c/F.txt".into(), content: 59 },
+        Op::Sync { device: 1 },
+        Op::DirToFile { device: 1, path: "c".into(), content: 122 },
+        Op::Sync { device: 1 },
+        Op::Sync { device: 0 },
+        Op::Rename { device: 0, from: "c (conflict tablet 2026-10-25)".into(), to: "a/f.txt".into() },
+        Op::Sync { device: 0 },
+        Op::SetProfile { device: 2, preset: 1 },
+        Op::Sync { device: 2 },
+        Op::SetProfile { device: 2, preset: 4 },
+        Op::StoreMove { from: "/a/f.txt".into(), to: "/a/b/f.txt".into() },
+        Op::LoseIndex { device: 2 },
+    ]);
+}
+
+/// Two devices that lost their indexes held one content under the names it had before and after
+/// a move in the store, which then deleted it: the tablet's re-read brought it back under its
+/// new name, and the mac's under its old one as a second object.
+#[test]
+fn content_moved_then_deleted_comes_back_once_from_two_devices_that_lost_track() {
+    holds(&[
+        Op::Write { device: 3, path: "g (conflict phone 2026-10-25).txt".into(), content: 259 },
+        Op::Settle,
+        Op::StoreMove { from: "/g (conflict phone 2026-10-25).txt".into(), to: "/song.mp3".into() },
+        Op::Write { device: 1, path: "café (conflict tablet 2026-10-31).txt".into(), content: 326 },
+        Op::WriteDuringSync { device: 1, at: 25, path: "C/f.txt".into(), content: 349 },
+        Op::StoreDelete { path: "/song.mp3".into() },
+        Op::LoseIndex { device: 1 },
+        Op::LoseIndex { device: 3 },
+        Op::SyncPartly { device: 1, calls: 4 },
+        Op::SyncPartly { device: 3, calls: 4 },
+    ]);
+}

@@ -201,6 +201,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Object>>;
     /// The earliest last-modified instant of a live object after `after`.
     fn next_modified_after(&self, user: UserId, after: Timestamp) -> Result<Option<Timestamp>>;
+    /// The live object holding `hash` when a move in the store took that content away from
+    /// `name` in `folder_id` (the latest such object): a copy at that place is a stale one.
+    fn moved_away(&self, user: UserId, folder_id: &str, name: &str, hash: &str) -> Result<Option<Object>>;
     /// Whether a live object of the user holds this content.
     fn holds_content(&self, user: UserId, hash: &str) -> Result<bool>;
 

@@ -15,6 +15,7 @@ use crate::remote::{Remote, RemoteError};
 use crate::scan::hash_file;
 use cpm_core::{EntryKind, ObjectKind};
 use cpm_proto::{CreateObjectRequest, Entry, MoveRequest};
+use unicode_normalization::UnicodeNormalization;
 
 /// How many conflict names are tried before the entry waits for the next sync.
 pub(super) const CONFLICT_ATTEMPTS: u32 = 100;
@@ -22,6 +23,12 @@ pub(super) const CONFLICT_ATTEMPTS: u32 = 100;
 /// The store path of what is at `relative` here, named `name` in the store.
 fn in_store(tree: &Tree, relative: &str, name: &str) -> String {
     format!("{}/{name}", tree.store_path_of(split(relative).0).trim_end_matches('/'))
+}
+
+/// Whether the store's answer to a create is an object at the place asked for (the store keeps
+/// names in NFC).
+fn is_at(entry: &Entry, folder_id: &str, name: &str) -> bool {
+    entry.parent_id.as_deref() == Some(folder_id) && entry.name.chars().eq(name.nfc())
 }
 
 /// Drops a folder's record and every record below it.
@@ -254,10 +261,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             unless_held: report.full && replace.is_none(),
         };
         let mut created = self.remote.create_object(&request).await;
+        let mut placed_in = request.folder_id.clone();
         if created.as_ref().is_err_and(|error| error.is("not_found")) {
             // The folder went from the store meanwhile: the file makes it again.
             match self.fresh_folders(split(relative).0, index, tree, report).await {
                 Ok(folder_id) => {
+                    placed_in.clone_from(&folder_id);
                     let request = CreateObjectRequest { folder_id, ..request.clone() };
                     created = self.remote.create_object(&request).await;
                 }
@@ -265,6 +274,15 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             }
         }
         match created {
+            // A move in the store took this content away from here while the device had lost
+            // track of it: the file is that object at its old place, and the pull takes it where
+            // the object went.
+            Ok(mut entry) if !is_at(&entry, &placed_in, &request.name) => {
+                entry.path = Some(in_store(tree, relative, &request.name));
+                entry.parent_id = Some(placed_in);
+                entry.name = request.name.nfc().collect();
+                self.remember(index, tree, report, entry, relative, LocalState::File, Some(before.stamp))
+            }
             // Left out of the view, and its content is in the store: it leaves here, as every
             // object outside the view does, without being stored again.
             Err(error) if error.is("held") => {

@@ -47,7 +47,7 @@ pub async fn children(
 }
 
 #[utoipa::path(post, path = "/v1/folders", tag = "tree", security(("bearer" = [])), request_body = CreateFolderRequest,
-    responses((status = 201, body = Entry), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = Entry), (status = 200, body = Entry, description = "with unless_held: a move in the store took this content away from this place; nothing was made, and the answer is the object it became"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn create_folder(
     State(state): State<SharedState>,
@@ -73,7 +73,7 @@ pub async fn delete_folder(
 }
 
 #[utoipa::path(post, path = "/v1/objects", tag = "tree", security(("bearer" = [])), request_body = CreateObjectRequest,
-    responses((status = 201, body = Entry), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = Entry), (status = 200, body = Entry, description = "with unless_held: a move in the store took this content away from this place; nothing was made, and the answer is the object it became"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "name clash; blob_missing: upload the content first; held: outside this device's view, and the store holds the content already"),
         (status = 413, body = ErrorBody)))]
 pub async fn create_object(
@@ -81,10 +81,10 @@ pub async fn create_object(
     Auth(principal): Auth,
     ApiJson(request): ApiJson<CreateObjectRequest>,
 ) -> Result<(StatusCode, Json<Entry>), ApiError> {
-    let entry = state
+    let created = state
         .call(move |service| service.create_object(principal.user_id, principal.device_id.as_deref(), request))
         .await?;
-    Ok((StatusCode::CREATED, Json(entry)))
+    Ok((if created.new { StatusCode::CREATED } else { StatusCode::OK }, Json(created.entry)))
 }
 
 #[utoipa::path(put, path = "/v1/objects/{id}/flags", tag = "tree", security(("bearer" = [])),

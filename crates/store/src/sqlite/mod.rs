@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Each step takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("schema.sql"),
     include_str!("v2.sql"),
     include_str!("v3.sql"),
     include_str!("v4.sql"),
     include_str!("v5.sql"),
+    include_str!("v6.sql"),
 ];
 /// The migration after which every name is in NFC.
 const NFC_NAMES: usize = 4;
@@ -989,7 +990,7 @@ impl Store for SqliteStore {
         if name.is_some() && ids.len() != 1 {
             return Err(StoreError::Invalid("a new name can be given only when moving one entry".into()));
         }
-        self.write(|tx, _now| {
+        self.write(|tx, now| {
             let target = to.map(|id| live_folder(tx, user, id)).transpose()?;
             let mut seen = HashSet::new();
             let mut moved = Vec::with_capacity(ids.len());
@@ -1028,6 +1029,17 @@ impl Store for SqliteStore {
                             continue;
                         }
                         ensure_name_free(tx, &destination, &new_name, Some(&object.id))?;
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO moved_away (user_id, folder_id, name, hash, moved_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![
+                            user,
+                            object.folder_id,
+                            object.name,
+                            object.hash,
+                            now
+                        ])?;
                         let modseq = next_modseq(tx, user)?;
                         tx.prepare_cached("UPDATE objects SET folder_id = ?1, name = ?2, modseq = ?3 WHERE id = ?4")?
                             .execute(params![destination, new_name, modseq, object.id])?;
@@ -1152,6 +1164,21 @@ impl Store for SqliteStore {
         })
     }
 
+    fn moved_away(&self, user: UserId, folder_id: &str, name: &str, hash: &str) -> Result<Option<Object>> {
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached(&format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects
+                     WHERE user_id = ?1 AND hash = ?4 AND deleted_ms IS NULL AND NOT (folder_id = ?2 AND name = ?3)
+                       AND EXISTS (SELECT 1 FROM moved_away m
+                                   WHERE m.user_id = ?1 AND m.folder_id = ?2 AND m.name = ?3 AND m.hash = ?4)
+                     ORDER BY modseq DESC LIMIT 1"
+                ))?
+                .query_row(params![user, folder_id, name, hash], object_row)
+                .optional()?)
+        })
+    }
+
     fn holds_content(&self, user: UserId, hash: &str) -> Result<bool> {
         self.read(|tx| {
             let found = tx
@@ -1238,6 +1265,9 @@ impl Store for SqliteStore {
                 }
             }
         }
+        // A device whose index is older than the tombstones re-reads its whole view anyway; the
+        // old places of moved content are kept as long.
+        tx.execute("DELETE FROM moved_away WHERE moved_ms < ?1", params![tombstone_cutoff])?;
         let released: Vec<(String, i64)> = tx
             .prepare(
                 "DELETE FROM blobs WHERE created_ms < ?1 AND NOT EXISTS (
