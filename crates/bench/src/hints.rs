@@ -291,7 +291,12 @@ impl Mover {
             let into_favourites = self.made.is_multiple_of(2);
             self.made += 1;
             let to = if into_favourites { &self.favourites } else { &self.content };
-            let request = cpm_proto::MoveRequest { ids: vec![self.song.clone()], to: Some(to.clone()), name: None };
+            let request = cpm_proto::MoveRequest {
+                ids: vec![self.song.clone()],
+                to: Some(to.clone()),
+                name: None,
+                revive: false,
+            };
             self.pda.move_entries(&request).await?;
             let moved = Instant::now();
             let stub = if into_favourites { &self.in_favourites } else { &self.in_content };

@@ -175,7 +175,7 @@ async fn measure(args: &StoreArgs, bench: &procs::Bench) -> Result<()> {
     let mut move_ms = Vec::new();
     for run in 0..args.runs {
         let to = if run % 2 == 0 { &aside.id } else { &listed.id };
-        let request = MoveRequest { ids: ids.clone(), to: Some(to.clone()), name: None };
+        let request = MoveRequest { ids: ids.clone(), to: Some(to.clone()), name: None, revive: false };
         let started = Instant::now();
         let moved = client.move_entries(&request).await?;
         move_ms.push(started.elapsed().as_secs_f64() * 1000.0);

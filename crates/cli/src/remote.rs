@@ -366,7 +366,7 @@ async fn move_into(client: &Client, entries: &[Entry], destination: &Entry) -> R
         return Ok(());
     }
     for batch in ids.chunks(MOVE_BATCH) {
-        let request = MoveRequest { ids: batch.to_vec(), to: Some(destination.id.clone()), name: None };
+        let request = MoveRequest { ids: batch.to_vec(), to: Some(destination.id.clone()), name: None, revive: false };
         client.move_entries(&request).await?;
     }
     let also = if already == 0 { String::new() } else { format!(" ({already} {} already there)", noun(already)) };
@@ -408,7 +408,8 @@ pub async fn mv(here: &Path, args: MvArgs) -> Result<()> {
             };
             let (parent, name) = split(dest)?;
             let parent = folder(&client, &parent).await?;
-            let request = MoveRequest { ids: vec![entry.id.clone()], to: Some(parent.id), name: Some(name) };
+            let request =
+                MoveRequest { ids: vec![entry.id.clone()], to: Some(parent.id), name: Some(name), revive: false };
             let moved = client.move_entries(&request).await?;
             let new_path = moved.entries.first().and_then(|entry| entry.path.clone()).unwrap_or_else(|| dest.clone());
             println!("moved {} to {new_path}", entry.path.as_deref().unwrap_or(&entry.name));

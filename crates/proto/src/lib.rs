@@ -284,6 +284,11 @@ pub struct MoveRequest {
     /// A new name; only when moving a single entry.
     #[serde(default)]
     pub name: Option<String>,
+    /// One object, to `to` under `name`, brought back if it was deleted meanwhile (a device
+    /// moving its copy of an object someone deleted keeps that object rather than making a
+    /// second); refused with `not_found` once its tombstone or content is gone.
+    #[serde(default)]
+    pub revive: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -187,9 +187,9 @@ async fn one_user_cannot_reach_anothers_entries_links_or_content() -> TestResult
     assert_eq!(api_error(bob.delete_object(&song.id).await).0, 404);
     assert_eq!(api_error(bob.delete_folder(&folder.id, true).await).0, 404);
     let bobs = bob.create_folder("/mine", false).await?;
-    let steal = MoveRequest { ids: vec![song.id.clone()], to: Some(bobs.id.clone()), name: None };
+    let steal = MoveRequest { ids: vec![song.id.clone()], to: Some(bobs.id.clone()), name: None, revive: false };
     assert_eq!(api_error(bob.move_entries(&steal).await).0, 404);
-    let push = MoveRequest { ids: vec![song.id.clone()], to: Some(bobs.id), name: None };
+    let push = MoveRequest { ids: vec![song.id.clone()], to: Some(bobs.id), name: None, revive: false };
     assert_eq!(api_error(alice.move_entries(&push).await).0, 404);
     // Bob cannot learn that alice stores this content, nor name it in an object of his own.
     let hash = song.hash.clone().expect("hash");
@@ -217,7 +217,7 @@ async fn bad_names_and_bodies_are_refused_and_change_nothing() -> TestResult {
     let song = put(&alice, "/content", "song.mp3", b"song").await;
     let long = "x".repeat(256);
     for bad in ["a/b", "a\0b", "tab\there", ".", "..", "", long.as_str()] {
-        let rename = MoveRequest { ids: vec![song.id.clone()], to: None, name: Some(bad.into()) };
+        let rename = MoveRequest { ids: vec![song.id.clone()], to: None, name: Some(bad.into()), revive: false };
         let (status, code, _) = api_error(alice.move_entries(&rename).await);
         assert_eq!((status, code.as_str()), (400, "invalid_name"), "{bad:?}");
     }
@@ -303,7 +303,8 @@ async fn moves_are_checked_atomic_and_keep_links() -> TestResult {
     let target = alice.create_folder("/content/favourite song", false).await?;
     put(&alice, "/content/favourite song", "b.mp3", b"other b").await;
     let before = cursor(&alice).await;
-    let both = MoveRequest { ids: vec![a.id.clone(), b.id.clone()], to: Some(target.id.clone()), name: None };
+    let both =
+        MoveRequest { ids: vec![a.id.clone(), b.id.clone()], to: Some(target.id.clone()), name: None, revive: false };
     let (status, code, message) = api_error(alice.move_entries(&both).await);
     assert_eq!((status, code.as_str()), (409, "already_exists"));
     assert!(message.contains("/content/favourite song/b.mp3"), "{message}");
@@ -311,10 +312,11 @@ async fn moves_are_checked_atomic_and_keep_links() -> TestResult {
     assert_eq!(alice.entry(&a.id).await?.path.as_deref(), Some("/content/a.mp3"), "nothing moved");
 
     let content = alice.resolve("/content").await?;
-    let into_itself = MoveRequest { ids: vec![content.id.clone()], to: Some(target.id.clone()), name: None };
+    let into_itself =
+        MoveRequest { ids: vec![content.id.clone()], to: Some(target.id.clone()), name: None, revive: false };
     assert_eq!(api_error(alice.move_entries(&into_itself).await).1, "move_into_itself");
 
-    let one = MoveRequest { ids: vec![a.id.clone()], to: Some(target.id.clone()), name: None };
+    let one = MoveRequest { ids: vec![a.id.clone()], to: Some(target.id.clone()), name: None, revive: false };
     let moved = alice.move_entries(&one).await?;
     assert_eq!(moved.entries[0].path.as_deref(), Some("/content/favourite song/a.mp3"));
     assert_eq!(moved.entries[0].link, a.link, "links name the object, not its path");
@@ -564,13 +566,19 @@ async fn a_partial_device_sees_only_its_records_and_details() -> TestResult {
     let cursor = view.cursor;
     let content = pda.resolve("/content").await?;
     let music = pda.resolve("/music").await?;
-    pda.move_entries(&MoveRequest { ids: vec![content.id.clone()], to: Some(music.id.clone()), name: None }).await?;
+    pda.move_entries(&MoveRequest {
+        ids: vec![content.id.clone()],
+        to: Some(music.id.clone()),
+        name: None,
+        revive: false,
+    })
+    .await?;
     let moved =
         phone.sync_changes(&cpm_proto::ChangesQuery { since: cursor, limit: Some(1000), ..Default::default() }).await?;
     assert!(moved.changes.iter().any(|change| change.id == song.id && change.deleted), "{:?}", moved.changes);
     // And moving it back brings the song back, with nothing uploaded or downloaded.
     let root = pda.resolve("/").await?;
-    pda.move_entries(&MoveRequest { ids: vec![content.id], to: Some(root.id), name: None }).await?;
+    pda.move_entries(&MoveRequest { ids: vec![content.id], to: Some(root.id), name: None, revive: false }).await?;
     let back = phone
         .sync_changes(&cpm_proto::ChangesQuery { since: moved.cursor, limit: Some(1000), ..Default::default() })
         .await?;
@@ -699,7 +707,8 @@ async fn a_device_re_reading_its_view_gets_the_object_its_stale_copy_was_moved_t
     let token = server.device_token("alice", "phone").await;
     let song = put(&pc, "/music", "song.mp3", b"moved content").await;
     let archive = pc.create_folder("/archive", true).await?;
-    pc.move_entries(&MoveRequest { ids: vec![song.id.clone()], to: Some(archive.id), name: None }).await?;
+    pc.move_entries(&MoveRequest { ids: vec![song.id.clone()], to: Some(archive.id), name: None, revive: false })
+        .await?;
     let music = pc.resolve("/music").await?;
     let body = |unless_held: bool| {
         serde_json::json!({"folder_id": music.id, "name": "song.mp3", "kind": "file",
@@ -719,5 +728,64 @@ async fn a_device_re_reading_its_view_gets_the_object_its_stale_copy_was_moved_t
     let copy: Entry = answer.json().await?;
     assert_ne!(copy.id, song.id);
     assert_eq!(copy.path.as_deref(), Some("/music/song.mp3"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_object_deleted_meanwhile_is_brought_back_by_a_move_and_by_a_re_read_not_made_twice() -> TestResult {
+    let server = TestServer::start().await;
+    let pc = server.device("alice", "pc").await;
+    let phone = server.device("alice", "phone").await;
+    let song = put(&pc, "/music", "song.mp3", b"deleted content").await;
+    pc.delete_object(&song.id).await?;
+    let archive = phone.create_folder("/archive", true).await?;
+    let revive = |to: &str, name: &str| MoveRequest {
+        ids: vec![song.id.clone()],
+        to: Some(to.to_owned()),
+        name: Some(name.to_owned()),
+        revive: true,
+    };
+    // The phone had moved its copy: the deleted object comes back where it put it.
+    let back = phone.move_entries(&revive(&archive.id, "song.mp3")).await?.entries;
+    assert_eq!(back.len(), 1);
+    assert_eq!((back[0].id.as_str(), back[0].path.as_deref()), (song.id.as_str(), Some("/archive/song.mp3")));
+    // A second device moving its copy moves the same object: one object still.
+    let other = pc.create_folder("/other", true).await?;
+    let moved = pc.move_entries(&revive(&other.id, "tune.mp3")).await?.entries;
+    assert_eq!((moved[0].id.as_str(), moved[0].path.as_deref()), (song.id.as_str(), Some("/other/tune.mp3")));
+
+    // Deleted again, a device re-reading its view sends its copy from that place: the same object
+    // comes back, not a new one.
+    pc.delete_object(&song.id).await?;
+    let request = CreateObjectRequest {
+        folder_id: other.id.clone(),
+        name: "tune.mp3".into(),
+        kind: ObjectKind::File,
+        hash: song.hash.clone().unwrap_or_default(),
+        content_type: None,
+        replace: false,
+        base_modseq: None,
+        modified: None,
+        unless_held: true,
+    };
+    let again = phone.create_object(&request).await?;
+    assert_eq!((again.id.as_str(), again.path.as_deref()), (song.id.as_str(), Some("/other/tune.mp3")));
+
+    // Once the collector freed its content, nothing comes back: the device sends the file anew.
+    pc.delete_object(&song.id).await?;
+    server.clock.advance(SignedDuration::from_hours(2));
+    let settings = cpm_store::StoreSettings {
+        tombstone_retention: Duration::from_secs(30 * 86_400),
+        blob_grace: Duration::from_secs(3_600),
+    };
+    SqliteStore::open(server.dir.path(), server.clock.clone(), settings)?.collect_garbage()?;
+    let (status, code, message) = api_error(phone.move_entries(&revive(&other.id, "tune.mp3")).await);
+    assert_eq!((status, code.as_str()), (404, "not_found"), "{message}");
+
+    // Bringing back takes one object, a folder and a name; an id never seen is not found.
+    let (status, code, _) = api_error(phone.move_entries(&MoveRequest { name: None, ..revive(&other.id, "x") }).await);
+    assert_eq!((status, code.as_str()), (400, "invalid_input"));
+    let unknown = MoveRequest { ids: vec!["o-none".into()], ..revive(&other.id, "x.mp3") };
+    assert_eq!(api_error(phone.move_entries(&unknown).await).1, "not_found");
     Ok(())
 }

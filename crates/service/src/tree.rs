@@ -120,10 +120,8 @@ impl Service {
         // leaves out.
         if let Some(device) = device.filter(|_| request.unless_held && !request.replace) {
             self.refuse_if_held(user, device, &request, &name, &content_type, message.as_deref())?;
-            // Invariant: a device that lost track of an object the store moved does not store
-            // it again from its old place.
-            if let Some(moved) = self.store.moved_away(user, &request.folder_id, name.as_str(), &request.hash)? {
-                return Ok(Created { entry: self.located_one(user, Item::Object(moved))?, new: false });
+            if let Some(known) = self.known_copy(user, &request, &name)? {
+                return Ok(known);
             }
         }
         let new = NewObject {
@@ -140,6 +138,24 @@ impl Service {
         };
         let object = self.store.create_object(user, new)?;
         Ok(Created { entry: self.located_one(user, Item::Object(object))?, new: true })
+    }
+
+    /// What a copy sent up by a device re-reading its whole view already is, found by its
+    /// content and place: the object a move in the store took it away to (returned, nothing
+    /// made), or the deleted object it was at this very place (brought back, one object still
+    /// when two devices that lost track of it both send it).
+    fn known_copy(&self, user: UserId, request: &CreateObjectRequest, name: &Name) -> Result<Option<Created>> {
+        let path = crate::entries::child_path(&self.store.folder_path(user, &request.folder_id)?, name.as_str());
+        // Invariant: a copy of an object a device lost track of is that object, not a second.
+        if let Some(moved) = self.store.moved_away(user, &path, &request.hash)? {
+            return Ok(Some(Created { entry: self.located_one(user, Item::Object(moved))?, new: false }));
+        }
+        let Some(deleted) = self.store.deleted_at(user, &path, &request.hash)? else { return Ok(None) };
+        match self.store.revive(user, &deleted, &request.folder_id, name, self.quota_bytes()) {
+            Ok(object) => Ok(Some(Created { entry: self.located_one(user, Item::Object(object))?, new: true })),
+            Err(StoreError::BlobMissing(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Refuses (409 `held`) an object the device's view would leave out, when a live object
@@ -203,8 +219,30 @@ impl Service {
             return Err(ServiceError::invalid(format!("one move may name at most {MAX_MOVE} entries")));
         }
         let new_name = request.name.as_deref().map(name).transpose()?;
+        if request.revive {
+            return self.revive(user, request, new_name.as_ref());
+        }
         let moved = self.store.move_items(user, &request.ids, request.to.as_deref(), new_name.as_ref())?;
         Ok(MoveResult { entries: self.located(user, moved)? })
+    }
+
+    /// A move of one object that also brings it back when it was deleted meanwhile: a device
+    /// moving its copy of an object someone deleted keeps the object, not a second one.
+    fn revive(&self, user: UserId, request: &MoveRequest, new_name: Option<&Name>) -> Result<MoveResult> {
+        let ([id], Some(to), Some(new_name)) = (request.ids.as_slice(), request.to.as_deref(), new_name) else {
+            return Err(ServiceError::invalid("bringing back takes one object, a folder and a name"));
+        };
+        expect_kind(id, 'o', "object")?;
+        let object = match self.store.revive(user, id, to, new_name, self.quota_bytes()) {
+            // Not deleted: a plain move.
+            Err(StoreError::NotFound(_)) if self.store.item(user, id).is_ok() => {
+                return self.move_entries(user, &MoveRequest { revive: false, ..request.clone() });
+            }
+            // Deleted for good once its content went: the device sends the file anew.
+            Err(StoreError::BlobMissing(message)) => return Err(ServiceError::not_found(message)),
+            revived => revived?,
+        };
+        Ok(MoveResult { entries: self.located(user, vec![Item::Object(object)])? })
     }
 
     /// The raw journal since a cursor (every row, not a device's view).

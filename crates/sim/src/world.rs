@@ -507,7 +507,7 @@ impl World {
     fn store_move(&mut self, from: &str, to: &str) -> Checked {
         let Ok(entry) = self.service.resolve(self.user, from) else { return Ok(()) };
         let Some((folder, name)) = self.folder_of(to) else { return Ok(()) };
-        let request = cpm_proto::MoveRequest { ids: vec![entry.id], to: Some(folder), name: Some(name) };
+        let request = cpm_proto::MoveRequest { ids: vec![entry.id], to: Some(folder), name: Some(name), revive: false };
         let _ = self.service.move_entries(self.user, &request);
         Ok(())
     }

@@ -201,9 +201,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Object>>;
     /// The earliest last-modified instant of a live object after `after`.
     fn next_modified_after(&self, user: UserId, after: Timestamp) -> Result<Option<Timestamp>>;
-    /// The live object holding `hash` when a move in the store took that content away from
-    /// `name` in `folder_id` (the latest such object): a copy at that place is a stale one.
-    fn moved_away(&self, user: UserId, folder_id: &str, name: &str, hash: &str) -> Result<Option<Object>>;
+    /// The live object holding `hash` elsewhere, when a move in the store took that content
+    /// away from `path` (the latest such object): a copy at that place is a stale one of it.
+    fn moved_away(&self, user: UserId, path: &str, hash: &str) -> Result<Option<Object>>;
+    /// The deleted object (its tombstone still kept) that held `hash` at `path`, the latest one.
+    fn deleted_at(&self, user: UserId, path: &str, hash: &str) -> Result<Option<String>>;
+    /// Brings a deleted object back, with its id, content and details, as `name` in
+    /// `folder_id`; refused when its content is no longer kept or the name is taken.
+    fn revive(&self, user: UserId, id: &str, folder_id: &str, name: &Name, quota_bytes: Option<u64>) -> Result<Object>;
     /// Whether a live object of the user holds this content.
     fn holds_content(&self, user: UserId, hash: &str) -> Result<bool>;
 

@@ -327,7 +327,7 @@ fn names_written_before_nfc_are_normalized_when_the_store_opens() -> TestResult 
         let raw = rusqlite::Connection::open(&db)?;
         raw.execute("UPDATE objects SET name = ?1 WHERE id = ?2", rusqlite::params!["cafe\u{301}.txt", decomposed.id])?;
         raw.execute("UPDATE folders SET name = ?1 WHERE id = ?2", rusqlite::params!["Pe\u{301}pe\u{301}", folder.id])?;
-        raw.execute_batch("PRAGMA user_version = 4;")?;
+        raw.execute_batch("DROP TABLE moved_away; PRAGMA user_version = 4;")?;
     }
     let Fixture { _dir: dir, store, clock, alice } = f;
     drop(store);

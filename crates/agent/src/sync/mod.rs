@@ -91,8 +91,9 @@ pub struct Report {
     pub conflicts: Vec<String>,
     /// Entries left alone, with why and what to do; every sync tries them again.
     pub skipped: Vec<Skipped>,
+    /// Objects this sync deleted in the store, with the version each was deleted at.
     #[serde(skip)]
-    deleted_ids: std::collections::HashSet<String>,
+    deleted_ids: std::collections::HashMap<String, i64>,
     /// Records this sync's pushes made or changed: how each stands in the view is asked after.
     #[serde(skip)]
     pushed: std::collections::BTreeSet<String>,
@@ -281,7 +282,10 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         let boot = self.fs.boot_id();
         let unflushed_before = index.meta(UNFLUSHED_BOOT)?.unwrap_or_default();
         let restarted = !unflushed_before.is_empty() && Some(&unflushed_before) != boot.as_ref();
-        let cursor = index.cursor()?.filter(|_| !rescoped && !restarted);
+        // Cursor 0 (the store was empty when the device last read it) is no position in the
+        // journal: a delta from it is the whole journal, which misses deletions whose
+        // tombstones were collected since. The device reads its whole view instead.
+        let cursor = index.cursor()?.filter(|since| *since > 0 && !rescoped && !restarted);
         let seen_at = index.meta(VIEW_TIME)?.and_then(|time| time.parse().ok());
         let feed = match cursor {
             Some(since) => match self.changes_since(since, seen_at, &tag).await? {
@@ -352,8 +356,12 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
         // What the push changed is pulled in its state after the push, as the view has it now,
         // not the one read before: a record moved here in its moved state, one deleted here not
         // at all, a folder it used or an object it put outside the view as a removal.
+        // An object deleted here that another device brought back since (moving its copy) is
+        // no longer the version deleted: it is pulled.
         let mut changes = feed.changes;
-        changes.retain(|change| change.deleted || !report.deleted_ids.contains(&change.id));
+        changes.retain(|change| {
+            change.deleted || report.deleted_ids.get(&change.id).is_none_or(|deleted_at| change.modseq > *deleted_at)
+        });
         let mut asked: std::collections::BTreeSet<String> = report.pushed.iter().cloned().chain(recheck).collect();
         // The push made or found folders: the listing's folders may be stale by now (one deleted
         // and made again under a new id), and are asked after too.

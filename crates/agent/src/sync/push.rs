@@ -390,6 +390,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
             ids: vec![id.to_owned()],
             to: Some(folder_id),
             name: Some(tree.stub_store_name(id, split(path).1)),
+            revive: false,
         };
         match self.remote.move_entries(&request).await {
             Ok(mut moved) => {
@@ -442,20 +443,34 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                         match self.fs.rename_noreplace(&here, &aside) {
                             Ok(()) => here = aside,
                             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                            Err(_) => return Ok(()),
+                            // Gone meanwhile: the next sync sees what is there.
+                            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                            // The move waits, told, for the next sync to try again.
+                            Err(error) => {
+                                report.skipped.push(Skipped::new(
+                                    &store_path(&here),
+                                    &format!("cannot be renamed to {aside:?} here: {error}"),
+                                    "check free space and permissions",
+                                ));
+                                return Ok(());
+                            }
                         }
                     }
                     let request = MoveRequest {
                         ids: vec![id.clone()],
                         to: Some(folder_id.clone()),
                         name: Some(tree.store_name(&id, split(&here).1)),
+                        // Deleted in the store meanwhile, the object comes back where the user
+                        // moved it: her move keeps it, and a second device moving its copy
+                        // moves the same object, not another.
+                        revive: true,
                     };
                     match self.remote.move_entries(&request).await {
                         Ok(moved) => return self.moved(moved, &id, &here, &path, index, tree, report),
                         Err(error) if error.is("already_exists") => continue,
                         // The folder it moves to went from the store meanwhile, and is made
-                        // again; or the object itself went, and the file is uploaded as new
-                        // where it now is.
+                        // again; or the object itself went for good (its tombstone or content
+                        // collected), and the file is uploaded as new where it now is.
                         Err(error) if error.is("not_found") => {
                             let retried = match self.fresh_folders(split(&here).0, index, tree, report).await {
                                 Ok(fresh) if fresh != folder_id => {
@@ -486,7 +501,7 @@ impl<R: Remote, F: LocalFs> Device<R, F> {
                     tree.records.remove(&id);
                     index.drop_record(&id)?;
                     report.deleted_up += 1;
-                    report.deleted_ids.insert(id);
+                    report.deleted_ids.insert(id, base_modseq);
                 }
                 Err(error) if error.is("not_found") => {
                     tree.records.remove(&id);

@@ -276,6 +276,13 @@ fn live_object(conn: &Connection, user: UserId, id: &str) -> Result<Object> {
     .ok_or_else(|| StoreError::NotFound(format!("no object with id {id}")))
 }
 
+/// Notes that a move takes `object`'s content away from the place it has now.
+fn note_moved_away(tx: &Transaction<'_>, user: UserId, object: &Object, now: i64) -> Result<()> {
+    tx.prepare_cached("INSERT OR REPLACE INTO moved_away (user_id, path, hash, moved_ms) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![user, entry_path(tx, &object.folder_id, &object.name), object.hash, now])?;
+    Ok(())
+}
+
 /// Ids carry their kind in their first letter, so a lookup by id needs one query.
 fn live_item(conn: &Connection, user: UserId, id: &str) -> Result<Item> {
     match id.as_bytes().first() {
@@ -1029,17 +1036,7 @@ impl Store for SqliteStore {
                             continue;
                         }
                         ensure_name_free(tx, &destination, &new_name, Some(&object.id))?;
-                        tx.prepare_cached(
-                            "INSERT OR REPLACE INTO moved_away (user_id, folder_id, name, hash, moved_ms)
-                             VALUES (?1, ?2, ?3, ?4, ?5)",
-                        )?
-                        .execute(params![
-                            user,
-                            object.folder_id,
-                            object.name,
-                            object.hash,
-                            now
-                        ])?;
+                        note_moved_away(tx, user, &object, now)?;
                         let modseq = next_modseq(tx, user)?;
                         tx.prepare_cached("UPDATE objects SET folder_id = ?1, name = ?2, modseq = ?3 WHERE id = ?4")?
                             .execute(params![destination, new_name, modseq, object.id])?;
@@ -1164,18 +1161,71 @@ impl Store for SqliteStore {
         })
     }
 
-    fn moved_away(&self, user: UserId, folder_id: &str, name: &str, hash: &str) -> Result<Option<Object>> {
+    fn moved_away(&self, user: UserId, path: &str, hash: &str) -> Result<Option<Object>> {
         self.read(|tx| {
-            Ok(tx
+            let noted = tx
+                .prepare_cached("SELECT 1 FROM moved_away WHERE user_id = ?1 AND path = ?2 AND hash = ?3")?
+                .exists(params![user, path, hash])?;
+            if !noted {
+                return Ok(None);
+            }
+            let mut holders = tx.prepare_cached(&format!(
+                "SELECT {OBJECT_COLUMNS} FROM objects WHERE user_id = ?1 AND hash = ?2 AND deleted_ms IS NULL
+                 ORDER BY modseq DESC"
+            ))?;
+            let holders = holders.query_map(params![user, hash], object_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(holders.into_iter().find(|object| entry_path(tx, &object.folder_id, &object.name) != path))
+        })
+    }
+
+    fn deleted_at(&self, user: UserId, path: &str, hash: &str) -> Result<Option<String>> {
+        self.read(|tx| {
+            let mut tombstones = tx.prepare_cached(
+                "SELECT id, folder_id, name FROM objects WHERE user_id = ?1 AND hash = ?2 AND deleted_ms IS NOT NULL
+                 ORDER BY modseq DESC",
+            )?;
+            let tombstones = tombstones
+                .query_map(params![user, hash], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+            Ok(tombstones.into_iter().find(|(_, folder, name)| entry_path(tx, folder, name) == path).map(|(id, ..)| id))
+        })
+    }
+
+    fn revive(&self, user: UserId, id: &str, folder_id: &str, name: &Name, quota_bytes: Option<u64>) -> Result<Object> {
+        self.write(|tx, now| {
+            let object = tx
                 .prepare_cached(&format!(
-                    "SELECT {OBJECT_COLUMNS} FROM objects
-                     WHERE user_id = ?1 AND hash = ?4 AND deleted_ms IS NULL AND NOT (folder_id = ?2 AND name = ?3)
-                       AND EXISTS (SELECT 1 FROM moved_away m
-                                   WHERE m.user_id = ?1 AND m.folder_id = ?2 AND m.name = ?3 AND m.hash = ?4)
-                     ORDER BY modseq DESC LIMIT 1"
+                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE id = ?1 AND user_id = ?2 AND deleted_ms IS NOT NULL"
                 ))?
-                .query_row(params![user, folder_id, name, hash], object_row)
-                .optional()?)
+                .query_row(params![id, user], object_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("no deleted object with id {id}")))?;
+            let folder = live_folder(tx, user, folder_id)?;
+            let held = tx
+                .prepare_cached("SELECT 1 FROM blobs WHERE user_id = ?1 AND hash = ?2")?
+                .exists(params![user, object.hash])?;
+            if !held {
+                return Err(StoreError::BlobMissing(format!("content {} is no longer kept", object.hash)));
+            }
+            ensure_name_free(tx, &folder.id, name.as_str(), None)?;
+            if folder.id != object.folder_id || name.as_str() != object.name {
+                note_moved_away(tx, user, &object, now)?;
+            }
+            let modseq = next_modseq(tx, user)?;
+            tx.prepare_cached(
+                "UPDATE objects SET folder_id = ?1, name = ?2, modseq = ?3, deleted_ms = NULL WHERE id = ?4",
+            )?
+            .execute(params![folder.id, name.as_str(), modseq, object.id])?;
+            if let Some(quota) = quota_bytes {
+                let used = bytes_used(tx, user)?;
+                if used > quota {
+                    return Err(StoreError::QuotaExceeded(format!(
+                        "bringing back {} would take the account to {used} bytes, over its quota of {quota} bytes",
+                        entry_path(tx, &folder.id, name.as_str())
+                    )));
+                }
+            }
+            live_object(tx, user, &object.id)
         })
     }
 
