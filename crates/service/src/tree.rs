@@ -119,8 +119,9 @@ impl Service {
         // Invariant: a device re-reading its whole view stores nothing twice that its view
         // leaves out.
         if let Some(device) = device.filter(|_| request.unless_held && !request.replace) {
-            self.refuse_if_held(user, device, &request, &name, &content_type, message.as_deref())?;
-            if let Some(known) = self.known_copy(user, &request, &name)? {
+            let path = crate::entries::child_path(&self.store.folder_path(user, &request.folder_id)?, name.as_str());
+            self.refuse_if_held(user, device, &request, &path, &content_type, message.as_deref())?;
+            if let Some(known) = self.known_copy(user, &request, &name, &path)? {
                 return Ok(known);
             }
         }
@@ -144,13 +145,18 @@ impl Service {
     /// content and place: the object a move in the store took it away to (returned, nothing
     /// made), or the deleted object it was at this very place (brought back, one object still
     /// when two devices that lost track of it both send it).
-    fn known_copy(&self, user: UserId, request: &CreateObjectRequest, name: &Name) -> Result<Option<Created>> {
-        let path = crate::entries::child_path(&self.store.folder_path(user, &request.folder_id)?, name.as_str());
+    fn known_copy(
+        &self,
+        user: UserId,
+        request: &CreateObjectRequest,
+        name: &Name,
+        path: &str,
+    ) -> Result<Option<Created>> {
         // Invariant: a copy of an object a device lost track of is that object, not a second.
-        if let Some(moved) = self.store.moved_away(user, &path, &request.hash)? {
+        if let Some(moved) = self.store.moved_away(user, path, &request.hash)? {
             return Ok(Some(Created { entry: self.located_one(user, Item::Object(moved))?, new: false }));
         }
-        let Some(deleted) = self.store.deleted_at(user, &path, &request.hash)? else { return Ok(None) };
+        let Some(deleted) = self.store.deleted_at(user, path, &request.hash)? else { return Ok(None) };
         match self.store.revive(user, &deleted, &request.folder_id, name, self.quota_bytes()) {
             Ok(object) => Ok(Some(Created { entry: self.located_one(user, Item::Object(object))?, new: true })),
             Err(StoreError::BlobMissing(_)) => Ok(None),
@@ -167,7 +173,7 @@ impl Service {
         user: UserId,
         device: &str,
         request: &CreateObjectRequest,
-        name: &Name,
+        path: &str,
         content_type: &str,
         message: Option<&MessageInfo>,
     ) -> Result<()> {
@@ -175,14 +181,12 @@ impl Service {
             return Ok(());
         }
         let profile = self.device_profile(user, device)?.effective.profile.compile().map_err(ServiceError::internal)?;
-        let folder = self.store.folder_path(user, &request.folder_id)?;
-        let path = crate::entries::child_path(&folder, name.as_str());
         let size = std::fs::metadata(self.store.blob_path(&request.hash)).map_err(StoreError::from)?.len();
         let now = self.clock.now();
         let would_be = Object {
             id: String::new(),
             folder_id: request.folder_id.clone(),
-            name: name.as_str().to_owned(),
+            name: path.rsplit_once('/').map_or(path, |(_, name)| name).to_owned(),
             kind: request.kind,
             content_type: content_type.to_owned(),
             size,
@@ -193,7 +197,7 @@ impl Service {
             modified: request.modified.unwrap_or(now),
             modseq: 0,
         };
-        if profile.wants_object(&crate::view::facts(&would_be, &path), now) {
+        if profile.wants_object(&crate::view::facts(&would_be, path), now) {
             return Ok(());
         }
         Err(ServiceError::new(
@@ -233,16 +237,19 @@ impl Service {
             return Err(ServiceError::invalid("bringing back takes one object, a folder and a name"));
         };
         expect_kind(id, 'o', "object")?;
-        let object = match self.store.revive(user, id, to, new_name, self.quota_bytes()) {
-            // Not deleted: a plain move.
-            Err(StoreError::NotFound(_)) if self.store.item(user, id).is_ok() => {
-                return self.move_entries(user, &MoveRequest { revive: false, ..request.clone() });
+        // Live, as nearly every object a device moves is: a plain move, with no write tried first.
+        if matches!(self.store.item(user, id), Err(StoreError::NotFound(_))) {
+            match self.store.revive(user, id, to, new_name, self.quota_bytes()) {
+                Ok(object) => return Ok(MoveResult { entries: self.located(user, vec![Item::Object(object)])? }),
+                // Deleted for good once its content went: the device sends the file anew.
+                Err(StoreError::BlobMissing(message)) => return Err(ServiceError::not_found(message)),
+                // Brought back by another device meanwhile (or gone for good, or its folder
+                // gone): the plain move says which.
+                Err(StoreError::NotFound(_)) => {}
+                Err(error) => return Err(error.into()),
             }
-            // Deleted for good once its content went: the device sends the file anew.
-            Err(StoreError::BlobMissing(message)) => return Err(ServiceError::not_found(message)),
-            revived => revived?,
-        };
-        Ok(MoveResult { entries: self.located(user, vec![Item::Object(object)])? })
+        }
+        self.move_entries(user, &MoveRequest { revive: false, ..request.clone() })
     }
 
     /// The raw journal since a cursor (every row, not a device's view).

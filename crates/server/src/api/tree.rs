@@ -47,7 +47,7 @@ pub async fn children(
 }
 
 #[utoipa::path(post, path = "/v1/folders", tag = "tree", security(("bearer" = [])), request_body = CreateFolderRequest,
-    responses((status = 201, body = Entry), (status = 200, body = Entry, description = "with unless_held: a move in the store took this content away from this place; nothing was made, and the answer is the object it became"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = Entry), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn create_folder(
     State(state): State<SharedState>,

@@ -207,6 +207,33 @@ fn bytes_used(tx: &Transaction<'_>, user: UserId) -> Result<u64> {
     Ok(u64::try_from(used).unwrap_or(0))
 }
 
+/// The size of content the user has uploaded; `None` when the store does not keep it for her.
+fn blob_size(tx: &Transaction<'_>, user: UserId, hash: &str) -> Result<Option<i64>> {
+    Ok(tx
+        .prepare_cached("SELECT size FROM blobs WHERE user_id = ?1 AND hash = ?2")?
+        .query_row(params![user, hash], |row| row.get(0))
+        .optional()?)
+}
+
+/// Refuses what the write in progress did when it takes the user over her quota; returning the
+/// error rolls the whole transaction back, so nothing was stored. `doing` names the write.
+fn ensure_within_quota(
+    tx: &Transaction<'_>,
+    user: UserId,
+    quota: Option<u64>,
+    doing: impl FnOnce() -> String,
+) -> Result<()> {
+    let Some(quota) = quota else { return Ok(()) };
+    let used = bytes_used(tx, user)?;
+    if used > quota {
+        return Err(StoreError::QuotaExceeded(format!(
+            "{} would take the account to {used} bytes, over its quota of {quota} bytes",
+            doing()
+        )));
+    }
+    Ok(())
+}
+
 fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
@@ -914,10 +941,7 @@ impl Store for SqliteStore {
         self.write(|tx, now| {
             let folder = live_folder(tx, user, &new.folder_id)?;
             let name = new.name.as_str();
-            let size: i64 = tx
-                .prepare_cached("SELECT size FROM blobs WHERE user_id = ?1 AND hash = ?2")?
-                .query_row(params![user, new.hash], |row| row.get(0))
-                .optional()?
+            let size = blob_size(tx, user, &new.hash)?
                 .ok_or_else(|| StoreError::BlobMissing(format!("content {} has not been uploaded yet", new.hash)))?;
             if child_folder(tx, &folder.id, name)?.is_some() {
                 return Err(StoreError::AlreadyExists(format!(
@@ -976,16 +1000,7 @@ impl Store for SqliteStore {
                     id
                 }
             };
-            if let Some(quota) = new.quota_bytes {
-                let used = bytes_used(tx, user)?;
-                if used > quota {
-                    // Returning the error rolls the whole transaction back: nothing was stored.
-                    return Err(StoreError::QuotaExceeded(format!(
-                        "storing {} would take the account to {used} bytes, over its quota of {quota} bytes",
-                        entry_path(tx, &folder.id, name)
-                    )));
-                }
-            }
+            ensure_within_quota(tx, user, new.quota_bytes, || format!("storing {}", entry_path(tx, &folder.id, name)))?;
             live_object(tx, user, &id)
         })
     }
@@ -1201,10 +1216,7 @@ impl Store for SqliteStore {
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("no deleted object with id {id}")))?;
             let folder = live_folder(tx, user, folder_id)?;
-            let held = tx
-                .prepare_cached("SELECT 1 FROM blobs WHERE user_id = ?1 AND hash = ?2")?
-                .exists(params![user, object.hash])?;
-            if !held {
+            if blob_size(tx, user, &object.hash)?.is_none() {
                 return Err(StoreError::BlobMissing(format!("content {} is no longer kept", object.hash)));
             }
             ensure_name_free(tx, &folder.id, name.as_str(), None)?;
@@ -1216,15 +1228,9 @@ impl Store for SqliteStore {
                 "UPDATE objects SET folder_id = ?1, name = ?2, modseq = ?3, deleted_ms = NULL WHERE id = ?4",
             )?
             .execute(params![folder.id, name.as_str(), modseq, object.id])?;
-            if let Some(quota) = quota_bytes {
-                let used = bytes_used(tx, user)?;
-                if used > quota {
-                    return Err(StoreError::QuotaExceeded(format!(
-                        "bringing back {} would take the account to {used} bytes, over its quota of {quota} bytes",
-                        entry_path(tx, &folder.id, name.as_str())
-                    )));
-                }
-            }
+            ensure_within_quota(tx, user, quota_bytes, || {
+                format!("bringing back {}", entry_path(tx, &folder.id, name.as_str()))
+            })?;
             live_object(tx, user, &object.id)
         })
     }
